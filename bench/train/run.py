@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Trainer benchmark: fit y ~ x1 + x2 + x3 (+ intercept) on 1 million rows, end to end from
+one Parquet file, with `migwatt train linear`, numpy.linalg.lstsq and statsmodels OLS, in
+the same run; print a table of median times and the agreement of the coefficients.
+
+Usage (from the repository root):
+    cargo build --release --bin migwatt
+    ./scripts/setup-python.sh
+    .venv/bin/python bench/train/run.py [--rows 1000000] [--repeat 5] [--binary target/release/migwatt]
+
+Timings:
+- migwatt: wall time of the whole process (start-up, Parquet read, SHA-256 of the input,
+  guards, centred/scaled QR fit, statistics, 5-fold cross-validation, residuals Parquet,
+  coefficient file written with fsync).
+- numpy / statsmodels: inside one Python process (imports excluded), from reading the
+  Parquet file (pyarrow) to having the coefficients (numpy) or the fitted results with
+  standard errors (statsmodels); they write nothing.
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import statsmodels.api as sm
+
+
+def make_data(path, rows, seed=20240501):
+    rng = np.random.default_rng(seed)
+    x1 = rng.uniform(1e8, 4e9, rows)          # e.g. bytes
+    x2 = rng.uniform(0.1, 30.0, rows)         # e.g. seconds
+    x3 = rng.normal(5e7, 1e7, rows)           # e.g. bytes/s
+    y = 20.165 + 0.512e-6 * x1 - 0.75 * x2 + 3e-8 * x3 + rng.normal(0, 5.0, rows)
+    pq.write_table(pa.table({"y": y, "x1": x1, "x2": x2, "x3": x3}), path)
+
+
+def read(path):
+    t = pq.read_table(path, columns=["y", "x1", "x2", "x3"])
+    y = t.column("y").to_numpy()
+    X = np.column_stack([t.column(c).to_numpy() for c in ("x1", "x2", "x3")])
+    return y, X
+
+
+def fit_numpy(path):
+    y, X = read(path)
+    A = np.column_stack([X, np.ones(len(y))])
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    return list(coef)  # x1, x2, x3, intercept
+
+
+def fit_numpy_scaled(path):
+    """lstsq on columns divided by their norms (what a careful numpy user does)."""
+    y, X = read(path)
+    A = np.column_stack([X, np.ones(len(y))])
+    norms = np.linalg.norm(A, axis=0)
+    coef, *_ = np.linalg.lstsq(A / norms, y, rcond=None)
+    return list(coef / norms)
+
+
+def reference(path):
+    """Centred and scaled normal equations in extended precision (np.longdouble): the
+    centred, scaled design has condition ~1, so this is accurate to ~18 digits."""
+    y, X = read(path)
+    X = X.astype(np.longdouble)
+    y = y.astype(np.longdouble)
+    m, s = X.mean(axis=0), X.std(axis=0)
+    Z = (X - m) / s
+    yc = y - y.mean()
+    b = np.linalg.solve(np.asarray(Z.T @ Z, dtype=np.float64), np.asarray(Z.T @ yc, dtype=np.float64))
+    # One refinement step with extended-precision residuals.
+    r = yc - Z @ b.astype(np.longdouble)
+    b = b.astype(np.longdouble) + np.linalg.solve(np.asarray(Z.T @ Z, dtype=np.float64),
+                                                  np.asarray(Z.T @ r, dtype=np.float64)).astype(np.longdouble)
+    slopes = b / s
+    return [float(v) for v in slopes] + [float(y.mean() - (slopes * m).sum())]
+
+
+def fit_statsmodels(path):
+    y, X = read(path)
+    res = sm.OLS(y, sm.add_constant(X, prepend=False)).fit()
+    _ = res.bse, res.rsquared
+    return list(res.params)
+
+
+def fit_migwatt(binary, path, out):
+    env = dict(os.environ, MIGWATT_QUIET="1")
+    subprocess.run(
+        [binary, "train", "linear", "--data", path, "--target", "y",
+         "--features", "x1,x2,x3", "--out", out, "--name", "bench"],
+        check=True, env=env, stdout=subprocess.DEVNULL)
+    with open(os.path.join(out, "bench", open(os.path.join(out, "bench", "latest")).read().strip())) as f:
+        doc = json.load(f)
+    return [c["estimate"] for c in doc["coefficients"]]
+
+
+def timed(fn, repeat):
+    times, result = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times), result
+
+
+def digits(a, b):
+    """Significant digits to which two coefficient vectors agree (worst coefficient)."""
+    worst = 17.0
+    for x, y in zip(a, b):
+        if x == y:
+            continue
+        worst = min(worst, -math.log10(abs(x - y) / max(abs(x), abs(y))))
+    return worst
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--binary", default="target/release/migwatt")
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="migwatt-bench-train-")
+    try:
+        data = os.path.join(work, "data.parquet")
+        make_data(data, args.rows)
+        out = os.path.join(work, "models")
+        fit_numpy(data)  # warm the page cache and the imports
+        rows = []
+        tm, tmin, cm = timed(lambda: fit_migwatt(args.binary, data, out), args.repeat)
+        tn, tnmin, cn = timed(lambda: fit_numpy(data), args.repeat)
+        tq, tqmin, cq = timed(lambda: fit_numpy_scaled(data), args.repeat)
+        ts, tsmin, cs = timed(lambda: fit_statsmodels(data), args.repeat)
+        ref = reference(data)
+        rows = [("migwatt train linear", tm, tmin, cm),
+                ("numpy.linalg.lstsq (raw columns, rcond=None)", tn, tnmin, cn),
+                ("numpy.linalg.lstsq (columns scaled by norm)", tq, tqmin, cq),
+                ("statsmodels OLS", ts, tsmin, cs)]
+        print(f"{args.rows} rows x 3 features + intercept, {os.path.getsize(data) / 1e6:.1f} MB Parquet, "
+              f"median of {args.repeat} runs, {os.cpu_count()} CPUs")
+        print("| tool | median s | min s | coefficients (x1, x2, x3, intercept) | digits vs migwatt | digits vs reference |")
+        print("|---|---:|---:|---|---:|---:|")
+        for name, t, tmin_, c in rows:
+            cs_ = ", ".join(f"{v:.12g}" for v in c)
+            print(f"| {name} | {t:.3f} | {tmin_:.3f} | {cs_} | {digits(cm, c):.1f} | {digits(ref, c):.1f} |")
+        print("reference (extended precision): " + ", ".join(f"{v:.15g}" for v in ref))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+//! Shared Parquet plumbing: crash-safe writes, schema-version metadata, hive discovery.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+/// Key of the Parquet key-value metadata entry naming the dataset kind.
+pub const KEY_DATASET: &str = "migwatt.dataset";
+/// Key of the Parquet key-value metadata entry holding the schema version.
+pub const KEY_SCHEMA_VERSION: &str = "migwatt.schema_version";
+
+/// Errors of reading, writing and validating datasets.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// Filesystem error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Polars failed to read or write a named file.
+    #[error("{path}: {source}")]
+    Polars {
+        path: PathBuf,
+        #[source]
+        source: PolarsError,
+    },
+    /// The file is a dataset of another kind.
+    #[error("{path}: is a '{found}' dataset, expected '{expected}'")]
+    WrongKind {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    /// The file's schema major version is not one this build reads.
+    #[error("{path}: schema version {found} of dataset '{kind}' is not supported (this build reads {supported}); upgrade migwatt or convert the file")]
+    UnsupportedVersion {
+        path: PathBuf,
+        kind: String,
+        found: String,
+        supported: String,
+    },
+    /// A column is missing or has the wrong type.
+    #[error("{path}: column '{column}': {problem}")]
+    Column {
+        path: PathBuf,
+        column: String,
+        problem: String,
+    },
+    /// Nothing to read at a path.
+    #[error("{path}: no Parquet files found")]
+    Empty { path: PathBuf },
+}
+
+impl DatasetError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DatasetError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    pub(crate) fn polars(path: &Path, source: PolarsError) -> Self {
+        DatasetError::Polars {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// A dataset schema version (semver major.minor.patch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaVersion {
+    /// Incompatible changes bump this; readers refuse other majors.
+    pub major: u32,
+    /// Compatible additions.
+    pub minor: u32,
+    /// Fixes that do not change columns.
+    pub patch: u32,
+}
+
+impl SchemaVersion {
+    /// Parse `MAJOR.MINOR.PATCH`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut it = s.trim().split('.').map(|p| p.parse::<u32>().ok());
+        let v = SchemaVersion {
+            major: it.next()??,
+            minor: it.next()??,
+            patch: it.next()??,
+        };
+        it.next().is_none().then_some(v)
+    }
+}
+
+impl std::fmt::Display for SchemaVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// A dataset kind with its current schema version.
+#[derive(Debug, Clone, Copy)]
+pub struct DatasetKind {
+    /// Name written to `migwatt.dataset`.
+    pub name: &'static str,
+    /// Version written to `migwatt.schema_version`.
+    pub version: SchemaVersion,
+}
+
+/// Write `df` to `path` so that a crash never leaves a half file there: write a temporary
+/// sibling, fsync it, rename it over `path`, fsync the directory.
+pub fn write_parquet_atomic(
+    df: &mut DataFrame,
+    path: &Path,
+    kind: DatasetKind,
+) -> Result<(), DatasetError> {
+    write_parquet_atomic_with(df, path, kind, &[])
+}
+
+/// [`write_parquet_atomic`] with extra key-value metadata entries.
+pub fn write_parquet_atomic_with(
+    df: &mut DataFrame,
+    path: &Path,
+    kind: DatasetKind,
+    extra: &[(&str, &str)],
+) -> Result<(), DatasetError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| DatasetError::io(dir, e))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let file = File::create(&tmp).map_err(|e| DatasetError::io(&tmp, e))?;
+        let mut kv = vec![
+            (KEY_DATASET.to_string(), kind.name.to_string()),
+            (KEY_SCHEMA_VERSION.to_string(), kind.version.to_string()),
+        ];
+        kv.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let meta = KeyValueMetadata::from_static(kv);
+        let mut file = file;
+        ParquetWriter::new(&mut file)
+            .with_compression(ParquetCompression::Zstd(None))
+            .with_key_value_metadata(Some(meta))
+            .finish(df)
+            .map_err(|e| DatasetError::polars(&tmp, e))?;
+        file.flush().map_err(|e| DatasetError::io(&tmp, e))?;
+        file.sync_all().map_err(|e| DatasetError::io(&tmp, e))?;
+        fs::rename(&tmp, path).map_err(|e| DatasetError::io(path, e))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// fsync a directory so a rename or create inside it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<(), DatasetError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| DatasetError::io(dir, e))
+}
+
+/// Read one Parquet file, checking that it is a `kind` dataset of a supported major version.
+/// Files without migwatt metadata are accepted (written by other tools) if their columns fit.
+pub fn read_parquet_checked(path: &Path, kind: DatasetKind) -> Result<DataFrame, DatasetError> {
+    let file = File::open(path).map_err(|e| DatasetError::io(path, e))?;
+    let mut reader = ParquetReader::new(file);
+    let meta = reader
+        .get_metadata()
+        .map_err(|e| DatasetError::polars(path, e))?
+        .clone();
+    let kv = meta.key_value_metadata.clone().unwrap_or_default();
+    let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
+    if let Some(found) = get(KEY_DATASET) {
+        if found != kind.name {
+            return Err(DatasetError::WrongKind {
+                path: path.to_path_buf(),
+                expected: kind.name.into(),
+                found,
+            });
+        }
+    }
+    if let Some(v) = get(KEY_SCHEMA_VERSION) {
+        let ok = SchemaVersion::parse(&v).is_some_and(|p| p.major == kind.version.major);
+        if !ok {
+            return Err(DatasetError::UnsupportedVersion {
+                path: path.to_path_buf(),
+                kind: kind.name.into(),
+                found: v,
+                supported: format!("{}.x", kind.version.major),
+            });
+        }
+    }
+    reader.finish().map_err(|e| DatasetError::polars(path, e))
+}
+
+/// Every `*.parquet` file under `path` (or `path` itself), sorted, skipping hidden and
+/// `_`-prefixed entries as hive readers do.
+pub fn parquet_files(path: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+    let meta = fs::metadata(path).map_err(|e| DatasetError::io(path, e))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(|e| DatasetError::io(&dir, e))? {
+            let entry = entry.map_err(|e| DatasetError::io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            let p = entry.path();
+            let ft = entry.file_type().map_err(|e| DatasetError::io(&p, e))?;
+            if ft.is_dir() {
+                stack.push(p);
+            } else if name.ends_with(".parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Fetch a typed column or say which file and column were wrong.
+pub(crate) fn column<'a>(
+    df: &'a DataFrame,
+    name: &str,
+    path: &Path,
+) -> Result<&'a Column, DatasetError> {
+    df.column(name).map_err(|_| DatasetError::Column {
+        path: path.to_path_buf(),
+        column: name.into(),
+        problem: "missing".into(),
+    })
+}
+
+pub(crate) fn col_err(path: &Path, name: &str, problem: impl Into<String>) -> DatasetError {
+    DatasetError::Column {
+        path: path.to_path_buf(),
+        column: name.into(),
+        problem: problem.into(),
+    }
+}

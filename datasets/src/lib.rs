@@ -1,0 +1,18 @@
+//! migwatt's datasets: every Parquet schema the toolkit writes, with its columns, units and
+//! version, and the code that reads, writes and validates them.
+//!
+//! Only this crate knows column names and Parquet; the other crates exchange typed rows with
+//! it. Every file carries its dataset kind and schema version in the Parquet key-value
+//! metadata (`migwatt.dataset`, `migwatt.schema_version`); readers refuse unknown majors.
+
+pub mod energy;
+pub mod io;
+pub mod migrations;
+pub mod residuals;
+pub mod rounds;
+pub mod samples;
+pub mod table;
+pub mod windows;
+
+pub use io::{DatasetError, SchemaVersion};
+pub use samples::{SampleRow, FIELD_COUNT, RECORD_FIELDS, SAMPLES};

@@ -1,0 +1,722 @@
+//! The power-samples dataset written by `migwatt meter capture`, and the decoded-records
+//! dataset written by `migwatt meter decode --format parquet`.
+//!
+//! Layout: `DIR/host=NAME/date=YYYY-MM-DD/*.parquet` (hive partitioning; `host` and `date` are
+//! partition columns, not stored in the files, and the host is also in the file's key-value
+//! metadata under `migwatt.host`). One row per meter record.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::io::{
+    col_err, column, parquet_files, read_parquet_checked, DatasetError, DatasetKind, SchemaVersion,
+};
+
+/// The samples dataset kind and version.
+pub const SAMPLES: DatasetKind = DatasetKind {
+    name: "samples",
+    version: SchemaVersion {
+        major: 1,
+        minor: 0,
+        patch: 0,
+    },
+};
+
+/// The decoded-records dataset kind and version (`meter decode --format parquet`).
+pub const RECORDS: DatasetKind = DatasetKind {
+    name: "records",
+    version: SchemaVersion {
+        major: 1,
+        minor: 0,
+        patch: 0,
+    },
+};
+
+/// Key of the Parquet key-value metadata entry naming the host of a samples file.
+pub const KEY_HOST: &str = "migwatt.host";
+
+/// Number of measurement fields in a Watts up? record.
+pub const FIELD_COUNT: usize = 18;
+
+/// Column name and SI unit of each of the 18 record fields, in wire order.
+pub const RECORD_FIELDS: [(&str, &str); FIELD_COUNT] = [
+    ("watts", "W"),
+    ("volts", "V"),
+    ("amps", "A"),
+    ("watt_hours", "Wh"),
+    ("cost", "currency unit (dollar or euro)"),
+    ("watt_hours_per_month", "Wh"),
+    ("cost_per_month", "currency unit (dollar or euro)"),
+    ("watts_max", "W"),
+    ("volts_max", "V"),
+    ("amps_max", "A"),
+    ("watts_min", "W"),
+    ("volts_min", "V"),
+    ("amps_min", "A"),
+    ("power_factor", "ratio 0..1"),
+    ("duty_cycle", "ratio 0..1"),
+    ("power_cycles", "count"),
+    ("hertz", "Hz"),
+    ("volt_amps", "VA"),
+];
+
+/// Sample flag: the first sample after a gap (reconnect, stall, or capture restart).
+pub const FLAG_AFTER_GAP: u32 = 1;
+
+/// One captured sample: a meter record stamped on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRow {
+    /// Host name (partition `host=`).
+    pub host: String,
+    /// Meter identity: model, hardware and firmware from its version reply.
+    pub meter_id: String,
+    /// Host wall clock when the record's `;` arrived, ns since the Unix epoch (UTC).
+    pub utc_ns: i64,
+    /// Host monotonic clock (CLOCK_MONOTONIC) at the same instant, ns.
+    pub mono_ns: i64,
+    /// Record number within this capture run for this host, from 0; never reused.
+    pub seq: u64,
+    /// Connection number within this capture run (1 = first open; +1 on every reopen).
+    pub connection: u32,
+    /// Set on the first sample after a gap: time since the previous sample, ns.
+    pub gap_before_ns: Option<i64>,
+    /// Bit flags (`FLAG_*`).
+    pub flags: u32,
+    /// The 18 record fields in SI units (see [`RECORD_FIELDS`]); `None` = `_` on the wire.
+    pub fields: [Option<f64>; FIELD_COUNT],
+}
+
+impl SampleRow {
+    /// Power in W, if the record carried it.
+    pub fn watts(&self) -> Option<f64> {
+        self.fields[0]
+    }
+}
+
+fn field_columns<'a>(n: usize, get: impl Fn(usize, usize) -> Option<f64> + 'a) -> Vec<Column> {
+    (0..FIELD_COUNT)
+        .map(|f| {
+            let v: Vec<Option<f64>> = (0..n).map(|r| get(r, f)).collect();
+            Column::new(RECORD_FIELDS[f].0.into(), v)
+        })
+        .collect()
+}
+
+/// Build the in-file columns of a samples file (without the `host` partition column).
+pub fn samples_frame(rows: &[SampleRow]) -> Result<DataFrame, PolarsError> {
+    let n = rows.len();
+    let mut cols = vec![
+        Column::new(
+            "meter_id".into(),
+            rows.iter().map(|r| r.meter_id.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "utc_ns".into(),
+            rows.iter().map(|r| r.utc_ns).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "mono_ns".into(),
+            rows.iter().map(|r| r.mono_ns).collect::<Vec<_>>(),
+        ),
+        Column::new("seq".into(), rows.iter().map(|r| r.seq).collect::<Vec<_>>()),
+        Column::new(
+            "connection".into(),
+            rows.iter().map(|r| r.connection).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "gap_before_ns".into(),
+            rows.iter().map(|r| r.gap_before_ns).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "flags".into(),
+            rows.iter().map(|r| r.flags).collect::<Vec<_>>(),
+        ),
+    ];
+    cols.extend(field_columns(n, |r, f| rows[r].fields[f]));
+    DataFrame::new(n, cols)
+}
+
+/// Write one samples file for one host atomically (temp file, fsync, rename).
+pub fn write_samples_file(path: &Path, host: &str, rows: &[SampleRow]) -> Result<(), DatasetError> {
+    let mut df = samples_frame(rows).map_err(|e| DatasetError::Polars {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    crate::io::write_parquet_atomic_with(&mut df, path, SAMPLES, &[(KEY_HOST, host)])
+}
+
+/// The host of a samples file: its `migwatt.host` metadata, else the `host=` path component.
+pub fn host_of(path: &Path) -> Option<String> {
+    if let Ok(file) = File::open(path) {
+        let mut reader = ParquetReader::new(file);
+        if let Ok(meta) = reader.get_metadata() {
+            if let Some(kv) = &meta.key_value_metadata {
+                if let Some(h) = kv.iter().find(|e| e.key == KEY_HOST) {
+                    if let Some(v) = &h.value {
+                        return Some(v.clone());
+                    }
+                }
+            }
+        }
+    }
+    path.ancestors()
+        .filter_map(|p| p.file_name()?.to_str()?.strip_prefix("host="))
+        .map(str::to_string)
+        .next()
+}
+
+/// Read every samples file under `path` (a file or a hive folder), sorted by host then time.
+pub fn read_samples(path: &Path) -> Result<Vec<SampleRow>, DatasetError> {
+    let files = parquet_files(path)?;
+    if files.is_empty() {
+        return Err(DatasetError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut rows = Vec::new();
+    for f in &files {
+        let host = host_of(f).unwrap_or_default();
+        let df = read_parquet_checked(f, SAMPLES)?;
+        rows.extend(rows_of(&df, f, &host)?);
+    }
+    rows.sort_by(|a, b| (&a.host, a.utc_ns, a.seq).cmp(&(&b.host, b.utc_ns, b.seq)));
+    Ok(rows)
+}
+
+fn rows_of(df: &DataFrame, path: &Path, host: &str) -> Result<Vec<SampleRow>, DatasetError> {
+    let typed = |name: &str, dt: DataType| -> Result<Series, DatasetError> {
+        column(df, name, path)?
+            .as_materialized_series()
+            .strict_cast(&dt)
+            .map_err(|_| col_err(path, name, format!("expected {dt}")))
+    };
+    let meter = typed("meter_id", DataType::String)?;
+    let meter = meter.str().expect("cast");
+    let utc = typed("utc_ns", DataType::Int64)?;
+    let utc = utc.i64().expect("cast");
+    let mono = typed("mono_ns", DataType::Int64)?;
+    let mono = mono.i64().expect("cast");
+    let seq = typed("seq", DataType::UInt64)?;
+    let seq = seq.u64().expect("cast");
+    let conn = typed("connection", DataType::UInt32)?;
+    let conn = conn.u32().expect("cast");
+    let gap = typed("gap_before_ns", DataType::Int64)?;
+    let gap = gap.i64().expect("cast");
+    let flags = typed("flags", DataType::UInt32)?;
+    let flags = flags.u32().expect("cast");
+    let mut fields = Vec::with_capacity(FIELD_COUNT);
+    for (name, _) in RECORD_FIELDS {
+        fields.push(typed(name, DataType::Float64)?);
+    }
+    let fields: Vec<&Float64Chunked> = fields.iter().map(|s| s.f64().expect("cast")).collect();
+    let mut out = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let req = |v: Option<i64>, name: &str| {
+            v.ok_or_else(|| col_err(path, name, format!("row {i}: null in a required column")))
+        };
+        let mut f = [None; FIELD_COUNT];
+        for (k, c) in fields.iter().enumerate() {
+            f[k] = c.get(i);
+        }
+        out.push(SampleRow {
+            host: host.to_string(),
+            meter_id: meter.get(i).unwrap_or_default().to_string(),
+            utc_ns: req(utc.get(i), "utc_ns")?,
+            mono_ns: req(mono.get(i), "mono_ns")?,
+            seq: seq
+                .get(i)
+                .ok_or_else(|| col_err(path, "seq", format!("row {i}: null")))?,
+            connection: conn.get(i).unwrap_or(0),
+            gap_before_ns: gap.get(i),
+            flags: flags.get(i).unwrap_or(0),
+            fields: f,
+        });
+    }
+    Ok(out)
+}
+
+/// One decoded record of a raw capture, for `meter decode --format parquet`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordRow {
+    /// Record number in the capture, from 0.
+    pub seq: u64,
+    /// Byte offset of the record's `#` in the capture.
+    pub byte_offset: u64,
+    /// The 18 fields in SI units.
+    pub fields: [Option<f64>; FIELD_COUNT],
+}
+
+/// Write decoded records as a Parquet file (atomically).
+pub fn write_records_file(path: &Path, rows: &[RecordRow]) -> Result<(), DatasetError> {
+    let n = rows.len();
+    let mut cols = vec![
+        Column::new("seq".into(), rows.iter().map(|r| r.seq).collect::<Vec<_>>()),
+        Column::new(
+            "byte_offset".into(),
+            rows.iter().map(|r| r.byte_offset).collect::<Vec<_>>(),
+        ),
+    ];
+    cols.extend(field_columns(n, |r, f| rows[r].fields[f]));
+    let mut df = DataFrame::new(n, cols).map_err(|e| DatasetError::polars(path, e))?;
+    crate::io::write_parquet_atomic(&mut df, path, RECORDS)
+}
+
+/// Read a decoded-records file written by [`write_records_file`].
+pub fn read_records_file(path: &Path) -> Result<Vec<RecordRow>, DatasetError> {
+    let df = read_parquet_checked(path, RECORDS)?;
+    let typed = |name: &str, dt: DataType| -> Result<Series, DatasetError> {
+        column(&df, name, path)?
+            .as_materialized_series()
+            .strict_cast(&dt)
+            .map_err(|_| col_err(path, name, format!("expected {dt}")))
+    };
+    let seq = typed("seq", DataType::UInt64)?;
+    let off = typed("byte_offset", DataType::UInt64)?;
+    let mut fields = Vec::with_capacity(FIELD_COUNT);
+    for (name, _) in RECORD_FIELDS {
+        fields.push(typed(name, DataType::Float64)?);
+    }
+    let (seq, off) = (seq.u64().expect("cast"), off.u64().expect("cast"));
+    let fields: Vec<&Float64Chunked> = fields.iter().map(|s| s.f64().expect("cast")).collect();
+    (0..df.height())
+        .map(|i| {
+            Ok(RecordRow {
+                seq: seq
+                    .get(i)
+                    .ok_or_else(|| col_err(path, "seq", format!("row {i}: null")))?,
+                byte_offset: off
+                    .get(i)
+                    .ok_or_else(|| col_err(path, "byte_offset", format!("row {i}: null")))?,
+                fields: std::array::from_fn(|k| fields[k].get(i)),
+            })
+        })
+        .collect()
+}
+
+/// Where a capture segment for `host` on `date` (YYYY-MM-DD) goes under `dir`.
+pub fn partition_dir(dir: &Path, host: &str, date: &str) -> PathBuf {
+    dir.join(format!("host={host}"))
+        .join(format!("date={date}"))
+}
+
+/// The columns of one host's samples that baseline and energy integration need, sorted by
+/// time: a compact columnar view (no per-row structs), for millions of samples.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PowerSeries {
+    /// Host name.
+    pub host: String,
+    /// Sample times: host wall clock, ns since the Unix epoch (UTC), non-decreasing.
+    pub utc_ns: Vec<i64>,
+    /// Power in W, one per sample.
+    pub watts: Vec<f64>,
+    /// Bit flags (`FLAG_*`), one per sample.
+    pub flags: Vec<u32>,
+    /// Samples that carry `gap_before_ns`: (index into the vectors, gap length in ns), ascending.
+    pub gaps_before_ns: Vec<(usize, i64)>,
+    /// Distinct meter ids, in order of first appearance.
+    pub meter_ids: Vec<String>,
+    /// Index into `meter_ids` of each sample's meter.
+    pub meter_index: Vec<u16>,
+    /// Records that carried no power value (`_` on the wire); left out of the vectors.
+    pub missing_watts: usize,
+}
+
+impl PowerSeries {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.utc_ns.len()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.utc_ns.is_empty()
+    }
+}
+
+/// Columns read by [`read_power_series`].
+pub const POWER_COLUMNS: [&str; 5] = ["meter_id", "utc_ns", "watts", "flags", "gap_before_ns"];
+
+/// The samples files under `path` (a file or a hive folder) grouped by host, each list sorted.
+pub fn sample_files_by_host(
+    path: &Path,
+) -> Result<std::collections::BTreeMap<String, Vec<PathBuf>>, DatasetError> {
+    let files = parquet_files(path)?;
+    if files.is_empty() {
+        return Err(DatasetError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut by_host: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
+    for f in files {
+        let host = host_of(&f).ok_or_else(|| {
+            col_err(
+                &f,
+                "host",
+                "file has no migwatt.host metadata and is not under a host=NAME folder",
+            )
+        })?;
+        by_host.entry(host).or_default().push(f);
+    }
+    Ok(by_host)
+}
+
+/// Read only [`POWER_COLUMNS`] of one host's samples files into a [`PowerSeries`] sorted by
+/// time, keeping samples with `from_utc_ns <= utc_ns <= to_utc_ns` when a range is given.
+/// Files are decoded in parallel (polars' thread pool); kind and version are checked.
+pub fn read_power_series(
+    host: &str,
+    files: &[PathBuf],
+    range_utc_ns: Option<(i64, i64)>,
+) -> Result<PowerSeries, DatasetError> {
+    let mut out = PowerSeries {
+        host: host.to_string(),
+        ..Default::default()
+    };
+    if range_utc_ns.is_none() {
+        // Allocate once: growing vectors of millions of samples costs copies and page faults.
+        let mut total = 0usize;
+        for f in files {
+            let file = File::open(f).map_err(|e| DatasetError::io(f, e))?;
+            total += ParquetReader::new(file)
+                .num_rows()
+                .map_err(|e| DatasetError::polars(f, e))?;
+        }
+        out.utc_ns.reserve_exact(total);
+        out.watts.reserve_exact(total);
+        out.flags.reserve_exact(total);
+        out.meter_index.reserve_exact(total);
+    }
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(files.len());
+    if workers <= 1 {
+        for f in files {
+            append_power(&mut out, &read_power_columns(f)?, f, range_utc_ns)?;
+        }
+    } else {
+        // Workers decode files; this thread appends them in file order as they arrive, so
+        // only a few decoded files are in memory at once.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| -> Result<(), DatasetError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel(workers);
+            for _ in 0..workers {
+                let tx = tx.clone();
+                let next = &next;
+                s.spawn(move || loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= files.len() || tx.send((i, read_power_columns(&files[i]))).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(tx);
+            let mut pending = std::collections::BTreeMap::new();
+            let mut want = 0;
+            for (i, df) in rx {
+                pending.insert(i, df);
+                while let Some(df) = pending.remove(&want) {
+                    append_power(&mut out, &df?, &files[want], range_utc_ns)?;
+                    want += 1;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    sort_power_series(&mut out);
+    Ok(out)
+}
+
+fn read_power_columns(path: &Path) -> Result<DataFrame, DatasetError> {
+    let file = File::open(path).map_err(|e| DatasetError::io(path, e))?;
+    let mut reader = ParquetReader::new(file);
+    let meta = reader
+        .get_metadata()
+        .map_err(|e| DatasetError::polars(path, e))?
+        .clone();
+    let kv = meta.key_value_metadata.clone().unwrap_or_default();
+    let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
+    if let Some(found) = get(crate::io::KEY_DATASET) {
+        if found != SAMPLES.name {
+            return Err(DatasetError::WrongKind {
+                path: path.to_path_buf(),
+                expected: SAMPLES.name.into(),
+                found,
+            });
+        }
+    }
+    if let Some(v) = get(crate::io::KEY_SCHEMA_VERSION) {
+        if SchemaVersion::parse(&v).is_none_or(|p| p.major != SAMPLES.version.major) {
+            return Err(DatasetError::UnsupportedVersion {
+                path: path.to_path_buf(),
+                kind: SAMPLES.name.into(),
+                found: v,
+                supported: format!("{}.x", SAMPLES.version.major),
+            });
+        }
+    }
+    let schema = reader.schema().map_err(|e| DatasetError::polars(path, e))?;
+    for name in POWER_COLUMNS {
+        if !schema.contains(name) {
+            return Err(col_err(path, name, "missing"));
+        }
+    }
+    reader
+        .with_columns(Some(POWER_COLUMNS.iter().map(|c| c.to_string()).collect()))
+        .finish()
+        .map_err(|e| DatasetError::polars(path, e))
+}
+
+fn append_power(
+    out: &mut PowerSeries,
+    df: &DataFrame,
+    path: &Path,
+    range: Option<(i64, i64)>,
+) -> Result<(), DatasetError> {
+    let typed = |name: &str, dt: DataType| -> Result<Series, DatasetError> {
+        column(df, name, path)?
+            .as_materialized_series()
+            .strict_cast(&dt)
+            .map_err(|_| col_err(path, name, format!("expected {dt}")))
+    };
+    let utc = typed("utc_ns", DataType::Int64)?;
+    let utc = utc.i64().expect("cast");
+    let watts = typed("watts", DataType::Float64)?;
+    let watts = watts.f64().expect("cast");
+    let flags = typed("flags", DataType::UInt32)?;
+    let flags = flags.u32().expect("cast");
+    let gap = typed("gap_before_ns", DataType::Int64)?;
+    let gap = gap.i64().expect("cast");
+    let meter = typed("meter_id", DataType::String)?;
+    let meter = meter.str().expect("cast");
+    if let Some(i) = first_null(utc) {
+        return Err(col_err(
+            path,
+            "utc_ns",
+            format!("row {i}: null in a required column"),
+        ));
+    }
+    let n = df.height();
+    let meter_codes = meter_codes(out, meter, path)?;
+    if range.is_none() && watts.null_count() == 0 {
+        // Common case: copy whole columns.
+        let base = out.utc_ns.len();
+        for arr in utc.downcast_iter() {
+            out.utc_ns.extend_from_slice(arr.values());
+        }
+        for arr in watts.downcast_iter() {
+            out.watts.extend_from_slice(arr.values());
+        }
+        if flags.null_count() == 0 {
+            for arr in flags.downcast_iter() {
+                out.flags.extend_from_slice(arr.values());
+            }
+        } else {
+            out.flags.extend(flags.iter().map(|f| f.unwrap_or(0)));
+        }
+        if gap.null_count() < n {
+            let gaps = gap.iter().enumerate();
+            out.gaps_before_ns
+                .extend(gaps.filter_map(|(i, g)| Some((base + i, g?))));
+        }
+        out.meter_index.extend_from_slice(&meter_codes);
+        return Ok(());
+    }
+    let (lo, hi) = range.unwrap_or((i64::MIN, i64::MAX));
+    let utc: Vec<i64> = utc.into_no_null_iter().collect();
+    out.utc_ns.reserve(n);
+    out.watts.reserve(n);
+    out.flags.reserve(n);
+    out.meter_index.reserve(n);
+    for (i, ((w, f), g)) in watts.iter().zip(flags.iter()).zip(gap.iter()).enumerate() {
+        let t = utc[i];
+        if t < lo || t > hi {
+            continue;
+        }
+        let Some(w) = w else {
+            out.missing_watts += 1;
+            continue;
+        };
+        if let Some(g) = g {
+            out.gaps_before_ns.push((out.utc_ns.len(), g));
+        }
+        out.utc_ns.push(t);
+        out.watts.push(w);
+        out.flags.push(f.unwrap_or(0));
+        out.meter_index.push(meter_codes[i]);
+    }
+    Ok(())
+}
+
+fn first_null(ca: &Int64Chunked) -> Option<usize> {
+    if ca.null_count() == 0 {
+        return None;
+    }
+    ca.iter().position(|v| v.is_none())
+}
+
+/// Per-row index into `out.meter_ids`, growing the dictionary as new ids appear.
+fn meter_codes(
+    out: &mut PowerSeries,
+    meter: &StringChunked,
+    path: &Path,
+) -> Result<Vec<u16>, DatasetError> {
+    let mut codes = Vec::with_capacity(meter.len());
+    let mut last: Option<(&str, u16)> = None;
+    for v in meter.iter() {
+        let id = v.unwrap_or("");
+        if let Some((prev, code)) = last {
+            if prev == id {
+                codes.push(code);
+                continue;
+            }
+        }
+        let code = match out.meter_ids.iter().position(|m| m == id) {
+            Some(k) => k,
+            None => {
+                out.meter_ids.push(id.to_string());
+                out.meter_ids.len() - 1
+            }
+        };
+        let code = u16::try_from(code)
+            .map_err(|_| col_err(path, "meter_id", "more than 65535 distinct meter ids"))?;
+        last = Some((id, code));
+        codes.push(code);
+    }
+    Ok(codes)
+}
+
+/// Sort by time (stable, so equal stamps keep file order) when files arrive out of order.
+fn sort_power_series(s: &mut PowerSeries) {
+    if s.utc_ns.is_sorted() {
+        return;
+    }
+    let mut order: Vec<usize> = (0..s.utc_ns.len()).collect();
+    order.sort_by_key(|&i| s.utc_ns[i]);
+    let mut new_pos = vec![0usize; order.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_pos[old] = new;
+    }
+    s.utc_ns = order.iter().map(|&i| s.utc_ns[i]).collect();
+    s.watts = order.iter().map(|&i| s.watts[i]).collect();
+    s.flags = order.iter().map(|&i| s.flags[i]).collect();
+    s.meter_index = order.iter().map(|&i| s.meter_index[i]).collect();
+    for g in &mut s.gaps_before_ns {
+        g.0 = new_pos[g.0];
+    }
+    s.gaps_before_ns.sort_unstable();
+}
+
+#[cfg(test)]
+mod power_series_tests {
+    use super::*;
+
+    fn sample(host: &str, i: i64, watts: Option<f64>) -> SampleRow {
+        let mut fields = [None; FIELD_COUNT];
+        fields[0] = watts;
+        SampleRow {
+            host: host.into(),
+            meter_id: "PRO 5.2".into(),
+            utc_ns: 1_000_000_000_000 + i * 1_000_000_000,
+            mono_ns: i,
+            seq: i as u64,
+            connection: 1,
+            gap_before_ns: (i == 3).then_some(2_000_000_000),
+            flags: u32::from(i == 3),
+            fields,
+        }
+    }
+
+    #[test]
+    fn power_series_reads_projected_columns_sorted_across_files_and_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = partition_dir(dir.path(), "a", "2026-01-01");
+        // Second file holds earlier samples: the reader must sort.
+        let late: Vec<_> = (3..6).map(|i| sample("a", i, Some(i as f64))).collect();
+        let early: Vec<_> = (0..3)
+            .map(|i| sample("a", i, (i != 1).then_some(i as f64)))
+            .collect();
+        write_samples_file(&a.join("1.parquet"), "a", &late).unwrap();
+        write_samples_file(&a.join("2.parquet"), "a", &early).unwrap();
+        let b = partition_dir(dir.path(), "b", "2026-01-01");
+        write_samples_file(&b.join("1.parquet"), "b", &early).unwrap();
+        let by_host = sample_files_by_host(dir.path()).unwrap();
+        assert_eq!(by_host.keys().collect::<Vec<_>>(), ["a", "b"]);
+        let s = read_power_series("a", &by_host["a"], None).unwrap();
+        assert_eq!(s.watts, vec![0.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(s.missing_watts, 1);
+        assert!(s.utc_ns.is_sorted());
+        assert_eq!(s.gaps_before_ns, vec![(2, 2_000_000_000)]);
+        assert_eq!(s.flags[2], FLAG_AFTER_GAP);
+        assert_eq!(s.meter_ids, vec!["PRO 5.2".to_string()]);
+        let ranged = read_power_series(
+            "a",
+            &by_host["a"],
+            Some((
+                1_000_000_000_000 + 2_000_000_000,
+                1_000_000_000_000 + 4_000_000_000,
+            )),
+        )
+        .unwrap();
+        assert_eq!(ranged.watts, vec![2.0, 3.0, 4.0]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: u64) -> SampleRow {
+        let mut fields = [None; FIELD_COUNT];
+        fields[0] = Some(100.0 + i as f64 / 10.0);
+        fields[1] = Some(230.1);
+        SampleRow {
+            host: "src".into(),
+            meter_id: "PRO".into(),
+            utc_ns: 1_700_000_000_000_000_000 + i as i64 * 1_000_000_000,
+            mono_ns: i as i64,
+            seq: i,
+            connection: 1,
+            gap_before_ns: (i == 2).then_some(5_000_000_000),
+            flags: 0,
+            fields,
+        }
+    }
+
+    #[test]
+    fn samples_round_trip_through_parquet_with_host_and_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = partition_dir(dir.path(), "src", "2026-11-25");
+        let rows: Vec<_> = (0..5).map(row).collect();
+        write_samples_file(&part.join("a.parquet"), "src", &rows).unwrap();
+        let back = read_samples(dir.path()).unwrap();
+        assert_eq!(back, rows);
+    }
+
+    #[test]
+    fn reader_refuses_unknown_major_and_wrong_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.parquet");
+        let mut df = samples_frame(&[row(0)]).unwrap();
+        let future = DatasetKind {
+            name: "samples",
+            version: SchemaVersion {
+                major: 2,
+                minor: 0,
+                patch: 0,
+            },
+        };
+        crate::io::write_parquet_atomic(&mut df, &p, future).unwrap();
+        let err = read_samples(&p).unwrap_err().to_string();
+        assert!(err.contains("2.0.0") && err.contains("1.x"), "{err}");
+        let other = DatasetKind {
+            name: "rounds",
+            version: SAMPLES.version,
+        };
+        crate::io::write_parquet_atomic(&mut df, &p, other).unwrap();
+        let err = read_samples(&p).unwrap_err().to_string();
+        assert!(err.contains("'rounds'"), "{err}");
+    }
+}

@@ -1,0 +1,15 @@
+//! The Watts up? PRO power meter: protocol, streaming decoder, serial capture into the samples
+//! dataset, a pseudo-terminal emulator, and (built on captured samples) baseline and energy
+//! integration.
+
+pub mod baseline;
+pub mod cancel;
+pub mod capture;
+pub mod decoder;
+pub mod emulator;
+pub mod integrate;
+pub mod journal;
+pub mod ports;
+pub mod protocol;
+
+pub use cancel::Cancel;

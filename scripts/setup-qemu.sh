@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Prepare what the real-QEMU migration tests need, idempotently:
+#  - Debian packages qemu-system-x86, busybox-static, cpio, gcc + libc6-dev (only when missing);
+#  - a tiny guest: Debian's stock kernel (from the linux-image-amd64 .deb) and an initramfs
+#    with busybox and `dirtier`, a static C program that writes a set number of pages per
+#    second, cycling over a hot region (kernel command line: dirty_pages_per_s=N dirty_hot_mib=M).
+# Prints the guest directory (kernel `vmlinuz`, `initramfs.cpio.gz`) on its last line; the
+# tests read it from MIGWATT_QEMU_GUEST_DIR.
+# Usage: scripts/setup-qemu.sh [GUEST_DIR]   (default: target/qemu-guest)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-"$root/target/qemu-guest"}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v cpio >/dev/null || need+=(cpio)
+command -v gcc >/dev/null || need+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup-qemu: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+
+# Kernel: the stock Debian kernel, extracted from its .deb (linux-image-amd64 is a
+# metapackage; download the versioned package it depends on).
+if [ ! -s "$out/vmlinuz" ]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  if [ -z "$pkg" ]; then
+    apt-get update -qq >&2
+    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  fi
+  [ -n "$pkg" ] || { echo "setup-qemu: cannot resolve linux-image-amd64" >&2; exit 1; }
+  (cd "$work" && apt-get download "$pkg" >&2)
+  dpkg-deb -x "$work"/*.deb "$work/x"
+  cp "$(ls "$work"/x/boot/vmlinuz-* | head -n1)" "$out/vmlinuz.tmp"
+  mv "$out/vmlinuz.tmp" "$out/vmlinuz"
+  echo "$pkg" > "$out/kernel-package"
+  rm -rf "$work"
+  trap - EXIT
+fi
+
+# Initramfs: rebuilt when the dirtier source or this script changes.
+src="$root/scripts/qemu-guest/dirtier.c"
+stamp=$(cat "$src" "$0" | sha256sum | cut -d' ' -f1)
+if [ ! -s "$out/initramfs.cpio.gz" ] || [ "$(cat "$out/initramfs.stamp" 2>/dev/null)" != "$stamp" ]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  mkdir -p "$work/root/bin" "$work/root/proc" "$work/root/sys" "$work/root/dev"
+  cp "$(dpkg -L busybox-static | grep -m1 '/busybox$')" "$work/root/bin/busybox"
+  ln -s busybox "$work/root/bin/sh"
+  gcc -O2 -static -o "$work/root/bin/dirtier" "$src"
+  cat > "$work/root/init" <<'INIT'
+#!/bin/sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev 2>/dev/null
+rate=0; hot=16
+for a in $(/bin/busybox cat /proc/cmdline); do
+  case "$a" in
+    dirty_pages_per_s=*) rate=${a#*=} ;;
+    dirty_hot_mib=*) hot=${a#*=} ;;
+  esac
+done
+echo "migwatt-guest: dirtying $rate pages/s over $hot MiB"
+exec /bin/dirtier "$rate" "$hot"
+INIT
+  chmod +x "$work/root/init"
+  (cd "$work/root" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initramfs.cpio.gz.tmp"
+  mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
+  echo "$stamp" > "$out/initramfs.stamp"
+  rm -rf "$work"
+  trap - EXIT
+fi
+qemu-system-x86_64 --version | head -n1 >&2
+echo "$out"

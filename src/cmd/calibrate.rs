@@ -1,0 +1,268 @@
+//! `migwatt calibrate ...`: migration records from Xen, QEMU and libvirt logs, and live QEMU
+//! migrations driven through QMP.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use calibrate::collect::{self, MigrateOptions};
+use calibrate::output::{safe_name, write_atomic, write_datasets, write_jsonl};
+use calibrate::{ingest_file, IngestOptions, LogKind};
+
+/// `migwatt calibrate` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CalibrateCommand {
+    /// Read hypervisor migration logs into the migrations and rounds datasets
+    Ingest(IngestArgs),
+    /// Drive one live QEMU migration through QMP, record it and write its rows
+    Migrate(MigrateArgs),
+    /// Write the integration windows (source and destination) of a migrations dataset
+    Windows(WindowsArgs),
+}
+
+/// Log formats of `ingest`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Kind {
+    /// xend.log / libxc save output (Xen 3.x iteration lines, Xen 4.x progress lines)
+    Xen,
+    /// JSON lines of query-migrate replies and QMP events (as `calibrate migrate` records)
+    Qemu,
+    /// Successive `virsh domjobinfo` outputs
+    Libvirt,
+}
+
+/// Output formats of `ingest`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// DIR/migrations/*.parquet and DIR/rounds/*.parquet
+    Parquet,
+    /// JSON lines on stdout (`dataset` says migrations or rounds)
+    Jsonl,
+}
+
+/// Arguments of `calibrate ingest`.
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// Log format
+    #[arg(value_enum)]
+    pub kind: Kind,
+    /// Log files
+    #[arg(required = true)]
+    pub logs: Vec<PathBuf>,
+    /// Output folder (required for --format parquet)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Workload label for every migration
+    #[arg(long)]
+    pub workload: Option<String>,
+    /// VM name (overrides what the log says)
+    #[arg(long)]
+    pub vm: Option<String>,
+    /// Source host name (as in the samples dataset)
+    #[arg(long)]
+    pub source_host: Option<String>,
+    /// Destination host name
+    #[arg(long)]
+    pub dest_host: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "parquet")]
+    pub format: Format,
+}
+
+/// Arguments of `calibrate migrate`.
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// Source QEMU's QMP unix socket
+    #[arg(long)]
+    pub qmp: PathBuf,
+    /// Destination QEMU's QMP unix socket (QEMU started with -incoming)
+    #[arg(long)]
+    pub dest_qmp: PathBuf,
+    /// Migration URI, e.g. unix:/tmp/relay.sock or tcp:127.0.0.1:4444
+    #[arg(long)]
+    pub uri: String,
+    /// QEMU max-bandwidth, bytes/s (suffixes: K, M, G = KiB, MiB, GiB; kB, MB, GB)
+    #[arg(long)]
+    pub bandwidth: Option<String>,
+    /// QEMU downtime-limit, ms
+    #[arg(long)]
+    pub downtime_limit: Option<u64>,
+    /// Turn QEMU's auto-converge capability on
+    #[arg(long)]
+    pub auto_converge: bool,
+    /// Cancel the migration (recorded as not converged) after this many seconds
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout: f64,
+    /// Output folder: raw/, migrations/, rounds/
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Workload label
+    #[arg(long)]
+    pub workload: Option<String>,
+    /// VM name
+    #[arg(long, default_value = "vm")]
+    pub vm: String,
+    /// Sample the guest's dirtying rate for this many seconds before migrating
+    #[arg(long)]
+    pub dirty_rate_sample: Option<f64>,
+    /// Source host name
+    #[arg(long, default_value = "source")]
+    pub source_host: String,
+    /// Destination host name
+    #[arg(long, default_value = "destination")]
+    pub dest_host: String,
+}
+
+/// Arguments of `calibrate windows`.
+#[derive(Debug, clap::Args)]
+pub struct WindowsArgs {
+    /// Migrations dataset (a file or a folder such as OUT/migrations)
+    #[arg(long)]
+    pub migrations: PathBuf,
+    /// Windows file to write (.parquet, or .csv)
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Run a `calibrate` subcommand.
+pub fn run(c: CalibrateCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        CalibrateCommand::Ingest(a) => ingest(a),
+        CalibrateCommand::Migrate(a) => migrate(a),
+        CalibrateCommand::Windows(a) => windows(a),
+    }
+}
+
+fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
+    let kind = match a.kind {
+        Kind::Xen => LogKind::Xen,
+        Kind::Qemu => LogKind::Qemu,
+        Kind::Libvirt => LogKind::Libvirt,
+    };
+    if a.format == Format::Parquet && a.out.is_none() {
+        bail!("--out DIR is required with --format parquet");
+    }
+    let opts = IngestOptions {
+        workload: a.workload,
+        vm: a.vm,
+        source_host: a.source_host,
+        destination_host: a.dest_host,
+    };
+    let mut all = Vec::new();
+    let mut problems = 0usize;
+    for log in &a.logs {
+        let parsed = ingest_file(kind, log, &opts)?;
+        for p in &parsed.problems {
+            eprintln!("warning: {p}");
+        }
+        problems += parsed.problems.len();
+        all.extend(parsed.migrations);
+    }
+    match a.format {
+        Format::Jsonl => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            write_jsonl(&mut lock, &all).context("writing JSON lines to stdout")?;
+        }
+        Format::Parquet => {
+            let out = a.out.expect("checked above");
+            let w = write_datasets(&out, &all)?;
+            let rounds: usize = all.iter().map(|m| m.rounds.len()).sum();
+            println!(
+                "{} migrations, {rounds} rounds, {problems} problems -> {}, {}",
+                all.len(),
+                w.migrations.display(),
+                w.rounds.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let bandwidth = match &a.bandwidth {
+        Some(b) => Some(
+            calibrate::units::parse_size_bytes(b)
+                .with_context(|| {
+                    format!("--bandwidth '{b}': expected bytes/s such as 33554432 or 32M")
+                })?
+                .round() as u64,
+        ),
+        None => None,
+    };
+    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    if let Some(s) = a.dirty_rate_sample {
+        if !(s.is_finite() && s > 0.0) {
+            bail!("--dirty-rate-sample must be a positive number of seconds");
+        }
+    }
+    let opts = MigrateOptions {
+        source_qmp: a.qmp,
+        dest_qmp: a.dest_qmp,
+        uri: a.uri,
+        bandwidth_bytes_per_s: bandwidth,
+        downtime_limit_ms: a.downtime_limit,
+        auto_converge: a.auto_converge,
+        timeout: Duration::from_secs_f64(a.timeout),
+        poll_interval: Duration::from_millis(50),
+        dirty_rate_sample_s: a.dirty_rate_sample,
+        vm: a.vm,
+        workload: a.workload,
+        source_host: a.source_host,
+        destination_host: a.dest_host,
+    };
+    // Never raised here: the timeout bounds the run; the flag is for library callers.
+    let cancel = AtomicBool::new(false);
+    let got = collect::migrate(&opts, &cancel, &mut |m| eprintln!("{m}"))?;
+    for p in &got.problems {
+        eprintln!("warning: {p}");
+    }
+    let m = &got.migration;
+    let raw = a
+        .out
+        .join("raw")
+        .join(format!("{}.qmp.jsonl", safe_name(&m.row.migration_id)));
+    write_atomic(&raw, &got.log)?;
+    let w = write_datasets(&a.out, std::slice::from_ref(m))?;
+    println!(
+        "{}: {} ({}), {} rounds, {} bytes in {:.3} s, downtime {} -> {}, {}, {}",
+        m.row.migration_id,
+        m.row.status,
+        got.qemu_version.as_deref().unwrap_or("QEMU ?"),
+        m.row.rounds,
+        m.row.v_mig_bytes,
+        m.row.t_mig_s,
+        m.row.t_down_s.map_or("n/a".to_string(), |t| format!(
+            "{:.3} s ({})",
+            t, m.row.t_down_method
+        )),
+        raw.display(),
+        w.migrations.display(),
+        w.rounds.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn windows(a: WindowsArgs) -> anyhow::Result<ExitCode> {
+    let rows = datasets::migrations::read_migrations(&a.migrations)?;
+    let (w, skipped) = datasets::migrations::windows_of(&rows);
+    for r in &skipped {
+        eprintln!(
+            "warning: {}: no start and end times, no window",
+            r.migration_id
+        );
+    }
+    if w.is_empty() {
+        bail!(
+            "{}: no migration has start and end times",
+            a.migrations.display()
+        );
+    }
+    datasets::windows::write_windows(&a.out, &w)?;
+    println!("{} windows -> {}", w.len(), a.out.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,305 @@
+//! `migwatt meter baseline` (static power P_0) and `migwatt integrate` (migration energy,
+//! eqs 14 and 16).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use datasets::energy::{write_energy, write_window_quality, Format, KEY_MIN_COVERAGE, KEY_RULE};
+use datasets::windows::read_windows;
+use meter::baseline::{
+    baseline_from_dir, parse_time_utc_ns, read_baseline, write_baseline, BaselineOptions,
+};
+use meter::integrate::{integrate as run_integration, IntegrateOptions, Rule};
+use meter::Cancel;
+
+/// Arguments of `migwatt meter baseline`.
+#[derive(Debug, clap::Args)]
+pub struct BaselineArgs {
+    /// Samples dataset folder (as written by `meter capture`)
+    #[arg(long, value_name = "DIR")]
+    samples: PathBuf,
+    /// Host whose static power to find
+    #[arg(long, value_name = "NAME")]
+    host: String,
+    /// Start of the range to use (RFC 3339 or Unix seconds); without --from/--to the longest
+    /// stable stretch is searched
+    #[arg(long, value_name = "T", value_parser = parse_time_utc_ns, requires = "to")]
+    from: Option<i64>,
+    /// End of the range to use (RFC 3339 or Unix seconds)
+    #[arg(long, value_name = "T", value_parser = parse_time_utc_ns, requires = "from")]
+    to: Option<i64>,
+    /// Largest accepted spread (max - min) of the readings, W
+    #[arg(long, value_name = "W", default_value_t = 1.0)]
+    max_spread_w: f64,
+    /// Shortest stable stretch accepted when searching, s (first to last sample)
+    #[arg(long, value_name = "S", default_value_t = 60.0)]
+    min_seconds: f64,
+    /// Sampling interval, s (default: the median spacing of the samples); a spacing above
+    /// 1.5 x this breaks a stretch
+    #[arg(long, value_name = "S")]
+    interval_s: Option<f64>,
+    /// Also write the result (JSON) to this file, atomically
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// Integration rule on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RuleArg {
+    /// Linear between samples, clipped exactly at window edges (default)
+    Trapezoid,
+    /// Each 1 s record holds over the second before it: the paper's sum (eq 16)
+    Rectangle,
+}
+
+/// Output format on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Parquet,
+    Csv,
+    Jsonl,
+}
+
+/// Arguments of `migwatt integrate`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("p0_source").required(true).multiple(true).args(["baseline", "p0"])))]
+pub struct IntegrateArgs {
+    /// Samples dataset folder (as written by `meter capture`)
+    #[arg(long, value_name = "DIR")]
+    samples: PathBuf,
+    /// Migration-windows file (Parquet, or CSV by extension)
+    #[arg(long, value_name = "FILE")]
+    windows: PathBuf,
+    /// Baseline files written by `meter baseline --out` (one per host)
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    baseline: Vec<PathBuf>,
+    /// Static power given directly, e.g. `--p0 src=101.3 dst=99.8`
+    #[arg(long, value_name = "HOST=W", num_args = 1.., value_parser = parse_p0)]
+    p0: Vec<(String, f64)>,
+    /// Energy-observations output file
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Integration rule: trapezoid (linear between samples) or rectangle (the paper's 1 s sum)
+    #[arg(long, value_enum, default_value = "trapezoid")]
+    rule: RuleArg,
+    /// Windows covered by samples less than this share (0..1) are left out, with the reason
+    #[arg(long, value_name = "SHARE", default_value_t = 0.95)]
+    min_coverage: f64,
+    /// Output format (default: from the --out extension, else parquet)
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Per-window quality report (default: next to --out, named NAME.quality.EXT)
+    #[arg(long, value_name = "FILE")]
+    quality: Option<PathBuf>,
+    /// Sampling interval for every host, s (default: each host's median spacing); a spacing
+    /// above 1.5 x this is a gap
+    #[arg(long, value_name = "S")]
+    interval_s: Option<f64>,
+}
+
+fn parse_p0(s: &str) -> Result<(String, f64), String> {
+    let (host, w) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}': expected HOST=WATTS"))?;
+    let w: f64 = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}': '{w}' is not a number of watts"))?;
+    if host.trim().is_empty() || !w.is_finite() {
+        return Err(format!("'{s}': expected HOST=WATTS"));
+    }
+    Ok((host.trim().to_string(), w))
+}
+
+fn interval_ns(s: Option<f64>) -> anyhow::Result<Option<i64>> {
+    match s {
+        None => Ok(None),
+        Some(v) if v.is_finite() && v > 0.0 => Ok(Some((v * 1e9).round() as i64)),
+        Some(v) => bail!("--interval-s must be a positive number of seconds, got {v}"),
+    }
+}
+
+/// Run `meter baseline`.
+pub fn baseline(a: BaselineArgs) -> anyhow::Result<ExitCode> {
+    let opts = BaselineOptions {
+        range_utc_ns: a.from.zip(a.to),
+        max_spread_w: a.max_spread_w,
+        min_seconds: a.min_seconds,
+        interval_ns: interval_ns(a.interval_s)?,
+    };
+    let b = baseline_from_dir(&a.samples, &a.host, &opts)?;
+    println!("{}", serde_json::to_string_pretty(&b)?);
+    if let Some(out) = &a.out {
+        write_baseline(out, &b)?;
+        eprintln!("baseline written to {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A bare file name gets a `./` parent: the shared Parquet writer needs a non-empty one.
+fn with_parent(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if d.as_os_str().is_empty() => Path::new(".").join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// `out.parquet` -> `out.quality.parquet` (extension of the chosen format).
+fn quality_path(out: &Path, format: Format) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "energy".into());
+    out.with_file_name(format!("{stem}.quality.{}", format.extension()))
+}
+
+fn collect_p0(a: &IntegrateArgs) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut p0: BTreeMap<String, (f64, String)> = BTreeMap::new();
+    let mut add = |host: &str, w: f64, origin: String| -> anyhow::Result<()> {
+        if let Some((_, prev)) = p0.get(host) {
+            bail!("P_0 of host '{host}' is given twice: by {prev} and by {origin}");
+        }
+        p0.insert(host.to_string(), (w, origin));
+        Ok(())
+    };
+    for f in &a.baseline {
+        let b = read_baseline(f)?;
+        add(&b.host, b.p0_watts, f.display().to_string())?;
+    }
+    for (h, w) in &a.p0 {
+        add(h, *w, format!("--p0 {h}={w}"))?;
+    }
+    Ok(p0.into_iter().map(|(h, (w, _))| (h, w)).collect())
+}
+
+/// Run `integrate`.
+pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
+    let format = match a.format {
+        Some(FormatArg::Parquet) => Format::Parquet,
+        Some(FormatArg::Csv) => Format::Csv,
+        Some(FormatArg::Jsonl) => Format::Jsonl,
+        None => Format::from_path(&a.out),
+    };
+    let rule = match a.rule {
+        RuleArg::Trapezoid => Rule::Trapezoid,
+        RuleArg::Rectangle => Rule::Rectangle,
+    };
+    let opts = IntegrateOptions {
+        rule,
+        min_coverage: a.min_coverage,
+        interval_ns: interval_ns(a.interval_s)?,
+    };
+    let p0 = collect_p0(&a)?;
+    let windows = read_windows(&a.windows)?;
+    if windows.is_empty() {
+        bail!("{}: no migration windows", a.windows.display());
+    }
+    let cancel = Cancel::new();
+    let result = run_integration(
+        &a.samples,
+        &a.windows,
+        &windows,
+        &p0,
+        &opts,
+        &cancel,
+        &mut |p| {
+            eprintln!(
+                "[{}/{}] host {}: {} samples",
+                p.hosts_done, p.hosts_total, p.host, p.samples
+            )
+        },
+    )?;
+    let out = with_parent(&a.out);
+    let quality = with_parent(
+        &a.quality
+            .clone()
+            .unwrap_or_else(|| quality_path(&a.out, format)),
+    );
+    let min_cov = a.min_coverage.to_string();
+    let meta = [
+        (KEY_RULE, rule.as_str()),
+        (KEY_MIN_COVERAGE, min_cov.as_str()),
+    ];
+    write_window_quality(&quality, format, &result.windows, &meta)
+        .with_context(|| format!("writing the quality report {}", quality.display()))?;
+
+    let n_mig = {
+        let mut ids: Vec<&str> = windows.iter().map(|w| w.migration_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    };
+    println!(
+        "integrated {} windows of {} migrations on {} hosts (rule {}, min coverage {})",
+        windows.len(),
+        n_mig,
+        result.hosts.len(),
+        rule.as_str(),
+        a.min_coverage
+    );
+    for h in &result.hosts {
+        println!(
+            "  host {}: {} samples{}, interval {:.3} s{}, P_0 {:.2} W, {} windows{}",
+            h.host,
+            h.samples,
+            if h.missing_watts > 0 {
+                format!(" ({} records without power ignored)", h.missing_watts)
+            } else {
+                String::new()
+            },
+            h.interval_ns as f64 / 1e9,
+            if h.interval_estimated {
+                " (estimated)"
+            } else {
+                ""
+            },
+            h.p0_w,
+            h.windows,
+            if h.overlapping_windows > 0 {
+                format!(", {} overlapping an earlier window", h.overlapping_windows)
+            } else {
+                String::new()
+            },
+        );
+    }
+    let excluded: Vec<_> = result.windows.iter().filter(|w| !w.included).collect();
+    if !excluded.is_empty() {
+        println!(
+            "excluded {} of {} windows (details in {}):",
+            excluded.len(),
+            result.windows.len(),
+            quality.display()
+        );
+        for w in excluded.iter().take(10) {
+            println!(
+                "  {} {} on {}: {}",
+                w.migration_id,
+                w.role,
+                w.host,
+                w.reason.as_deref().unwrap_or("")
+            );
+        }
+        if excluded.len() > 10 {
+            println!("  ... and {} more", excluded.len() - 10);
+        }
+    }
+    if result.observations.is_empty() {
+        bail!(
+            "no migration has usable source and destination windows, nothing written to {}; \
+             see the reasons in {}",
+            a.out.display(),
+            quality.display()
+        );
+    }
+    write_energy(&out, format, &result.observations, &meta)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    println!(
+        "wrote {} energy observations to {} and the window quality report to {}",
+        result.observations.len(),
+        a.out.display(),
+        quality.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,631 @@
+//! `migwatt meter ...`: decode, capture, emulate, info, list, recover, baseline.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::ValueEnum;
+use meter::capture::{run_capture, CaptureConfig, MeterSpec, MeterStatus, ProgressSink};
+use meter::decoder::{Decoder, Event, Rejection};
+use meter::emulator::{EmulatorConfig, Faults, Profile};
+use meter::protocol::{Packet, Reply, RECORD_FIELDS};
+use meter::Cancel;
+
+/// `migwatt meter` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum MeterCommand {
+    /// Decode a raw serial capture into one record per line
+    ///
+    /// Reads bytes exactly as they came off the serial port (NULs, junk, truncated records
+    /// and all) and writes every well-formed data record with all 18 fields in SI units;
+    /// fields the meter did not send are null. A summary of rejected fragments, with their
+    /// byte offsets, goes to stderr.
+    Decode(DecodeArgs),
+    /// Capture one or several meters into a Parquet dataset
+    ///
+    /// Writes DIR/host=NAME/date=YYYY-MM-DD/*.parquet. Samples are journaled as they arrive
+    /// and fsynced every --flush-every; a crash loses nothing older than that (run
+    /// `migwatt meter recover DIR`, or just capture again, to turn leftover journals into
+    /// Parquet). Ctrl-C or SIGTERM flushes, stops the meters' logging and exits 0.
+    Capture(CaptureArgs),
+    /// Emulate a Watts up? PRO meter on a pseudo-terminal
+    ///
+    /// Prints the device path on the first line of stdout, then behaves like the meter:
+    /// answers commands, logs, streams records at the interval (faster with --speed) with
+    /// power from --profile and optional --faults. Runs until Ctrl-C or --duration.
+    Emulate(EmulateArgs),
+    /// Ask a meter for its version, header, status and settings
+    Info(InfoArgs),
+    /// List serial ports, marking FTDI 0403:6001 devices as likely meters
+    List(ListArgs),
+    /// Turn journals left by an interrupted capture into Parquet files
+    Recover(RecoverArgs),
+    /// Find a host's static power P_0 in captured samples
+    Baseline(super::energy::BaselineArgs),
+}
+
+/// Output format of `meter decode`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DecodeFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header row.
+    Csv,
+    /// A Parquet file (needs --out).
+    Parquet,
+}
+
+/// Arguments of `meter decode`.
+#[derive(Debug, clap::Args)]
+pub struct DecodeArgs {
+    /// Raw capture file, or - for stdin
+    #[arg(default_value = "-")]
+    pub input: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = DecodeFormat::Jsonl)]
+    pub format: DecodeFormat,
+    /// Write here instead of stdout (required for parquet)
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// List every rejected fragment on stderr, not just the first ten
+    #[arg(long)]
+    pub all_rejections: bool,
+}
+
+/// Arguments of `meter capture`.
+#[derive(Debug, clap::Args)]
+pub struct CaptureArgs {
+    /// Meter to capture as [NAME=]DEVICE (repeat for several meters; NAME is the host name)
+    #[arg(long = "port", required = true, value_name = "[NAME=]DEVICE")]
+    pub ports: Vec<String>,
+    /// Dataset directory
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Logging interval asked of the meters, whole seconds
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub interval: u32,
+    /// Stop after this long (e.g. 90, 90s, 15m, 2h); default: until Ctrl-C
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Make samples durable at least this often
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub flush_every: Duration,
+    /// Close a Parquet file after this long
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub segment: Duration,
+    /// Reopen a meter that sent nothing for this long [default: max(5 s, 3 intervals)]
+    #[arg(long, value_parser = parse_duration)]
+    pub stall_timeout: Option<Duration>,
+    /// Wait after clearing the meter's memory before starting logging
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub settle: Duration,
+    /// Write the capture report (per-meter counts, gaps, files) as JSON here
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// Arguments of `meter emulate`.
+#[derive(Debug, clap::Args)]
+pub struct EmulateArgs {
+    /// Power profile: constant:W | trace:FILE.csv (time_s,watts) |
+    /// bursts[:idle=W,peak=W,period=S,burst=S,start=S]
+    #[arg(long, default_value = "bursts")]
+    pub profile: String,
+    /// Emulated seconds per real second (100 = 100x faster)
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Faults, comma separated: nul=P, truncate=P, junk=P, noprefix=P (per-record
+    /// probabilities), banner, stall=START+SECONDS, disconnect=START+SECONDS (emulated time)
+    #[arg(long, default_value = "")]
+    pub faults: String,
+    /// Seed of the fault generator
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Keep a symlink to the current pty here (survives emulated disconnects)
+    #[arg(long)]
+    pub link: Option<PathBuf>,
+    /// Log every generated record (JSON lines: k, t_s, watts, fault, delivered)
+    #[arg(long)]
+    pub sent_log: Option<PathBuf>,
+    /// Stop after this much real time
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// Arguments of `meter info`.
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    /// Serial device of the meter
+    #[arg(long)]
+    pub port: PathBuf,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `meter list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `meter recover`.
+#[derive(Debug, clap::Args)]
+pub struct RecoverArgs {
+    /// Dataset directory given to `meter capture --out`
+    pub dir: PathBuf,
+}
+
+/// Parse `90`, `90s`, `250ms`, `15m`, `2h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with an optional unit ms, s, m or h"))?;
+    let secs = match unit.trim() {
+        "" | "s" => v,
+        "ms" => v / 1000.0,
+        "m" | "min" => v * 60.0,
+        "h" => v * 3600.0,
+        u => return Err(format!("{s:?}: unknown unit {u:?} (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?}: must be a non-negative duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Run a `meter` subcommand.
+pub fn run(c: MeterCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        MeterCommand::Decode(a) => decode(a),
+        MeterCommand::Capture(a) => capture(a),
+        MeterCommand::Emulate(a) => emulate(a),
+        MeterCommand::Info(a) => info(a),
+        MeterCommand::List(a) => list(a),
+        MeterCommand::Recover(a) => recover(a),
+        MeterCommand::Baseline(a) => super::energy::baseline(a),
+    }
+}
+
+/// Cancel on SIGINT or SIGTERM.
+pub fn cancel_on_signals() -> anyhow::Result<Cancel> {
+    let cancel = Cancel::new();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
+    let c = cancel.clone();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            c.cancel();
+        }
+    });
+    Ok(cancel)
+}
+
+fn decode(a: DecodeArgs) -> anyhow::Result<ExitCode> {
+    let mut bytes = Vec::new();
+    if a.input == "-" {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading stdin")?;
+    } else {
+        bytes = std::fs::read(&a.input).with_context(|| format!("reading {}", a.input))?;
+    }
+    if a.format == DecodeFormat::Parquet && a.out.is_none() {
+        bail!("--format parquet needs --out FILE (Parquet is not written to a terminal)");
+    }
+    let mut records = Vec::new();
+    let mut rejections: Vec<Rejection> = Vec::new();
+    let mut others = 0u64;
+    let mut banners = Vec::new();
+    let mut dec = Decoder::new();
+    let mut sink = |e: Event| match e {
+        Event::Packet {
+            offset,
+            packet: Packet::Reply(Reply::Data(r)),
+        } => records.push((offset, r)),
+        Event::Packet { .. } => others += 1,
+        Event::Banner { offset, text } => banners.push((offset, text)),
+        Event::Rejected(r) => rejections.push(r),
+    };
+    dec.feed(&bytes, &mut sink);
+    dec.finish(&mut sink);
+    let stats = dec.stats().clone();
+
+    let rows: Vec<datasets::samples::RecordRow> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (off, r))| datasets::samples::RecordRow {
+            seq: i as u64,
+            byte_offset: *off,
+            fields: r.si_fields(),
+        })
+        .collect();
+    match a.format {
+        DecodeFormat::Parquet => {
+            let out = a.out.as_ref().expect("checked above");
+            datasets::samples::write_records_file(out, &rows)?;
+        }
+        DecodeFormat::Jsonl | DecodeFormat::Csv => {
+            let mut text = String::with_capacity(rows.len() * 200);
+            if a.format == DecodeFormat::Csv {
+                text.push_str("seq,byte_offset");
+                for (name, _) in RECORD_FIELDS {
+                    text.push(',');
+                    text.push_str(name);
+                }
+                text.push('\n');
+            }
+            for r in &rows {
+                if a.format == DecodeFormat::Jsonl {
+                    let mut obj = serde_json::Map::new();
+                    obj.insert("seq".into(), r.seq.into());
+                    obj.insert("byte_offset".into(), r.byte_offset.into());
+                    for (i, (name, _)) in RECORD_FIELDS.iter().enumerate() {
+                        obj.insert((*name).into(), r.fields[i].into());
+                    }
+                    text.push_str(&serde_json::Value::Object(obj).to_string());
+                } else {
+                    text.push_str(&format!("{},{}", r.seq, r.byte_offset));
+                    for f in &r.fields {
+                        text.push(',');
+                        if let Some(v) = f {
+                            text.push_str(&v.to_string());
+                        }
+                    }
+                }
+                text.push('\n');
+            }
+            match &a.out {
+                Some(p) => write_atomic(p, text.as_bytes())?,
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    if let Err(e) = out.write_all(text.as_bytes()) {
+                        // A closed pipe (`| head`) is not an error worth a message.
+                        if e.kind() != std::io::ErrorKind::BrokenPipe {
+                            return Err(e).context("writing stdout");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut err = std::io::stderr().lock();
+    writeln!(
+        err,
+        "decoded {} records from {} bytes ({} other packets, {} banners, {} NUL bytes skipped); rejected {} fragments ({} bytes)",
+        rows.len(),
+        stats.bytes,
+        others,
+        banners.len(),
+        stats.nul_bytes,
+        stats.rejected,
+        stats.rejected_bytes
+    )?;
+    let mut by_kind = std::collections::BTreeMap::<&str, u64>::new();
+    for r in &rejections {
+        *by_kind.entry(r.kind.label()).or_default() += 1;
+    }
+    for (k, n) in &by_kind {
+        writeln!(err, "  {k}: {n}")?;
+    }
+    let shown = if a.all_rejections {
+        rejections.len()
+    } else {
+        10
+    };
+    for r in rejections.iter().take(shown) {
+        let detail = match &r.kind {
+            meter::decoder::RejectKind::Malformed(d) => format!(" ({d})"),
+            _ => String::new(),
+        };
+        writeln!(
+            err,
+            "  byte {}: {} fragment of {} bytes{detail}: {}",
+            r.offset,
+            r.kind.label(),
+            r.len,
+            r.excerpt
+        )?;
+    }
+    if rejections.len() > shown {
+        writeln!(
+            err,
+            "  ... {} more (--all-rejections lists them all)",
+            rejections.len() - shown
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Write a file atomically: temp sibling, fsync, rename.
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Renders capture progress: a live line per meter on a terminal, events as log lines.
+pub struct StderrProgress {
+    tty: bool,
+    state: Mutex<(Instant, usize)>,
+}
+
+impl StderrProgress {
+    /// A renderer for stderr; live status only when stderr is a terminal.
+    pub fn new() -> Self {
+        StderrProgress {
+            tty: std::io::stderr().is_terminal(),
+            state: Mutex::new((Instant::now() - Duration::from_secs(1), 0)),
+        }
+    }
+}
+
+fn status_line(s: &MeterStatus) -> String {
+    let watts = s
+        .watts
+        .map(|w| format!("{w:7.1} W"))
+        .unwrap_or_else(|| "      - W".into());
+    let err = s
+        .last_error
+        .as_deref()
+        .map(|e| format!("  last error: {e}"))
+        .unwrap_or_default();
+    format!(
+        "{:<12} {:<12} {watts}  {} samples  {} gaps  {} rejected{err}",
+        s.name, s.state, s.samples, s.gaps, s.rejected
+    )
+}
+
+impl ProgressSink for StderrProgress {
+    fn status(&self, meters: &[MeterStatus]) {
+        if !self.tty {
+            return;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.0.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        let mut out = String::new();
+        if st.1 > 0 {
+            out.push_str(&format!("\x1b[{}A", st.1));
+        }
+        for m in meters {
+            out.push_str("\x1b[2K");
+            out.push_str(&status_line(m));
+            out.push('\n');
+        }
+        eprint!("{out}");
+        *st = (Instant::now(), meters.len());
+    }
+
+    fn event(&self, message: &str) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if self.tty && st.1 > 0 {
+            // Print above the status block; it is redrawn on the next update.
+            eprint!("\x1b[{}A\x1b[J", st.1);
+            st.1 = 0;
+            st.0 = Instant::now() - Duration::from_secs(1);
+        }
+        let now = chrono::Utc::now().format("%H:%M:%S");
+        eprintln!("{now} {message}");
+    }
+}
+
+fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
+    let meters = a
+        .ports
+        .iter()
+        .map(|p| MeterSpec::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut cfg = CaptureConfig::new(meters, &a.out);
+    cfg.interval_s = a.interval;
+    cfg.duration = a.duration;
+    if a.flush_every.is_zero() {
+        bail!("--flush-every must be > 0");
+    }
+    cfg.flush_every = a.flush_every;
+    cfg.segment_len = a.segment;
+    cfg.settle = a.settle;
+    cfg.stall_timeout = a.stall_timeout.unwrap_or_else(|| {
+        Duration::from_secs(5).max(Duration::from_secs(3 * u64::from(a.interval)))
+    });
+    let cancel = cancel_on_signals()?;
+    let progress = Arc::new(StderrProgress::new());
+    let report = run_capture(cfg, cancel, progress.clone())?;
+    if let Some(p) = &a.report {
+        write_atomic(p, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    for m in &report.meters {
+        eprintln!("{}", status_line(m));
+        for (k, n) in &m.rejected_by_kind {
+            eprintln!("    rejected {k}: {n}");
+        }
+    }
+    for g in &report.gaps {
+        eprintln!(
+            "gap: {} before sample {}: {:.3} s ({})",
+            g.host,
+            g.seq,
+            g.gap_ns as f64 / 1e9,
+            g.reason
+        );
+    }
+    eprintln!(
+        "wrote {} Parquet file(s) under {}",
+        report.files.len(),
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
+    let cfg = EmulatorConfig {
+        profile: Profile::parse(&a.profile)?,
+        speed: a.speed,
+        faults: Faults::parse(&a.faults)?,
+        seed: a.seed,
+        link: a.link.clone(),
+        sent_log: a.sent_log.clone(),
+        ..EmulatorConfig::default()
+    };
+    let cancel = cancel_on_signals()?;
+    let handle = meter::emulator::start(cfg, cancel.clone())?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", handle.path().display())?;
+        out.flush()?;
+    }
+    eprintln!(
+        "emulating a Watts up? PRO on {} (pty {}); Ctrl-C to stop",
+        handle.path().display(),
+        handle.pts().display()
+    );
+    let start = Instant::now();
+    while !cancel.is_cancelled() {
+        if a.duration.is_some_and(|d| start.elapsed() >= d) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report = handle.stop()?;
+    eprintln!(
+        "emulator: {} records generated, {} delivered, {} corrupted on purpose, {} commands, {} disconnects",
+        report.records, report.delivered, report.corrupted, report.commands, report.disconnects
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info(a: InfoArgs) -> anyhow::Result<ExitCode> {
+    let info = meter::ports::meter_info(&a.port, Duration::from_secs(2))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let v = &info.version;
+    println!("device:    {} ({} baud)", info.device, info.baud);
+    println!(
+        "meter:     Watts up? {} (model {}), memory {} records",
+        v.model_name(),
+        v.model,
+        v.memory
+    );
+    println!("hardware:  {}.{}", v.hw_major, v.hw_minor);
+    println!(
+        "firmware:  {}.{} built {}",
+        v.fw_major, v.fw_minor, v.fw_timestamp
+    );
+    println!("meter id:  {}", info.meter_id);
+    if let Some(h) = &info.header {
+        println!("header:    {}", h.join(","));
+    }
+    if let (Some(i), Some(l)) = (info.interval_s, info.logging) {
+        println!("logging:   {l:?} every {i} s");
+    }
+    if let Some(r) = info.rate_mils_per_kwh {
+        let cur = if info.euro == Some(true) {
+            "euro"
+        } else {
+            "dollar"
+        };
+        println!("rate:      {r} mils/kWh ({cur})");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let ports = meter::ports::list_ports().context("listing serial ports")?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&ports)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if ports.is_empty() {
+        println!("no serial ports found (is the meter plugged in? is the ftdi_sio driver loaded?)");
+    }
+    for p in ports {
+        let usb = match (p.vid, p.pid) {
+            (Some(v), Some(d)) => format!(" {v:04x}:{d:04x}"),
+            _ => String::new(),
+        };
+        let desc = [p.manufacturer, p.product, p.serial_number]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mark = if p.likely_meter {
+            "  <- likely a Watts up? meter (FTDI 0403:6001)"
+        } else {
+            ""
+        };
+        println!("{}  {}{usb} {desc}{mark}", p.device, p.kind);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn recover(a: RecoverArgs) -> anyhow::Result<ExitCode> {
+    if !a.dir.is_dir() {
+        bail!("{}: not a directory", a.dir.display());
+    }
+    let r = meter::journal::recover(&a.dir)?;
+    println!(
+        "recovered {} samples into {} file(s); {} journal(s) already written; {} temporary file(s) removed",
+        r.recovered_samples,
+        r.recovered_files.len(),
+        r.already_written,
+        r.removed_temp
+    );
+    for f in &r.recovered_files {
+        println!("  {}", f.display());
+    }
+    for p in &r.live {
+        println!("  {} is held by a running capture: left alone", p.display());
+    }
+    for (wal, line, dest) in &r.set_aside {
+        println!(
+            "  {}: unreadable from line {line}: set aside in {}",
+            wal.display(),
+            dest.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+}

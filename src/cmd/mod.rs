@@ -1,0 +1,8 @@
+//! One module per command family; each parses nothing itself beyond its clap types and calls
+//! library functions.
+
+pub mod calibrate;
+pub mod demo;
+pub mod energy;
+pub mod meter;
+pub mod train;

@@ -1,0 +1,59 @@
+//! `migwatt`: measure and model what a live migration of a virtual machine costs.
+//!
+//! This binary only parses arguments and calls the library crates; see README.md.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Measure and model the cost of VM live migration: time, downtime, traffic and energy.
+///
+/// Typical flow: capture power with `meter capture`, find each host's static power with
+/// `meter baseline`, integrate energy over migration windows with `integrate`, fit models
+/// with `train`, inspect them with `models`. `demo` runs the whole pipeline on an emulated
+/// meter without any hardware.
+#[derive(Debug, Parser)]
+#[command(name = "migwatt", version, about, long_about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Watts up? PRO meters: capture, decode, emulate, inspect, baseline
+    #[command(subcommand)]
+    Meter(cmd::meter::MeterCommand),
+    /// Integrate (P_t - P_0) over migration windows into energy observations
+    Integrate(cmd::energy::IntegrateArgs),
+    /// Fit models (energy, gamma, any linear) into versioned coefficient files
+    #[command(subcommand)]
+    Train(cmd::train::TrainCommand),
+    /// List and show coefficient files
+    #[command(subcommand)]
+    Models(cmd::train::ModelsCommand),
+    /// Collect migration records from Xen, QEMU (QMP) and libvirt; calibrate hosts
+    #[command(subcommand)]
+    Calibrate(cmd::calibrate::CalibrateCommand),
+    /// Run the pipeline end to end on emulated meters and shipped example data
+    Demo(cmd::demo::DemoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Meter(c) => cmd::meter::run(c),
+        Command::Integrate(a) => cmd::energy::integrate(a),
+        Command::Train(c) => cmd::train::run_train(c),
+        Command::Models(c) => cmd::train::run_models(c),
+        Command::Calibrate(c) => cmd::calibrate::run(c),
+        Command::Demo(a) => cmd::demo::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

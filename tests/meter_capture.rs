@@ -1,0 +1,300 @@
+//! End to end: emulator -> pseudo-terminal -> `migwatt meter capture` -> Parquet.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn capture(dir: &std::path::Path, ports: &[String], extra: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(["meter", "capture", "--out"])
+        .arg(dir.join("data"));
+    for p in ports {
+        cmd.args(["--port", p]);
+    }
+    cmd.args(["--settle", "50ms"]).args(extra);
+    cmd.output().expect("run capture")
+}
+
+#[test]
+fn every_record_arrives_with_its_value_through_every_fault_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(
+        dir.path(),
+        "meter0",
+        &[
+            "--speed",
+            "20",
+            "--profile",
+            "bursts:idle=100,peak=150,period=10,burst=3,start=2",
+            "--faults",
+            "nul=0.1,junk=0.05,truncate=0.05,noprefix=0.05,banner",
+            "--seed",
+            "7",
+        ],
+    );
+    let port = format!("src={}", emu.path.display());
+    let out = capture(dir.path(), &[port], &["--duration", "6s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent = emu.stop();
+    let want = expected_watts(&sent);
+    let got = captured_watts(&dir.path().join("data"), "src");
+    assert!(want.len() > 50, "only {} records sent", want.len());
+    assert_eq!(got, want);
+    // Every deliberately corrupted record was rejected, none became a sample.
+    let corrupted = sent
+        .iter()
+        .filter(|r| r.delivered && (r.fault == "truncate" || r.fault == "noprefix"))
+        .count();
+    assert!(corrupted > 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rejected truncated") || stderr.contains("rejected lost prefix"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn two_meters_in_one_process_keep_their_own_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Emulator::start(
+        dir.path(),
+        "ma",
+        &["--speed", "20", "--profile", "constant:101.5"],
+    );
+    let b = Emulator::start(
+        dir.path(),
+        "mb",
+        &[
+            "--speed",
+            "20",
+            "--profile",
+            "bursts:idle=200,peak=260,period=4,burst=1,start=1",
+        ],
+    );
+    let ports = [
+        format!("source={}", a.path.display()),
+        format!("destination={}", b.path.display()),
+    ];
+    let out = capture(dir.path(), &ports, &["--duration", "4s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (sa, sb) = (a.stop(), b.stop());
+    let data = dir.path().join("data");
+    assert_eq!(captured_watts(&data, "source"), expected_watts(&sa));
+    assert_eq!(captured_watts(&data, "destination"), expected_watts(&sb));
+    assert!(captured_watts(&data, "source").iter().all(|w| *w == 101.5));
+    // Both partitions exist and share one clock: their time ranges overlap.
+    let rows = datasets::samples::read_samples(&data).unwrap();
+    let span = |h: &str| {
+        let t: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.host == h)
+            .map(|r| r.utc_ns)
+            .collect();
+        (*t.first().unwrap(), *t.last().unwrap())
+    };
+    let (a0, a1) = span("source");
+    let (b0, b1) = span("destination");
+    assert!(a0 < b1 && b0 < a1);
+    assert!(data.join("host=source").is_dir() && data.join("host=destination").is_dir());
+}
+
+#[test]
+fn stalls_and_unplugs_are_recorded_as_gaps_and_nothing_is_bridged() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(
+        dir.path(),
+        "meter0",
+        &[
+            "--speed",
+            "5",
+            "--profile",
+            "constant:150",
+            "--faults",
+            "stall=4+5,disconnect=14+5",
+        ],
+    );
+    let port = format!("src={}", emu.path.display());
+    let report = dir.path().join("report.json");
+    let out = capture(
+        dir.path(),
+        &[port],
+        &[
+            "--duration",
+            "7s",
+            "--stall-timeout",
+            "600ms",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent = emu.stop();
+    let data = dir.path().join("data");
+    assert_eq!(captured_watts(&data, "src"), expected_watts(&sent));
+    let rows = datasets::samples::read_samples(&data).unwrap();
+    let gaps: Vec<_> = rows.iter().filter(|r| r.gap_before_ns.is_some()).collect();
+    assert!(gaps.len() >= 2, "{} gaps", gaps.len());
+    for g in &gaps {
+        assert_eq!(g.flags & datasets::samples::FLAG_AFTER_GAP, 1);
+        // The stall and the unplug each last 1 s of real time.
+        assert!(g.gap_before_ns.unwrap() >= 900_000_000, "{g:?}");
+    }
+    assert!(rows.iter().any(|r| r.connection >= 3), "reconnected twice");
+    let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(rep["gaps"].as_array().unwrap().len(), gaps.len());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stalled"), "{stderr}");
+}
+
+#[test]
+fn sigkill_mid_run_loses_nothing_older_than_the_flush_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(
+        dir.path(),
+        "meter0",
+        &[
+            "--speed",
+            "20",
+            "--profile",
+            "bursts:idle=90,peak=140,period=7,burst=2,start=1",
+        ],
+    );
+    let data = dir.path().join("data");
+    let mut child = Command::new(bin())
+        .args(["meter", "capture", "--out"])
+        .arg(&data)
+        .args(["--port", &format!("src={}", emu.path.display())])
+        .args([
+            "--settle",
+            "50ms",
+            "--flush-every",
+            "500ms",
+            "--segment",
+            "1s",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("100 records sent", || {
+        expected_watts(&emu.sent()).len() >= 100
+    });
+    let before = expected_watts(&emu.sent());
+    // Older than the flush interval by the time of the kill.
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let sent = emu.stop();
+
+    // Every Parquet file is readable as it stands.
+    for f in datasets::io::parquet_files(&data).unwrap() {
+        datasets::samples::read_samples(&f).unwrap();
+    }
+    let out = Command::new(bin())
+        .args(["meter", "recover"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = captured_watts(&data, "src");
+    let all = expected_watts(&sent);
+    eprintln!(
+        "sigkill: {} records sent intact, {} before the flush deadline, {} survived",
+        all.len(),
+        before.len(),
+        got.len()
+    );
+    assert!(
+        got.len() >= before.len(),
+        "lost samples: {} < {}",
+        got.len(),
+        before.len()
+    );
+    // Survivors are exactly the first records sent, in order, none twice.
+    assert_eq!(got[..], all[..got.len()]);
+    let rows = datasets::samples::read_samples(&data).unwrap();
+    let seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (0..rows.len() as u64).collect::<Vec<_>>());
+    // Recovery left no journal behind.
+    let leftovers = walk(&data)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".wal"))
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_second_capture_on_the_same_meter_is_refused_while_the_first_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(
+        dir.path(),
+        "meter0",
+        &["--speed", "20", "--profile", "constant:50"],
+    );
+    let data = dir.path().join("data");
+    let mut first = Command::new(bin())
+        .args(["meter", "capture", "--out"])
+        .arg(&data)
+        .args([
+            "--port",
+            &format!("a={}", emu.path.display()),
+            "--settle",
+            "50ms",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("first capture logging", || {
+        expected_watts(&emu.sent()).len() >= 20
+    });
+    let second = Command::new(bin())
+        .args(["meter", "capture", "--out"])
+        .arg(dir.path().join("data2"))
+        .args([
+            "--port",
+            &format!("b={}", emu.path.display()),
+            "--settle",
+            "50ms",
+            "--duration",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("cannot open"), "{stderr}");
+    interrupt(&first);
+    assert!(first.wait().unwrap().success());
+    let sent = emu.stop();
+    assert_eq!(captured_watts(&data, "a"), expected_watts(&sent));
+}

@@ -1,0 +1,306 @@
+//! Small dense linear algebra for least squares: Householder QR of tall column-major blocks,
+//! stacking of R factors (TSQR), triangular solves, and a Jacobi SVD of small matrices.
+
+// Matrix code reads best with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
+/// Neumaier-compensated sum (keeps about full precision over millions of terms).
+pub fn sum(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut s = 0.0f64;
+    let mut c = 0.0f64;
+    for v in values {
+        let t = s + v;
+        if s.abs() >= v.abs() {
+            c += (s - t) + v;
+        } else {
+            c += (v - t) + s;
+        }
+        s = t;
+    }
+    s + c
+}
+
+/// Dot product with four accumulators (vectorises; also sums in a more balanced order).
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..4 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// A column-major matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mat {
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// Entries, column after column.
+    pub data: Vec<f64>,
+}
+
+impl Mat {
+    /// A zero matrix.
+    pub fn zeros(rows: usize, cols: usize) -> Self {
+        Mat {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        }
+    }
+    /// Entry (i, j).
+    pub fn at(&self, i: usize, j: usize) -> f64 {
+        self.data[j * self.rows + i]
+    }
+    /// Mutable entry (i, j).
+    pub fn at_mut(&mut self, i: usize, j: usize) -> &mut f64 {
+        &mut self.data[j * self.rows + i]
+    }
+    /// Column j.
+    pub fn col(&self, j: usize) -> &[f64] {
+        &self.data[j * self.rows..(j + 1) * self.rows]
+    }
+}
+
+/// Householder QR in place; returns the `cols x cols` upper-triangular R (rows beyond the
+/// block's height are zero). Q is not formed.
+pub fn householder_r(mut a: Mat) -> Mat {
+    let (m, q) = (a.rows, a.cols);
+    let steps = m.min(q);
+    for k in 0..steps {
+        let (head, tail) = a.data.split_at_mut((k + 1) * m);
+        let colk = &mut head[k * m..];
+        let x = &mut colk[k..];
+        let norm = dot(x, x).sqrt();
+        if norm == 0.0 {
+            continue;
+        }
+        let alpha = if x[0] > 0.0 { -norm } else { norm };
+        // v = x - alpha e1, stored in x; H = I - 2 v v^T / (v^T v).
+        x[0] -= alpha;
+        let vtv = dot(x, x);
+        if vtv == 0.0 {
+            x[0] += alpha;
+            continue;
+        }
+        let v: &[f64] = x;
+        for j in 0..(q - k - 1) {
+            let cj = &mut tail[j * m + k..(j + 1) * m];
+            let f = 2.0 * dot(v, cj) / vtv;
+            if f != 0.0 {
+                for (c, vv) in cj.iter_mut().zip(v) {
+                    *c -= f * vv;
+                }
+            }
+        }
+        colk[k] = alpha;
+        for v in &mut colk[k + 1..] {
+            *v = 0.0;
+        }
+    }
+    let mut r = Mat::zeros(q, q);
+    for j in 0..q {
+        for i in 0..=j.min(m.saturating_sub(1)) {
+            *r.at_mut(i, j) = a.at(i, j);
+        }
+    }
+    r
+}
+
+/// The R factor of the matrix made by stacking `blocks` (each `q x q`) on top of each other.
+pub fn stack_r<'a>(blocks: impl IntoIterator<Item = &'a Mat>) -> Mat {
+    let blocks: Vec<&Mat> = blocks.into_iter().collect();
+    let q = blocks.first().map_or(0, |b| b.cols);
+    let m = blocks.len() * q;
+    let mut s = Mat::zeros(m, q);
+    for (b, blk) in blocks.iter().enumerate() {
+        for j in 0..q {
+            for i in 0..q {
+                *s.at_mut(b * q + i, j) = blk.at(i, j);
+            }
+        }
+    }
+    householder_r(s)
+}
+
+/// Solve the upper-triangular `R[..p, ..p] x = b`.
+pub fn solve_upper(r: &Mat, b: &[f64]) -> Vec<f64> {
+    let p = b.len();
+    let mut x = b.to_vec();
+    for i in (0..p).rev() {
+        let s = x[i] - (i + 1..p).map(|j| r.at(i, j) * x[j]).sum::<f64>();
+        x[i] = s / r.at(i, i);
+    }
+    x
+}
+
+/// Solve `R[..p, ..p]^T x = b` (forward substitution).
+pub fn solve_upper_t(r: &Mat, b: &[f64]) -> Vec<f64> {
+    let p = b.len();
+    let mut x = b.to_vec();
+    for i in 0..p {
+        let s = x[i] - (0..i).map(|j| r.at(j, i) * x[j]).sum::<f64>();
+        x[i] = s / r.at(i, i);
+    }
+    x
+}
+
+/// Inverse of the upper-triangular `R[..p, ..p]`, row-major `p x p`.
+pub fn inv_upper(r: &Mat, p: usize) -> Vec<Vec<f64>> {
+    let mut inv = vec![vec![0.0; p]; p];
+    for j in 0..p {
+        let mut e = vec![0.0; p];
+        e[j] = 1.0;
+        let col = solve_upper(r, &e);
+        for (i, v) in col.into_iter().enumerate() {
+            inv[i][j] = v;
+        }
+    }
+    inv
+}
+
+/// Singular values (descending) and right singular vectors (column `k` of `v` belongs to
+/// value `k`) of the top-left `p x p` block of `a`, by one-sided Jacobi rotations.
+pub fn svd_small(a: &Mat, p: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let mut u: Vec<Vec<f64>> = (0..p)
+        .map(|j| (0..p).map(|i| a.at(i, j)).collect())
+        .collect();
+    let mut v: Vec<Vec<f64>> = (0..p)
+        .map(|j| (0..p).map(|i| f64::from(u8::from(i == j))).collect())
+        .collect();
+    for _sweep in 0..100 {
+        let mut rotated = false;
+        for i in 0..p {
+            for j in i + 1..p {
+                let alpha: f64 = u[i].iter().map(|x| x * x).sum();
+                let beta: f64 = u[j].iter().map(|x| x * x).sum();
+                let gamma: f64 = u[i].iter().zip(&u[j]).map(|(x, y)| x * y).sum();
+                if gamma == 0.0 || gamma.abs() <= 1e-15 * (alpha * beta).sqrt() {
+                    continue;
+                }
+                rotated = true;
+                let zeta = (beta - alpha) / (2.0 * gamma);
+                let t = zeta.signum() / (zeta.abs() + (1.0 + zeta * zeta).sqrt());
+                let c = 1.0 / (1.0 + t * t).sqrt();
+                let s = c * t;
+                for k in 0..p {
+                    let (x, y) = (u[i][k], u[j][k]);
+                    u[i][k] = c * x - s * y;
+                    u[j][k] = s * x + c * y;
+                    let (x, y) = (v[i][k], v[j][k]);
+                    v[i][k] = c * x - s * y;
+                    v[j][k] = s * x + c * y;
+                }
+            }
+        }
+        if !rotated {
+            break;
+        }
+    }
+    let mut order: Vec<(f64, usize)> = u
+        .iter()
+        .enumerate()
+        .map(|(k, c)| (c.iter().map(|x| x * x).sum::<f64>().sqrt(), k))
+        .collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let sv = order.iter().map(|(s, _)| *s).collect();
+    let vecs = order.iter().map(|(_, k)| v[*k].clone()).collect();
+    (sv, vecs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn mat(rows: usize, cols: usize, f: impl Fn(usize, usize) -> f64) -> Mat {
+        let mut m = Mat::zeros(rows, cols);
+        for j in 0..cols {
+            for i in 0..rows {
+                *m.at_mut(i, j) = f(i, j);
+            }
+        }
+        m
+    }
+
+    fn gram(a: &Mat) -> Vec<f64> {
+        let q = a.cols;
+        let mut g = vec![0.0; q * q];
+        for i in 0..q {
+            for j in 0..q {
+                g[i * q + j] = (0..a.rows).map(|k| a.at(k, i) * a.at(k, j)).sum();
+            }
+        }
+        g
+    }
+
+    proptest! {
+        #[test]
+        fn r_has_the_same_gram_matrix(m in 1usize..12, q in 1usize..5, seed in 0u64..1000) {
+            let a = mat(m, q, |i, j| (((i * 31 + j * 17) as u64 ^ seed) % 97) as f64 / 13.0 - 3.0);
+            let r = householder_r(a.clone());
+            for j in 0..q { for i in j + 1..q { prop_assert_eq!(r.at(i, j), 0.0); } }
+            let (ga, gr) = (gram(&a), gram(&r));
+            for (x, y) in ga.iter().zip(&gr) {
+                prop_assert!((x - y).abs() <= 1e-9 * (1.0 + x.abs()), "{} vs {}", x, y);
+            }
+            // Stacking two halves gives the same Gram matrix as the whole.
+            let top = mat(m, q, |i, j| a.at(i, j));
+            let s = stack_r([&householder_r(top.clone()), &householder_r(top)]);
+            let gs = gram(&s);
+            for (x, y) in ga.iter().zip(&gs) {
+                prop_assert!((2.0 * x - y).abs() <= 1e-9 * (1.0 + x.abs()));
+            }
+        }
+    }
+
+    #[test]
+    fn solves_and_inverts() {
+        let r = mat(
+            3,
+            3,
+            |i, j| if i <= j { (i + 2 * j + 1) as f64 } else { 0.0 },
+        );
+        let x = solve_upper(&r, &[1.0, 2.0, 3.0]);
+        for i in 0..3 {
+            let b: f64 = (0..3).map(|j| r.at(i, j) * x[j]).sum();
+            assert!((b - (i + 1) as f64).abs() < 1e-12);
+        }
+        let y = solve_upper_t(&r, &[1.0, 2.0, 3.0]);
+        for i in 0..3 {
+            let b: f64 = (0..3).map(|j| r.at(j, i) * y[j]).sum();
+            assert!((b - (i + 1) as f64).abs() < 1e-12);
+        }
+        let inv = inv_upper(&r, 3);
+        for i in 0..3 {
+            for j in 0..3 {
+                let p: f64 = (0..3).map(|k| inv[i][k] * r.at(k, j)).sum();
+                assert!((p - f64::from(u8::from(i == j))).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn svd_of_diagonal_and_rank_one() {
+        let d = mat(3, 3, |i, j| if i == j { [3.0, 1.0, 2.0][i] } else { 0.0 });
+        let (s, v) = svd_small(&d, 3);
+        assert_eq!(s, vec![3.0, 2.0, 1.0]);
+        assert!((v[2][1].abs() - 1.0).abs() < 1e-15);
+        let r1 = mat(2, 2, |_, _| 1.0);
+        let (s, v) = svd_small(&r1, 2);
+        assert!((s[0] - 2.0).abs() < 1e-12 && s[1] < 1e-12);
+        assert!((v[1][0].abs() - v[1][1].abs()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn compensated_sum() {
+        let v = [1e16, 1.0, -1e16, 1.0];
+        assert_eq!(sum(v), 2.0);
+    }
+}

@@ -1,0 +1,914 @@
+//! Ordinary least squares, guarded and with full statistics.
+//!
+//! Follows linfa's split: [`OlsParams`] (hyper-parameters) -> [`OlsParams::fit`] ->
+//! [`FittedOls`]. The solve itself is linfa-linear's `LinearRegression` on centred and scaled
+//! columns; because linfa-linear neither checks its input nor gives standard errors, this
+//! module refuses degenerate input first, computes the R factor of the scaled design itself
+//! (Householder QR per cross-validation fold, folds combined by stacking their R factors),
+//! uses R for the condition number, the standard errors and one or two steps of iterative
+//! refinement of linfa's solution (corrected semi-normal equations), and maps everything
+//! back to the original units.
+
+// Matrix code reads best with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
+use linfa::traits::Fit;
+use linfa_linear::LinearRegression;
+use ndarray::{Array1, Array2};
+
+use crate::linalg::{self, Mat};
+use crate::stats;
+use crate::Control;
+
+/// Default limit of the condition number of the centred and scaled design.
+pub const DEFAULT_MAX_CONDITION: f64 = 1e10;
+
+/// Why a fit was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FitError {
+    /// No rows at all.
+    #[error("no rows to fit")]
+    Empty,
+    /// No features and no intercept.
+    #[error("nothing to fit: no features and no intercept")]
+    NoParameters,
+    /// Columns of different lengths.
+    #[error("column '{column}' has {len} rows but the target has {expected}")]
+    Length {
+        /// Column.
+        column: String,
+        /// Its length.
+        len: usize,
+        /// The target's length.
+        expected: usize,
+    },
+    /// NaN, infinite or missing values.
+    #[error(
+        "column '{column}': {count} non-finite value(s) (NaN, infinite or null), first at {rows}"
+    )]
+    NonFinite {
+        /// Column.
+        column: String,
+        /// How many.
+        count: usize,
+        /// Where the first few are.
+        rows: String,
+    },
+    /// Fewer rows than parameters + 1.
+    #[error("{rows} row(s) for {parameters} parameter(s): need at least {} (parameters + 1) to estimate the residual variance", parameters + 1)]
+    TooFewRows {
+        /// Rows.
+        rows: usize,
+        /// Parameters (intercept included).
+        parameters: usize,
+    },
+    /// A constant feature next to an intercept.
+    #[error("feature '{column}' is constant ({value}) in all {rows} rows: with an intercept it cannot be estimated; drop it or filter differently")]
+    Constant {
+        /// Column.
+        column: String,
+        /// Its value.
+        value: f64,
+        /// Rows.
+        rows: usize,
+    },
+    /// An all-zero feature without intercept.
+    #[error("feature '{column}' is zero in all {rows} rows: it cannot be estimated")]
+    Zero {
+        /// Column.
+        column: String,
+        /// Rows.
+        rows: usize,
+    },
+    /// Rank-deficient or nearly so.
+    #[error("features are collinear: the centred and scaled design has condition number {condition:.3e} (limit {limit:.1e}); nearly dependent: {columns}")]
+    Collinear {
+        /// Condition number (infinite when exactly rank deficient).
+        condition: f64,
+        /// The limit.
+        limit: f64,
+        /// Columns that take part in the near-dependence.
+        columns: String,
+    },
+    /// linfa-linear reported an error.
+    #[error("linfa-linear: {0}")]
+    Linfa(String),
+    /// The caller cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Hyper-parameters of an OLS fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OlsParams {
+    intercept: bool,
+    folds: usize,
+    seed: u64,
+    max_condition: f64,
+}
+
+impl Default for OlsParams {
+    fn default() -> Self {
+        OlsParams {
+            intercept: true,
+            folds: 5,
+            seed: 1,
+            max_condition: DEFAULT_MAX_CONDITION,
+        }
+    }
+}
+
+/// A problem to fit: named feature columns and a named target, all the same length.
+#[derive(Clone, Copy)]
+pub struct Problem<'a> {
+    /// Feature columns (name, values).
+    pub features: &'a [(&'a str, &'a [f64])],
+    /// Target column (name, values).
+    pub target: (&'a str, &'a [f64]),
+    /// Describes row `i` in error messages (e.g. `file.parquet row 17`); default `row i`.
+    pub row_label: Option<&'a dyn Fn(usize) -> String>,
+}
+
+/// Minimum, maximum and mean of a column over the rows used.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// Out-of-fold errors of k-fold cross-validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrossValidation {
+    /// Folds.
+    pub folds: usize,
+    /// Seed of the fold assignment.
+    pub seed: u64,
+    /// Mean absolute error.
+    pub mae: f64,
+    /// Mean absolute percentage error (%), rows with a non-zero target only.
+    pub mape_percent: Option<f64>,
+    /// Out-of-fold prediction of every row.
+    pub predicted: Vec<f64>,
+}
+
+/// One estimated parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// Value.
+    pub value: f64,
+    /// Standard error.
+    pub std_error: f64,
+    /// value / std_error (None when the standard error is zero).
+    pub t_value: Option<f64>,
+    /// 95 % confidence interval.
+    pub ci95: (f64, f64),
+}
+
+/// A fitted model with its statistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FittedOls {
+    /// One per feature, in order, then the intercept if fitted.
+    pub estimates: Vec<Estimate>,
+    /// Whether the last estimate is an intercept.
+    pub intercept: bool,
+    /// Rows.
+    pub n: usize,
+    /// Residual degrees of freedom.
+    pub df: usize,
+    /// Residual sum of squares.
+    pub rss: f64,
+    /// R^2: centred with an intercept, uncentred (1 - RSS / sum y^2) without.
+    pub r_squared: f64,
+    /// Adjusted R^2.
+    pub adjusted_r_squared: f64,
+    /// sqrt(RSS / df).
+    pub residual_sd: f64,
+    /// sqrt(RSS / n).
+    pub rmse: f64,
+    /// Mean absolute residual.
+    pub mae: f64,
+    /// Mean absolute percentage error (%), rows with a non-zero target only.
+    pub mape_percent: Option<f64>,
+    /// 2-norm condition number of the centred and scaled design (intercept column included).
+    pub condition_number: f64,
+    /// Cross-validation, if done.
+    pub cross_validation: Option<CrossValidation>,
+    /// Why cross-validation was not done, if it was asked for.
+    pub cross_validation_note: Option<String>,
+    /// Feature summaries, in order.
+    pub features: Vec<Summary>,
+    /// Target summary.
+    pub target: Summary,
+    /// Fitted value of every row.
+    pub fitted: Vec<f64>,
+    /// Residual (observed - fitted) of every row.
+    pub residuals: Vec<f64>,
+}
+
+impl FittedOls {
+    /// Predict from feature values in order.
+    pub fn predict(&self, x: &[f64]) -> f64 {
+        let k = self.estimates.len() - usize::from(self.intercept);
+        let mut y: f64 = x
+            .iter()
+            .zip(&self.estimates[..k])
+            .map(|(x, e)| x * e.value)
+            .sum();
+        if self.intercept {
+            y += self.estimates[k].value;
+        }
+        y
+    }
+}
+
+/// SplitMix64: a tiny, stable generator, so fold assignments never change between releases.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Balanced random fold of every row: a seeded permutation dealt round-robin.
+pub fn fold_assignment(n: usize, folds: usize, seed: u64) -> Vec<u32> {
+    let mut perm: Vec<u32> = (0..n as u32).collect();
+    let mut s = seed;
+    for i in (1..n).rev() {
+        let j = (splitmix(&mut s) % (i as u64 + 1)) as usize;
+        perm.swap(i, j);
+    }
+    let mut fold = vec![0u32; n];
+    for (i, &r) in perm.iter().enumerate() {
+        fold[r as usize] = (i % folds) as u32;
+    }
+    fold
+}
+
+impl OlsParams {
+    /// Defaults: intercept, 5 folds, seed 1, condition limit [`DEFAULT_MAX_CONDITION`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Fit an intercept (default true).
+    pub fn intercept(mut self, yes: bool) -> Self {
+        self.intercept = yes;
+        self
+    }
+    /// Cross-validation folds; 0 or 1 disables it (default 5).
+    pub fn folds(mut self, folds: usize) -> Self {
+        self.folds = folds;
+        self
+    }
+    /// Seed of the fold assignment (default 1).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Refuse designs whose scaled condition number exceeds this (default 1e10).
+    pub fn max_condition(mut self, limit: f64) -> Self {
+        self.max_condition = limit;
+        self
+    }
+
+    /// Fit, refusing degenerate input with a clear error.
+    pub fn fit(&self, prob: &Problem<'_>, ctl: &Control<'_>) -> Result<FittedOls, FitError> {
+        let y = prob.target.1;
+        let n = y.len();
+        let p = prob.features.len();
+        let off = usize::from(self.intercept);
+        let pt = p + off;
+        if pt == 0 {
+            return Err(FitError::NoParameters);
+        }
+        for (name, col) in prob.features {
+            if col.len() != n {
+                return Err(FitError::Length {
+                    column: name.to_string(),
+                    len: col.len(),
+                    expected: n,
+                });
+            }
+        }
+        if n == 0 {
+            return Err(FitError::Empty);
+        }
+        let label = |i: usize| match prob.row_label {
+            Some(f) => f(i),
+            None => format!("row {i}"),
+        };
+        for (name, col) in prob.features.iter().chain([&prob.target]) {
+            let bad: Vec<usize> = col
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| !v.is_finite())
+                .map(|(i, _)| i)
+                .collect();
+            if !bad.is_empty() {
+                let shown: Vec<String> = bad
+                    .iter()
+                    .take(5)
+                    .map(|&i| format!("{} ({})", label(i), col[i]))
+                    .collect();
+                return Err(FitError::NonFinite {
+                    column: name.to_string(),
+                    count: bad.len(),
+                    rows: shown.join(", "),
+                });
+            }
+        }
+        if n < pt + 1 {
+            return Err(FitError::TooFewRows {
+                rows: n,
+                parameters: pt,
+            });
+        }
+        ctl.check()?;
+
+        // Centre (with an intercept) and scale every column so that QR sees columns of equal
+        // norm; the raw design of e.g. a polynomial can have condition 1e15 where the scaled
+        // one has 1e9.
+        let summary = |c: &[f64]| Summary {
+            min: c.iter().copied().fold(f64::INFINITY, f64::min),
+            max: c.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            mean: linalg::sum(c.iter().copied()) / n as f64,
+        };
+        let feats: Vec<Summary> = prob.features.iter().map(|(_, c)| summary(c)).collect();
+        let tsum = summary(y);
+        let mut centre = vec![0.0; p];
+        let mut scale = vec![1.0; p];
+        for (j, (name, col)) in prob.features.iter().enumerate() {
+            if self.intercept {
+                let m = feats[j].mean;
+                if feats[j].min == feats[j].max {
+                    return Err(FitError::Constant {
+                        column: name.to_string(),
+                        value: feats[j].min,
+                        rows: n,
+                    });
+                }
+                centre[j] = m;
+                scale[j] = (linalg::sum(col.iter().map(|v| (v - m) * (v - m))) / n as f64).sqrt();
+            } else {
+                scale[j] = (linalg::sum(col.iter().map(|v| v * v)) / n as f64).sqrt();
+                if scale[j] == 0.0 {
+                    return Err(FitError::Zero {
+                        column: name.to_string(),
+                        rows: n,
+                    });
+                }
+            }
+        }
+        let y_centre = if self.intercept { tsum.mean } else { 0.0 };
+        let yc: Vec<f64> = y.iter().map(|v| v - y_centre).collect();
+        // Row-major scaled design (what linfa takes).
+        let mut z = vec![0.0; n * p];
+        for (j, (_, col)) in prob.features.iter().enumerate() {
+            let (c, s) = (centre[j], scale[j]);
+            for (i, v) in col.iter().enumerate() {
+                z[i * p + j] = (v - c) / s;
+            }
+        }
+        ctl.check()?;
+        ctl.report("QR factorisation");
+
+        // Per-fold R factors of [1 | Z | yc]; their stack gives the whole design's R.
+        let k = if self.folds >= 2 {
+            self.folds.min(n)
+        } else {
+            1
+        };
+        let fold = if k >= 2 {
+            fold_assignment(n, k, self.seed)
+        } else {
+            vec![0; n]
+        };
+        let q = pt + 1;
+        let mut sizes = vec![0usize; k];
+        for &f in &fold {
+            sizes[f as usize] += 1;
+        }
+        let mut blocks: Vec<Mat> = sizes.iter().map(|&m| Mat::zeros(m, q)).collect();
+        let mut pos = vec![0usize; k];
+        for i in 0..n {
+            let f = fold[i] as usize;
+            let b = &mut blocks[f];
+            let (m, r) = (b.rows, pos[f]);
+            if self.intercept {
+                b.data[r] = 1.0;
+            }
+            for j in 0..p {
+                b.data[(off + j) * m + r] = z[i * p + j];
+            }
+            b.data[pt * m + r] = yc[i];
+            pos[f] += 1;
+        }
+        let fold_r: Vec<Mat> = blocks.into_iter().map(linalg::householder_r).collect();
+        ctl.check()?;
+        let r = if k == 1 {
+            fold_r[0].clone()
+        } else {
+            linalg::stack_r(fold_r.iter())
+        };
+        let names: Vec<&str> = (0..pt)
+            .map(|c| {
+                if self.intercept && c == 0 {
+                    "intercept"
+                } else {
+                    prob.features[c - off].0
+                }
+            })
+            .collect();
+        let condition = self.check_condition(&r, pt, &names)?;
+
+        // linfa-linear's solution on the scaled data, then refinement against R.
+        ctl.report("least squares (linfa-linear)");
+        let mut b = self.linfa_solve(z.clone(), &yc, n, p)?;
+        let qr_b = linalg::solve_upper(&r, &(0..pt).map(|i| r.at(i, pt)).collect::<Vec<_>>());
+        if b.iter().any(|v| !v.is_finite()) {
+            b = qr_b;
+        }
+        // Residuals and the gradient Z^T r in one pass over the rows.
+        let resid_grad = |b: &[f64]| -> (Vec<f64>, Vec<f64>) {
+            let b0 = if self.intercept { b[0] } else { 0.0 };
+            let bs = &b[off..];
+            let mut g = vec![0.0; pt];
+            let mut r = Vec::with_capacity(n);
+            for i in 0..n {
+                let row = &z[i * p..(i + 1) * p];
+                let ri = yc[i] - (b0 + row.iter().zip(bs).map(|(x, c)| x * c).sum::<f64>());
+                if self.intercept {
+                    g[0] += ri;
+                }
+                for j in 0..p {
+                    g[off + j] += row[j] * ri;
+                }
+                r.push(ri);
+            }
+            (r, g)
+        };
+        let (mut res, mut g) = resid_grad(&b);
+        for _ in 0..3 {
+            ctl.check()?;
+            // Corrected semi-normal equations: R^T R d = Z^T r.
+            let d = linalg::solve_upper(&r, &linalg::solve_upper_t(&r, &g));
+            let small = d
+                .iter()
+                .zip(&b)
+                .all(|(d, b)| d.abs() <= 4.0 * f64::EPSILON * b.abs());
+            if small {
+                break;
+            }
+            b = b.iter().zip(&d).map(|(a, d)| a + d).collect();
+            (res, g) = resid_grad(&b);
+        }
+        let _ = &g;
+
+        // Statistics.
+        let rss = linalg::sum(res.iter().map(|r| r * r));
+        let df = n - pt;
+        let tss = if self.intercept {
+            linalg::sum(yc.iter().map(|v| v * v))
+        } else {
+            linalg::sum(y.iter().map(|v| v * v))
+        };
+        let r_squared = if tss > 0.0 { 1.0 - rss / tss } else { 1.0 };
+        let adjusted_r_squared = 1.0 - (1.0 - r_squared) * (n - off) as f64 / df as f64;
+        let s2 = rss / df as f64;
+        let a = linalg::inv_upper(&r, pt);
+        let tq = stats::t_quantile(0.975, df as f64);
+        let mut estimates = Vec::with_capacity(pt);
+        let est = |value: f64, row: &[f64]| {
+            let se = (s2 * linalg::sum(row.iter().map(|v| v * v))).sqrt();
+            Estimate {
+                value,
+                std_error: se,
+                t_value: (se > 0.0).then(|| value / se),
+                ci95: (value - tq * se, value + tq * se),
+            }
+        };
+        let slopes: Vec<f64> = (0..p).map(|j| b[off + j] / scale[j]).collect();
+        for j in 0..p {
+            let row: Vec<f64> = a[off + j].iter().map(|v| v / scale[j]).collect();
+            estimates.push(est(slopes[j], &row));
+        }
+        if self.intercept {
+            let value = linalg::sum(
+                [y_centre, b[0]]
+                    .into_iter()
+                    .chain((0..p).map(|j| -slopes[j] * centre[j])),
+            );
+            let row: Vec<f64> = (0..pt)
+                .map(|c| {
+                    linalg::sum(
+                        std::iter::once(a[0][c])
+                            .chain((0..p).map(|j| -centre[j] / scale[j] * a[off + j][c])),
+                    )
+                })
+                .collect();
+            estimates.push(est(value, &row));
+        }
+        let fitted: Vec<f64> = y.iter().zip(&res).map(|(y, r)| y - r).collect();
+        let mae = linalg::sum(res.iter().map(|r| r.abs())) / n as f64;
+        let mape_percent = mape(y, &fitted);
+
+        // Cross-validation: fold k's model comes from the stacked R factors of the others.
+        let mut cv_note = None;
+        let cross_validation = if k >= 2 {
+            ctl.report("cross-validation");
+            let mut fold_b = Vec::with_capacity(k);
+            for f in 0..k {
+                let rk = linalg::stack_r(
+                    fold_r
+                        .iter()
+                        .enumerate()
+                        .filter(|(g, _)| *g != f)
+                        .map(|(_, m)| m),
+                );
+                let trained_rows = n - sizes[f];
+                if trained_rows < pt + 1 || self.check_condition(&rk, pt, &names).is_err() {
+                    cv_note = Some(format!(
+                        "{k}-fold cross-validation skipped: the training rows of fold {} ({trained_rows} rows) do not determine the {pt} parameters",
+                        f + 1
+                    ));
+                    break;
+                }
+                fold_b.push(linalg::solve_upper(
+                    &rk,
+                    &(0..pt).map(|i| rk.at(i, pt)).collect::<Vec<_>>(),
+                ));
+            }
+            (fold_b.len() == k).then(|| {
+                let predicted: Vec<f64> = (0..n)
+                    .map(|i| {
+                        let bf = &fold_b[fold[i] as usize];
+                        let b0 = if self.intercept { bf[0] } else { 0.0 };
+                        let row = &z[i * p..(i + 1) * p];
+                        y_centre + b0 + row.iter().zip(&bf[off..]).map(|(x, c)| x * c).sum::<f64>()
+                    })
+                    .collect();
+                let mae =
+                    linalg::sum(y.iter().zip(&predicted).map(|(y, f)| (y - f).abs())) / n as f64;
+                CrossValidation {
+                    folds: k,
+                    seed: self.seed,
+                    mae,
+                    mape_percent: mape(y, &predicted),
+                    predicted,
+                }
+            })
+        } else {
+            if self.folds >= 2 {
+                cv_note = Some("cross-validation needs at least 2 rows".into());
+            }
+            None
+        };
+        Ok(FittedOls {
+            estimates,
+            intercept: self.intercept,
+            n,
+            df,
+            rss,
+            r_squared,
+            adjusted_r_squared,
+            residual_sd: s2.sqrt(),
+            rmse: (rss / n as f64).sqrt(),
+            mae,
+            mape_percent,
+            condition_number: condition,
+            cross_validation,
+            cross_validation_note: cv_note,
+            features: feats,
+            target: tsum,
+            fitted,
+            residuals: res,
+        })
+    }
+
+    /// Condition number of the top-left `pt x pt` of `r`, or the collinearity error.
+    fn check_condition(&self, r: &Mat, pt: usize, names: &[&str]) -> Result<f64, FitError> {
+        let (sv, v) = linalg::svd_small(r, pt);
+        let smax = sv[0];
+        let smin = sv[pt - 1];
+        let condition = if smin > 0.0 {
+            smax / smin
+        } else {
+            f64::INFINITY
+        };
+        if condition.is_finite() && condition <= self.max_condition {
+            return Ok(condition);
+        }
+        let null = &v[pt - 1];
+        let mut cols: Vec<(f64, &str)> = null
+            .iter()
+            .zip(names)
+            .filter(|(w, _)| w.abs() > 0.1)
+            .map(|(w, n)| (w.abs(), *n))
+            .collect();
+        cols.sort_by(|a, b| b.0.total_cmp(&a.0));
+        Err(FitError::Collinear {
+            condition,
+            limit: self.max_condition,
+            columns: cols.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// linfa-linear's least-squares solution in internal order (intercept first).
+    fn linfa_solve(
+        &self,
+        z: Vec<f64>,
+        yc: &[f64],
+        n: usize,
+        p: usize,
+    ) -> Result<Vec<f64>, FitError> {
+        if p == 0 {
+            return Ok(vec![0.0]);
+        }
+        let records =
+            Array2::from_shape_vec((n, p), z).map_err(|e| FitError::Linfa(e.to_string()))?;
+        let ds = linfa::Dataset::new(records, Array1::from_vec(yc.to_vec()));
+        let model = LinearRegression::new()
+            .with_intercept(self.intercept)
+            .fit(&ds)
+            .map_err(|e| FitError::Linfa(e.to_string()))?;
+        let mut out = Vec::with_capacity(p + 1);
+        if self.intercept {
+            out.push(model.intercept());
+        }
+        out.extend(model.params().iter().copied());
+        Ok(out)
+    }
+}
+
+/// Mean absolute percentage error (%), over rows with a non-zero observed value.
+fn mape(y: &[f64], f: &[f64]) -> Option<f64> {
+    let terms: Vec<f64> = y
+        .iter()
+        .zip(f)
+        .filter(|(y, _)| **y != 0.0)
+        .map(|(y, f)| ((y - f) / y).abs())
+        .collect();
+    (!terms.is_empty()).then(|| 100.0 * linalg::sum(terms.iter().copied()) / terms.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Standard normal variates from a seeded SplitMix64 (Box-Muller).
+    struct Normal(u64);
+    impl Normal {
+        fn uniform(&mut self) -> f64 {
+            ((splitmix(&mut self.0) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        }
+        fn next(&mut self) -> f64 {
+            let (u, v) = (self.uniform(), self.uniform());
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        }
+    }
+
+    fn fit(
+        features: &[(&str, &[f64])],
+        y: &[f64],
+        params: &OlsParams,
+    ) -> Result<FittedOls, FitError> {
+        params.fit(
+            &Problem {
+                features,
+                target: ("y", y),
+                row_label: None,
+            },
+            &Control::none(),
+        )
+    }
+
+    /// Synthetic energy-like data: E = alpha V + beta + noise, V in bytes (0.1-4 GB).
+    fn energy_data(seed: u64, n: usize, sd: f64) -> (Vec<f64>, Vec<f64>) {
+        let mut g = Normal(seed);
+        let v: Vec<f64> = (0..n).map(|_| 1e8 + 4e9 * g.uniform()).collect();
+        let e = v
+            .iter()
+            .map(|v| 0.512e-6 * v + 20.165 + sd * g.next())
+            .collect();
+        (v, e)
+    }
+
+    #[test]
+    fn recovers_the_papers_energy_coefficients() {
+        let (v, e) = energy_data(7, 2000, 5.0);
+        let f = fit(&[("v_mig_bytes", &v)], &e, &OlsParams::new()).unwrap();
+        let (alpha, beta) = (f.estimates[0], f.estimates[1]);
+        assert!(
+            (alpha.value - 0.512e-6).abs() < 4.0 * alpha.std_error,
+            "{alpha:?}"
+        );
+        assert!(
+            (beta.value - 20.165).abs() < 4.0 * beta.std_error,
+            "{beta:?}"
+        );
+        assert!((f.residual_sd - 5.0).abs() < 0.3, "{}", f.residual_sd);
+        assert!(f.r_squared > 0.99);
+        let cv = f.cross_validation.as_ref().unwrap();
+        assert_eq!(cv.folds, 5);
+        // Out-of-fold error is close to the in-sample error for a well-specified model.
+        assert!(
+            (cv.mae / f.mae - 1.0).abs() < 0.05,
+            "{} vs {}",
+            cv.mae,
+            f.mae
+        );
+        assert_eq!(f.residuals.len(), 2000);
+    }
+
+    #[test]
+    fn confidence_intervals_cover_the_truth_at_the_stated_rate() {
+        // 400 noisy data sets of gamma-like data; each 95 % CI should cover the true value in
+        // about 95 % of them: binomial sd sqrt(.95 .05 / 400) = 1.1 %, so allow 91-99 %.
+        let truth = [-0.0463, -1e-10, 0.3586];
+        let mut covered = [0usize; 3];
+        let runs = 400;
+        for seed in 0..runs {
+            let mut g = Normal(1000 + seed as u64);
+            let n = 30;
+            let t: Vec<f64> = (0..n).map(|_| 0.2 + 5.0 * g.uniform()).collect();
+            let d: Vec<f64> = (0..n).map(|_| 1e6 + 1e8 * g.uniform()).collect();
+            let y: Vec<f64> = (0..n)
+                .map(|i| truth[0] * t[i] + truth[1] * d[i] + truth[2] + 0.05 * g.next())
+                .collect();
+            let f = fit(&[("t", &t), ("d", &d)], &y, &OlsParams::new().folds(0)).unwrap();
+            for k in 0..3 {
+                let (lo, hi) = f.estimates[k].ci95;
+                covered[k] += usize::from(lo <= truth[k] && truth[k] <= hi);
+            }
+        }
+        for c in covered {
+            let rate = c as f64 / runs as f64;
+            assert!((0.91..=0.99).contains(&rate), "coverage {rate}");
+        }
+    }
+
+    #[test]
+    fn refuses_non_finite_values_naming_rows() {
+        let x = [1.0, 2.0, f64::NAN, 4.0, 5.0];
+        let y = [1.0, 2.0, 3.0, f64::INFINITY, 5.0];
+        let e = fit(&[("x", &x)], &y, &OlsParams::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "column 'x': 1 non-finite value(s) (NaN, infinite or null), first at row 2 (NaN)"
+        );
+        let label = |i: usize| format!("f.parquet row {}", i + 1);
+        let e = OlsParams::new()
+            .fit(
+                &Problem {
+                    features: &[("x", &[1.0, 2.0, 3.0, 4.0, 5.0])],
+                    target: ("y", &y),
+                    row_label: Some(&label),
+                },
+                &Control::none(),
+            )
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("column 'y'") && e.to_string().contains("f.parquet row 4 (inf)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn refuses_too_few_rows() {
+        let e = fit(&[("x", &[1.0, 2.0])], &[1.0, 2.0], &OlsParams::new()).unwrap_err();
+        assert!(matches!(
+            e,
+            FitError::TooFewRows {
+                rows: 2,
+                parameters: 2
+            }
+        ));
+        assert!(e.to_string().contains("need at least 3"));
+        assert_eq!(
+            fit(&[], &[], &OlsParams::new()).unwrap_err(),
+            FitError::Empty
+        );
+        assert_eq!(
+            fit(&[], &[1.0], &OlsParams::new().intercept(false)).unwrap_err(),
+            FitError::NoParameters
+        );
+    }
+
+    #[test]
+    fn refuses_constant_zero_and_collinear_columns() {
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let y = [1.0, 3.0, 2.0, 5.0, 4.0, 6.0];
+        let c = [7.0; 6];
+        let e = fit(&[("x", &x), ("c", &c)], &y, &OlsParams::new()).unwrap_err();
+        assert!(e.to_string().contains("feature 'c' is constant (7)"), "{e}");
+        // Without an intercept a constant column is legitimate; a zero column is not.
+        assert!(fit(
+            &[("x", &x), ("c", &c)],
+            &y,
+            &OlsParams::new().intercept(false)
+        )
+        .is_ok());
+        let z = [0.0; 6];
+        let e = fit(&[("z", &z)], &y, &OlsParams::new().intercept(false)).unwrap_err();
+        assert!(e.to_string().contains("'z' is zero"), "{e}");
+        let x2: Vec<f64> = x.iter().map(|v| 3.0 * v - 1.0).collect();
+        let e = fit(&[("x", &x), ("x2", &x2)], &y, &OlsParams::new()).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("collinear") && s.contains("x2") && s.contains("x,") || s.contains("x2, x"),
+            "{s}"
+        );
+        // Nearly collinear: beyond the limit too.
+        let x3: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + 1e-12 * (i % 2) as f64)
+            .collect();
+        assert!(matches!(
+            fit(&[("x", &x), ("x3", &x3)], &y, &OlsParams::new()).unwrap_err(),
+            FitError::Collinear { .. }
+        ));
+    }
+
+    #[test]
+    fn cancels() {
+        let flag = std::sync::atomic::AtomicBool::new(true);
+        let ctl = Control {
+            cancel: Some(&flag),
+            progress: None,
+        };
+        let e = OlsParams::new().fit(
+            &Problem {
+                features: &[("x", &[1.0, 2.0, 3.0])],
+                target: ("y", &[1.0, 2.0, 4.0]),
+                row_label: None,
+            },
+            &ctl,
+        );
+        assert_eq!(e.unwrap_err(), FitError::Cancelled);
+    }
+
+    #[test]
+    fn exact_fit_has_zero_standard_errors() {
+        let x = [1.0, 2.0, 3.0, 4.0];
+        let y = [3.0, 5.0, 7.0, 9.0];
+        let f = fit(&[("x", &x)], &y, &OlsParams::new().folds(0)).unwrap();
+        assert!((f.estimates[0].value - 2.0).abs() < 1e-14);
+        assert!((f.estimates[1].value - 1.0).abs() < 1e-13);
+        assert!(f.estimates[0].std_error < 1e-12);
+        assert!((f.r_squared - 1.0).abs() < 1e-15);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Any well-conditioned problem: exact data is recovered, residuals are orthogonal to
+        /// the design, and fitted + residual = observed.
+        #[test]
+        fn recovers_exact_coefficients(
+            b in proptest::collection::vec(-1e3f64..1e3, 1..4),
+            c in -1e3f64..1e3,
+            scale in proptest::collection::vec(-6i32..7, 4),
+            n in 8usize..60,
+            seed in any::<u64>(),
+            noise in 0.0f64..1.0,
+        ) {
+            let mut g = Normal(seed);
+            let p = b.len();
+            let xs: Vec<Vec<f64>> = (0..p)
+                .map(|j| (0..n).map(|_| 10f64.powi(scale[j]) * (g.uniform() - 0.3)).collect())
+                .collect();
+            let y: Vec<f64> = (0..n)
+                .map(|i| c + (0..p).map(|j| b[j] / 10f64.powi(scale[j]) * xs[j][i]).sum::<f64>() + noise * g.next())
+                .collect();
+            let names = ["a", "b", "c", "d"];
+            let feats: Vec<(&str, &[f64])> = (0..p).map(|j| (names[j], xs[j].as_slice())).collect();
+            let f = match fit(&feats, &y, &OlsParams::new().folds(3).seed(seed)) {
+                Ok(f) => f,
+                // Random columns can be nearly collinear for small n; that must be the reason.
+                Err(e) => { prop_assert!(matches!(e, FitError::Collinear { .. }), "{}", e); return Ok(()); }
+            };
+            for j in 0..p {
+                let want = b[j] / 10f64.powi(scale[j]);
+                let e = f.estimates[j];
+                if noise == 0.0 {
+                    prop_assert!((e.value - want).abs() <= 1e-8 * want.abs().max(1e-300) + 1e-9 / 10f64.powi(scale[j]));
+                } else {
+                    prop_assert!((e.value - want).abs() <= 8.0 * e.std_error + 1e-9 * want.abs());
+                }
+            }
+            for i in 0..n {
+                prop_assert!((f.fitted[i] + f.residuals[i] - y[i]).abs() <= 1e-9 * (1.0 + y[i].abs()));
+            }
+            for xj in &xs {
+                let dot: f64 = xj.iter().zip(&f.residuals).map(|(x, r)| x * r).sum();
+                let norm: f64 = xj.iter().map(|x| x * x).sum::<f64>().sqrt() * f.residuals.iter().map(|r| r * r).sum::<f64>().sqrt();
+                prop_assert!(dot.abs() <= 1e-8 * norm.max(1e-300));
+            }
+        }
+    }
+}

@@ -1,0 +1,879 @@
+//! The trainers behind `migwatt train`: energy (eq 15, or eq 14 per side), gamma (eq 10)
+//! and any linear model. Each loads its data, refuses bad rows with the file and row,
+//! fits with [`OlsParams`], writes the residuals and publishes a new coefficient-file
+//! version.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use datasets::residuals::{write_residuals, Residuals};
+use datasets::table::{
+    load_table, resolve_inputs, Filter, InputFile, LoadOptions, Table, TableError,
+};
+use datasets::DatasetError;
+use sha2::{Digest, Sha256};
+
+use crate::coef::{self, CoefError, CoefficientFile, ModelKind};
+use crate::ols::{FitError, FittedOls, OlsParams, Problem};
+use crate::units::{unit_from_column_name, Unit};
+use crate::Control;
+
+/// Errors of a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Loading the data failed.
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// A dataset could not be written or read.
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    /// The fit was refused.
+    #[error("model '{model}': {source}")]
+    Fit {
+        /// Model name.
+        model: String,
+        /// Why.
+        #[source]
+        source: FitError,
+    },
+    /// Writing the coefficient file failed.
+    #[error(transparent)]
+    Coef(#[from] CoefError),
+    /// Reading an input to hash it failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bad options.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Options common to every trainer.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Input files or hive folders (Parquet or CSV by extension).
+    pub data: Vec<PathBuf>,
+    /// Row filters (`COLUMN OP VALUE`), ANDed.
+    pub filters: Vec<String>,
+    /// Models directory.
+    pub out: PathBuf,
+    /// Model name (folder under `out`); each trainer has a default.
+    pub name: Option<String>,
+    /// Cross-validation folds (0 or 1: none).
+    pub folds: usize,
+    /// Fold-assignment seed.
+    pub seed: u64,
+    /// Condition-number limit of the scaled design.
+    pub max_condition: f64,
+}
+
+impl TrainOptions {
+    /// Defaults for everything but the inputs and the output folder.
+    pub fn new(data: Vec<PathBuf>, out: PathBuf) -> Self {
+        TrainOptions {
+            data,
+            filters: Vec::new(),
+            out,
+            name: None,
+            folds: 5,
+            seed: 1,
+            max_condition: crate::ols::DEFAULT_MAX_CONDITION,
+        }
+    }
+    fn params(&self, intercept: bool) -> OlsParams {
+        OlsParams::new()
+            .intercept(intercept)
+            .folds(self.folds)
+            .seed(self.seed)
+            .max_condition(self.max_condition)
+    }
+    fn parsed_filters(&self) -> Result<Vec<Filter>, TrainError> {
+        Ok(self
+            .filters
+            .iter()
+            .map(|f| Filter::parse(f))
+            .collect::<Result<_, _>>()?)
+    }
+}
+
+/// A published model.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The `v<N>.json` written.
+    pub path: PathBuf,
+    /// Its content.
+    pub file: CoefficientFile,
+}
+
+/// A column in a model: data column, paper symbol, unit, and the coefficient's name.
+#[derive(Debug, Clone)]
+struct Var {
+    column: String,
+    symbol: String,
+    unit: String,
+    coefficient: String,
+}
+
+struct Spec {
+    kind: ModelKind,
+    name: String,
+    target: Var,
+    features: Vec<Var>,
+    /// Coefficient name of the intercept, None for no intercept.
+    intercept: Option<String>,
+}
+
+/// Rows ready to fit and where they came from.
+struct Rows {
+    y: Vec<f64>,
+    xs: Vec<Vec<f64>>,
+    origin_file: Vec<u32>,
+    origin_row: Vec<u64>,
+}
+
+/// Data and facts shared by every model of one run.
+struct Context {
+    inputs: Vec<coef::InputFile>,
+    files: Vec<PathBuf>,
+    filters: Vec<String>,
+    rows_read: u64,
+    notes: Vec<String>,
+    hardware: coef::Hardware,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// SHA-256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String, TrainError> {
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Load a table while hashing its files on another thread.
+fn load_hashed(
+    inputs: &[InputFile],
+    opts: &LoadOptions<'_>,
+) -> Result<(Table, Vec<String>), TrainError> {
+    std::thread::scope(|s| {
+        let hasher = s.spawn(|| {
+            inputs
+                .iter()
+                .map(|i| sha256_file(&i.path))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let table = load_table(inputs, opts);
+        let hashes = hasher
+            .join()
+            .map_err(|_| TrainError::Invalid("hashing thread panicked".into()))?;
+        Ok((table?, hashes?))
+    })
+}
+
+fn hardware_of(table: &Table) -> coef::Hardware {
+    let mut hw = coef::Hardware::default();
+    for c in ["host", "source_host", "destination_host"] {
+        hw.hosts.extend(table.distinct_strings(c));
+    }
+    for f in table.files() {
+        for (k, v) in &f.metadata {
+            if k == "migwatt.host" {
+                hw.hosts.push(v.clone());
+            }
+            if k == "migwatt.meter" || k == "migwatt.meter_id" {
+                hw.meters.push(v.clone());
+            }
+        }
+    }
+    hw.cpu_models.extend(table.distinct_strings("cpu_model"));
+    for c in ["host_memory_bytes", "memory_bytes"] {
+        hw.memory_bytes.extend(
+            table
+                .distinct_strings(c)
+                .iter()
+                .filter_map(|v| v.parse::<f64>().ok())
+                .map(|v| v as u64),
+        );
+    }
+    for c in ["meter_id", "meter_model", "meter_firmware"] {
+        hw.meters.extend(table.distinct_strings(c));
+    }
+    for v in [&mut hw.hosts, &mut hw.cpu_models, &mut hw.meters] {
+        v.sort();
+        v.dedup();
+    }
+    hw.memory_bytes.sort_unstable();
+    hw.memory_bytes.dedup();
+    hw
+}
+
+const HARDWARE_COLUMNS: [&str; 9] = [
+    "host",
+    "source_host",
+    "destination_host",
+    "cpu_model",
+    "host_memory_bytes",
+    "memory_bytes",
+    "meter_id",
+    "meter_model",
+    "meter_firmware",
+];
+
+fn context(table: &Table, hashes: Vec<String>, filters: &[String]) -> Context {
+    Context {
+        inputs: table
+            .files()
+            .iter()
+            .zip(hashes)
+            .map(|(f, sha256)| coef::InputFile {
+                path: f.path.display().to_string(),
+                sha256,
+                rows: f.rows as u64,
+                rows_used: 0,
+            })
+            .collect(),
+        files: table.files().iter().map(|f| f.path.clone()).collect(),
+        filters: filters.to_vec(),
+        rows_read: table.files().iter().map(|f| f.rows as u64).sum(),
+        notes: Vec::new(),
+        hardware: hardware_of(table),
+    }
+}
+
+/// Fit one model and publish it (residuals first, then the coefficient file).
+fn fit_publish(
+    opts: &TrainOptions,
+    spec: &Spec,
+    rows: &Rows,
+    ctx: &Context,
+    ctl: &Control<'_>,
+) -> Result<Trained, TrainError> {
+    if !coef::valid_name(&spec.name) {
+        return Err(TrainError::Invalid(format!(
+            "model name '{}': use letters, digits, '_', '-', '.' (not starting with '.')",
+            spec.name
+        )));
+    }
+    let label = |i: usize| -> String {
+        match (rows.origin_file.get(i), rows.origin_row.get(i)) {
+            (Some(&f), Some(&r)) => format!("{} row {}", ctx.files[f as usize].display(), r + 1),
+            _ => format!("row {i}"),
+        }
+    };
+    let features: Vec<(&str, &[f64])> = spec
+        .features
+        .iter()
+        .zip(&rows.xs)
+        .map(|(v, c)| (v.column.as_str(), c.as_slice()))
+        .collect();
+    let fit = opts
+        .params(spec.intercept.is_some())
+        .fit(
+            &Problem {
+                features: &features,
+                target: (spec.target.column.as_str(), &rows.y),
+                row_label: Some(&label),
+            },
+            ctl,
+        )
+        .map_err(|source| TrainError::Fit {
+            model: spec.name.clone(),
+            source,
+        })?;
+    ctl.report("writing");
+    let model_dir = opts.out.join(&spec.name);
+    let version = coef::next_version(&model_dir)?;
+    let created = chrono::Utc::now();
+    let created_at = created.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut h = Sha256::new();
+    h.update(spec.name.as_bytes());
+    h.update(created_at.as_bytes());
+    for i in &ctx.inputs {
+        h.update(i.sha256.as_bytes());
+    }
+    let id = format!("{}/v{version}/{}", spec.name, &hex(&h.finalize())[..12]);
+    let mut file = build_file(spec, &fit, ctx, rows, version, id.clone(), created_at)?;
+    let residuals_name = format!("v{version}.residuals.parquet");
+    file.provenance.residuals_file = residuals_name.clone();
+    let target_unit = file.target.unit.clone();
+    write_residuals(
+        &model_dir.join(&residuals_name),
+        &Residuals {
+            model_id: id,
+            target: spec.target.column.clone(),
+            unit: target_unit,
+            input_file: rows.origin_file.clone(),
+            input_row: rows.origin_row.clone(),
+            observed: rows.y.clone(),
+            fitted: fit.fitted.clone(),
+            cv_predicted: fit.cross_validation.as_ref().map(|c| c.predicted.clone()),
+        },
+    )?;
+    let path = coef::publish(&opts.out, &file)?;
+    Ok(Trained { path, file })
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+fn build_file(
+    spec: &Spec,
+    fit: &FittedOls,
+    ctx: &Context,
+    rows: &Rows,
+    version: u64,
+    id: String,
+    created_at: String,
+) -> Result<CoefficientFile, TrainError> {
+    let unit_of = |v: &Var| -> Result<Unit, TrainError> {
+        Unit::parse(&v.unit).map_err(|e| TrainError::Invalid(format!("column '{}': {e}", v.column)))
+    };
+    let tu = unit_of(&spec.target)?;
+    let variable = |v: &Var, s: &crate::ols::Summary| coef::Variable {
+        column: v.column.clone(),
+        symbol: v.symbol.clone(),
+        unit: v.unit.clone(),
+        min: s.min,
+        max: s.max,
+        mean: s.mean,
+    };
+    let mut coefficients = Vec::new();
+    let mut terms = Vec::new();
+    for (i, v) in spec.features.iter().enumerate() {
+        let e = &fit.estimates[i];
+        let unit = tu.div(&unit_of(v)?).to_string();
+        terms.push(format!(
+            "{} [{unit}] * {} [{}]",
+            v.coefficient, v.symbol, v.unit
+        ));
+        coefficients.push(coefficient(&v.coefficient, Some(&v.column), unit, e));
+    }
+    if let Some(name) = &spec.intercept {
+        let e = fit.estimates.last().expect("intercept");
+        terms.push(format!("{name} [{tu}]"));
+        coefficients.push(coefficient(name, None, tu.to_string(), e));
+    }
+    let mut used = vec![0u64; ctx.inputs.len()];
+    for &f in &rows.origin_file {
+        used[f as usize] += 1;
+    }
+    let mut inputs = ctx.inputs.clone();
+    for (i, u) in inputs.iter_mut().zip(used) {
+        i.rows_used = u;
+    }
+    let mut notes = ctx.notes.clone();
+    notes.extend(fit.cross_validation_note.clone());
+    Ok(CoefficientFile {
+        schema_version: coef::SCHEMA_VERSION.into(),
+        model: coef::ModelId {
+            kind: spec.kind,
+            name: spec.name.clone(),
+            version,
+            id,
+        },
+        equation: format!(
+            "{} [{}] = {}",
+            spec.target.symbol,
+            spec.target.unit,
+            terms.join(" + ")
+        ),
+        target: variable(&spec.target, &fit.target),
+        features: spec
+            .features
+            .iter()
+            .zip(&fit.features)
+            .map(|(v, s)| variable(v, s))
+            .collect(),
+        intercept: spec.intercept.is_some(),
+        coefficients,
+        fit: coef::FitStats {
+            method: "OLS: columns centred and scaled, linfa-linear QR solve refined against a Householder R factor; statistics from R^-1".into(),
+            n_rows: fit.n as u64,
+            n_parameters: fit.estimates.len() as u64,
+            df_residual: fit.df as u64,
+            r_squared: fit.r_squared,
+            r_squared_kind: if fit.intercept { "centered" } else { "uncentered" }.into(),
+            adjusted_r_squared: fit.adjusted_r_squared,
+            residual_sd: fit.residual_sd,
+            rmse: fit.rmse,
+            mae: fit.mae,
+            mape_percent: fit.mape_percent,
+            condition_number: fit.condition_number,
+            cross_validation: fit.cross_validation.as_ref().map(|c| coef::CrossValidation {
+                folds: c.folds as u64,
+                seed: c.seed,
+                mae: c.mae,
+                mape_percent: c.mape_percent,
+            }),
+        },
+        provenance: coef::Provenance {
+            inputs,
+            filters: ctx.filters.clone(),
+            rows_read: ctx.rows_read,
+            rows_used: fit.n as u64,
+            notes,
+            residuals_file: String::new(),
+        },
+        hardware: ctx.hardware.clone(),
+        toolkit: coef::Toolkit {
+            name: "migwatt".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        created_at,
+    })
+}
+
+fn coefficient(
+    name: &str,
+    feature: Option<&str>,
+    unit: String,
+    e: &crate::ols::Estimate,
+) -> coef::Coefficient {
+    let has_se = e.std_error.is_finite();
+    coef::Coefficient {
+        name: name.into(),
+        feature: feature.map(str::to_string),
+        unit,
+        estimate: e.value,
+        std_error: has_se.then_some(e.std_error),
+        t_value: e.t_value.and_then(finite),
+        ci95_low: finite(e.ci95.0),
+        ci95_high: finite(e.ci95.1),
+    }
+}
+
+/// Energy columns (the energy-observations dataset, datasets/src/energy.rs).
+const V_MIG: &str = "v_mig_bytes";
+const E_MIG: &str = "e_mig_j";
+const E_SOURCE: &str = "e_source_j";
+const E_DESTINATION: &str = "e_destination_j";
+
+fn all_rows(table: &Table, target: &str, features: &[&str]) -> Result<Rows, TrainError> {
+    let (origin_file, origin_row) = table.origins();
+    Ok(Rows {
+        y: table.f64_column(target)?,
+        xs: features
+            .iter()
+            .map(|f| table.f64_column(f))
+            .collect::<Result<_, _>>()?,
+        origin_file,
+        origin_row,
+    })
+}
+
+/// Fit E_mig = alpha V_mig + beta (eq 15); with `per_side`, also E_source and E_destination
+/// separately (eq 14) as `<name>-source` and `<name>-destination`.
+pub fn train_energy(
+    opts: &TrainOptions,
+    per_side: bool,
+    ctl: &Control<'_>,
+) -> Result<Vec<Trained>, TrainError> {
+    let filters = opts.parsed_filters()?;
+    let inputs = resolve_inputs(&opts.data)?;
+    let mut required = vec![V_MIG, E_MIG];
+    if per_side {
+        required.extend([E_SOURCE, E_DESTINATION]);
+    }
+    ctl.report("loading energy observations");
+    let (table, hashes) = load_hashed(
+        &inputs,
+        &LoadOptions {
+            kind: Some(datasets::energy::ENERGY),
+            filters: &filters,
+            required: &required,
+            optional: &HARDWARE_COLUMNS,
+        },
+    )?;
+    let ctx = context(&table, hashes, &opts.filters);
+    let name = opts.name.clone().unwrap_or_else(|| "energy".into());
+    let var = |column: &str, symbol: &str, unit: &str, coefficient: &str| Var {
+        column: column.into(),
+        symbol: symbol.into(),
+        unit: unit.into(),
+        coefficient: coefficient.into(),
+    };
+    let mut models = vec![(name.clone(), var(E_MIG, "E_mig", "J", ""), "alpha", "beta")];
+    if per_side {
+        models.push((
+            format!("{name}-source"),
+            var(E_SOURCE, "E_source", "J", ""),
+            "alpha_s",
+            "beta_s",
+        ));
+        models.push((
+            format!("{name}-destination"),
+            var(E_DESTINATION, "E_destination", "J", ""),
+            "alpha_d",
+            "beta_d",
+        ));
+    }
+    let mut out = Vec::new();
+    for (name, target, slope, intercept) in models {
+        let rows = all_rows(&table, &target.column, &[V_MIG])?;
+        let spec = Spec {
+            kind: ModelKind::Energy,
+            name,
+            target,
+            features: vec![var(V_MIG, "V_mig", "B", slope)],
+            intercept: Some(intercept.into()),
+        };
+        out.push(fit_publish(opts, &spec, &rows, &ctx, ctl)?);
+    }
+    Ok(out)
+}
+
+/// Options of the gamma trainer.
+#[derive(Debug, Clone, Default)]
+pub struct GammaOptions {
+    /// Keep only rounds of this hypervisor.
+    pub hypervisor: Option<String>,
+    /// Keep only rounds of this workload.
+    pub workload: Option<String>,
+    /// Migrations dataset files, for hypervisor and workload when the rounds lack them.
+    pub migrations: Vec<PathBuf>,
+    /// Also fit the final stop-and-copy rounds (left out by default: nothing is skipped there).
+    pub include_last: bool,
+}
+
+/// Rounds columns (the rounds dataset, datasets/src/rounds.rs).
+const R_MIGRATION: &str = "migration_id";
+const R_ROUND: &str = "round";
+const R_DURATION: &str = "duration_s";
+const R_RATE: &str = "dirty_rate_bytes_per_s";
+const R_GAMMA: &str = "gamma";
+const R_LAST: &str = "last";
+/// Name of the derived column T_{i-1}.
+pub const T_PREV: &str = "prev_duration_s";
+
+/// Fit gamma = omega T_{i-1} + xi D + psi (eq 10) over pre-copy rounds, T_{i-1} being the
+/// previous round's duration within the same migration.
+pub fn train_gamma(
+    opts: &TrainOptions,
+    g: &GammaOptions,
+    ctl: &Control<'_>,
+) -> Result<Trained, TrainError> {
+    let filters = opts.parsed_filters()?;
+    let inputs = resolve_inputs(&opts.data)?;
+    let mut optional: Vec<&str> = HARDWARE_COLUMNS.to_vec();
+    optional.extend(["hypervisor", "workload"]);
+    optional.extend(filters.iter().map(|f| f.column.as_str()));
+    ctl.report("loading rounds");
+    // Load without filters: T_{i-1} comes from the previous round even if a filter drops it.
+    let (table, hashes) = load_hashed(
+        &inputs,
+        &LoadOptions {
+            kind: Some(datasets::rounds::ROUNDS),
+            filters: &[],
+            required: &[R_MIGRATION, R_ROUND, R_DURATION, R_RATE, R_GAMMA, R_LAST],
+            optional: &optional,
+        },
+    )?;
+    let mut ctx = context(&table, hashes, &opts.filters);
+    let n = table.n_rows();
+    let mut keep = table.mask(&filters)?;
+    let mig = table.str_column(R_MIGRATION)?;
+    // Hypervisor and workload: columns of the rounds, else joined from the migrations.
+    if let Some(h) = &g.hypervisor {
+        ctx.filters.push(format!("hypervisor={h}"));
+    }
+    if let Some(w) = &g.workload {
+        ctx.filters.push(format!("workload={w}"));
+    }
+    let wanted = [("hypervisor", &g.hypervisor), ("workload", &g.workload)];
+    let mut joined: Option<Labels> = None;
+    for (col, want) in wanted {
+        let Some(want) = want else { continue };
+        let values: Vec<Option<String>> = if table.has_column(col) {
+            table.str_column(col)?
+        } else {
+            if g.migrations.is_empty() {
+                return Err(TrainError::Invalid(format!(
+                    "--{col} {want}: the rounds have no '{col}' column; pass the migrations dataset with --migrations"
+                )));
+            }
+            if joined.is_none() {
+                joined = Some(load_migration_labels(&g.migrations, &mut ctx)?);
+            }
+            let map = joined.as_ref().expect("loaded");
+            mig.iter()
+                .map(|m| {
+                    m.as_ref().and_then(|m| map.get(m)).and_then(|(h, w)| {
+                        if col == "hypervisor" {
+                            h.clone()
+                        } else {
+                            w.clone()
+                        }
+                    })
+                })
+                .collect()
+        };
+        let mut matched = 0;
+        for (k, v) in keep.iter_mut().zip(&values) {
+            let ok = v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(want));
+            *k &= ok;
+            matched += usize::from(ok);
+        }
+        if matched == 0 {
+            let mut seen: Vec<String> = values.into_iter().flatten().collect();
+            seen.sort();
+            seen.dedup();
+            return Err(TrainError::Invalid(format!(
+                "--{col} {want} matched none of the {n} rounds ({col} values present: {})",
+                if seen.is_empty() {
+                    "none".into()
+                } else {
+                    seen.join(", ")
+                }
+            )));
+        }
+    }
+    if !filters.is_empty() && !keep.iter().any(|k| *k) {
+        return Err(TableError::FilterMatchedNothing {
+            filters: opts.filters.join(" and "),
+            rows: n,
+            files: table.files().len(),
+        }
+        .into());
+    }
+    let round = table.f64_column(R_ROUND)?;
+    let duration = table.f64_column(R_DURATION)?;
+    let rate = table.f64_column(R_RATE)?;
+    let gamma = table.f64_column(R_GAMMA)?;
+    let last = table.f64_column(R_LAST)?;
+    let mut index: HashMap<(&str, i64), usize> = HashMap::with_capacity(n);
+    for i in 0..n {
+        if let Some(m) = &mig[i] {
+            if round[i].is_finite() {
+                index.insert((m.as_str(), round[i] as i64), i);
+            }
+        }
+    }
+    let (origin_file_all, origin_row_all) = table.origins();
+    let mut rows = Rows {
+        y: Vec::new(),
+        xs: vec![Vec::new(), Vec::new()],
+        origin_file: Vec::new(),
+        origin_row: Vec::new(),
+    };
+    let mut dropped: [(usize, &str); 5] = [
+        (0, "filtered out"),
+        (
+            0,
+            "final stop-and-copy rounds (use --include-last to keep them)",
+        ),
+        (
+            0,
+            "first rounds or rounds whose previous round is missing (no T_{i-1})",
+        ),
+        (0, "rounds without gamma (null)"),
+        (0, "rounds whose previous duration or dirtying rate is null"),
+    ];
+    for i in 0..n {
+        if !keep[i] {
+            dropped[0].0 += 1;
+            continue;
+        }
+        if last[i] != 0.0 && !g.include_last {
+            dropped[1].0 += 1;
+            continue;
+        }
+        let prev = mig[i]
+            .as_deref()
+            .filter(|_| round[i].is_finite())
+            .and_then(|m| index.get(&(m, round[i] as i64 - 1)));
+        let Some(&prev) = prev else {
+            dropped[2].0 += 1;
+            continue;
+        };
+        if gamma[i].is_nan() {
+            dropped[3].0 += 1;
+            continue;
+        }
+        if duration[prev].is_nan() || rate[i].is_nan() {
+            dropped[4].0 += 1;
+            continue;
+        }
+        rows.y.push(gamma[i]);
+        rows.xs[0].push(duration[prev]);
+        rows.xs[1].push(rate[i]);
+        rows.origin_file.push(origin_file_all[i]);
+        rows.origin_row.push(origin_row_all[i]);
+    }
+    for (count, why) in dropped {
+        if count > 0 {
+            ctx.notes.push(format!("{count} row(s) left out: {why}"));
+        }
+    }
+    let var = |column: &str, symbol: &str, unit: &str, coefficient: &str| Var {
+        column: column.into(),
+        symbol: symbol.into(),
+        unit: unit.into(),
+        coefficient: coefficient.into(),
+    };
+    let spec = Spec {
+        kind: ModelKind::Gamma,
+        name: opts.name.clone().unwrap_or_else(|| "gamma".into()),
+        target: var(R_GAMMA, "gamma", "1", ""),
+        features: vec![
+            var(T_PREV, "T_prev", "s", "omega"),
+            var(R_RATE, "D", "B/s", "xi"),
+        ],
+        intercept: Some("psi".into()),
+    };
+    fit_publish(opts, &spec, &rows, &ctx, ctl)
+}
+
+/// migration_id -> (hypervisor, workload).
+type Labels = HashMap<String, (Option<String>, Option<String>)>;
+
+/// migration_id -> (hypervisor, workload) from migrations dataset files.
+fn load_migration_labels(paths: &[PathBuf], ctx: &mut Context) -> Result<Labels, TrainError> {
+    let inputs = resolve_inputs(paths)?;
+    let (t, hashes) = load_hashed(
+        &inputs,
+        &LoadOptions {
+            kind: Some(datasets::migrations::MIGRATIONS),
+            filters: &[],
+            required: &[R_MIGRATION, "hypervisor"],
+            optional: &["workload", "source_host", "destination_host"],
+        },
+    )?;
+    let ids = t.str_column(R_MIGRATION)?;
+    let hyp = t.str_column("hypervisor")?;
+    let wl = if t.has_column("workload") {
+        t.str_column("workload")?
+    } else {
+        vec![None; ids.len()]
+    };
+    for (f, sha256) in t.files().iter().zip(hashes) {
+        ctx.inputs.push(coef::InputFile {
+            path: f.path.display().to_string(),
+            sha256,
+            rows: f.rows as u64,
+            rows_used: 0,
+        });
+        ctx.files.push(f.path.clone());
+    }
+    let hw = hardware_of(&t);
+    ctx.hardware.hosts.extend(hw.hosts);
+    ctx.hardware.hosts.sort();
+    ctx.hardware.hosts.dedup();
+    Ok(ids
+        .into_iter()
+        .zip(hyp.into_iter().zip(wl))
+        .filter_map(|(id, hw)| Some((id?, hw)))
+        .collect())
+}
+
+/// Options of the generic linear trainer.
+#[derive(Debug, Clone)]
+pub struct LinearOptions {
+    /// Target column.
+    pub target: String,
+    /// Feature columns.
+    pub features: Vec<String>,
+    /// Fit an intercept.
+    pub intercept: bool,
+    /// Unit overrides, column -> unit.
+    pub units: Vec<(String, String)>,
+}
+
+/// Fit `target = sum b_j feature_j (+ intercept)`. Units come from `units`, else from the
+/// column name's suffix, else `1` (a note in the file says so).
+pub fn train_linear(
+    opts: &TrainOptions,
+    l: &LinearOptions,
+    ctl: &Control<'_>,
+) -> Result<Trained, TrainError> {
+    if l.features.is_empty() && !l.intercept {
+        return Err(TrainError::Invalid(
+            "no features and --no-intercept: nothing to fit".into(),
+        ));
+    }
+    for (i, f) in l.features.iter().enumerate() {
+        if l.features[..i].contains(f) || *f == l.target {
+            return Err(TrainError::Invalid(format!(
+                "feature '{f}' is listed twice or is the target"
+            )));
+        }
+    }
+    let filters = opts.parsed_filters()?;
+    let inputs = resolve_inputs(&opts.data)?;
+    let mut required: Vec<&str> = vec![l.target.as_str()];
+    required.extend(l.features.iter().map(String::as_str));
+    ctl.report("loading");
+    let (table, hashes) = load_hashed(
+        &inputs,
+        &LoadOptions {
+            kind: None,
+            filters: &filters,
+            required: &required,
+            optional: &HARDWARE_COLUMNS,
+        },
+    )?;
+    let mut ctx = context(&table, hashes, &opts.filters);
+    let mut var = |column: &str| -> Result<Var, TrainError> {
+        let unit = match l.units.iter().find(|(c, _)| c == column) {
+            Some((_, u)) => u.clone(),
+            None => match unit_from_column_name(column) {
+                Some(u) => u.to_string(),
+                None => {
+                    ctx.notes.push(format!(
+                        "column '{column}' has no unit suffix: taken as dimensionless (1)"
+                    ));
+                    "1".into()
+                }
+            },
+        };
+        Unit::parse(&unit).map_err(|e| TrainError::Invalid(format!("--unit {column}: {e}")))?;
+        Ok(Var {
+            column: column.into(),
+            symbol: column.into(),
+            unit,
+            coefficient: format!("b_{column}"),
+        })
+    };
+    let target = var(&l.target)?;
+    let features = l
+        .features
+        .iter()
+        .map(|f| var(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = Spec {
+        kind: ModelKind::Linear,
+        name: opts
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("linear-{}", l.target)),
+        target,
+        features,
+        intercept: l.intercept.then(|| "intercept".into()),
+    };
+    let feats: Vec<&str> = l.features.iter().map(String::as_str).collect();
+    let rows = all_rows(&table, &l.target, &feats)?;
+    fit_publish(opts, &spec, &rows, &ctx, ctl)
+}
