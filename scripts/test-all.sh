@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run every test of migwatt: Rust unit, property and end-to-end tests (the real binary, the
-# meter emulator on real pseudo-terminals, real Parquet). Installs what the tests need first.
+# meter emulator on real pseudo-terminals, real Parquet), and the migration tests that drive
+# real QEMU processes. Installs what the tests need first (Debian packages through
+# scripts/setup-qemu.sh, Python packages into .venv through scripts/setup-python.sh).
 # This is the README's test command; .ci/run calls it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,10 @@ cargo test --workspace --all-targets --locked
 
 step "doc tests"
 cargo test --workspace --doc --locked
+
+step "real QEMU migrations (installs qemu-system-x86 and builds a tiny guest when missing)"
+guest=$(scripts/setup-qemu.sh | tail -n1)
+MIGWATT_QEMU_GUEST_DIR="$guest" cargo test --locked --test qemu_migrate -- --ignored --test-threads=1
 
 echo
 echo "all tests passed"

@@ -231,3 +231,32 @@ fn huge_numbers_are_malformed_not_overflows() {
     );
     check_consistent(&p);
 }
+
+#[test]
+fn qemu_log_problems_name_lines_and_unfinished_runs_are_dropped() {
+    let p = data("qemu-dirty2048.qmp.jsonl");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    // Drop everything from the first final reply on, and break line 3.
+    let cut = lines
+        .iter()
+        .position(|l| l.contains("\"status\":\"completed\""))
+        .unwrap();
+    lines.truncate(cut);
+    lines[2] = "{not json";
+    let parsed = parse_log(
+        LogKind::Qemu,
+        Path::new("q.jsonl"),
+        lines.join("\n").as_bytes(),
+        &IngestOptions::default(),
+    );
+    assert!(parsed.migrations.is_empty());
+    assert!(parsed
+        .problems
+        .iter()
+        .any(|q| q.line == 3 && q.message.contains("malformed JSON")));
+    assert!(parsed
+        .problems
+        .iter()
+        .any(|q| q.line == 1 && q.message.contains("incomplete migration")));
+}

@@ -236,6 +236,18 @@ pub fn after_gap_mask(s: &PowerSeries) -> Vec<bool> {
     m
 }
 
+/// First index at or after `from` where `pred` fails (`pred` must hold on a prefix of `t`).
+fn gallop(t: &[i64], from: usize, pred: impl Fn(i64) -> bool) -> usize {
+    let mut lo = from;
+    let mut step = 1;
+    while lo + step < t.len() && pred(t[lo + step]) {
+        lo += step;
+        step *= 2;
+    }
+    let hi = (lo + step).min(t.len());
+    lo + t[lo..hi].partition_point(|&x| pred(x))
+}
+
 /// Integrate (P_t - P_0) over [start_utc_ns, end_utc_ns] with `rule` (module docs).
 pub fn integrate_window(
     tr: &Trace<'_>,
@@ -248,8 +260,9 @@ pub fn integrate_window(
     let w = tr.watts;
     let width = end_utc_ns - start_utc_ns;
     let first_in = t.partition_point(|&x| x < start_utc_ns);
-    let after_in = t.partition_point(|&x| x <= end_utc_ns);
-    let before_end = t.partition_point(|&x| x < end_utc_ns);
+    // Window ends are near their starts: gallop forward instead of searching everything.
+    let before_end = gallop(t, first_in, |x| x < end_utc_ns);
+    let after_in = gallop(t, before_end, |x| x <= end_utc_ns);
     let mut covered_ns: i64 = 0;
     let mut energy_j = 0.0;
     let mut largest_gap_ns: i64 = 0;
@@ -364,9 +377,12 @@ pub fn integrate(
             max_step_ns: (interval_ns as f64 * GAP_FACTOR) as i64,
         };
         let p0 = p0_w[*host];
-        for (&i, st) in idx
+        // In time order, successive searches touch the same cache lines.
+        let mut order = idx.clone();
+        order.sort_by_key(|&i| windows[i].start_utc_ns);
+        for (&i, st) in order
             .iter()
-            .zip(integrate_many(&tr, windows, idx, p0, opts.rule))
+            .zip(integrate_many(&tr, windows, &order, p0, opts.rule))
         {
             stats[i] = Some((st, interval_ns));
         }

@@ -104,7 +104,7 @@ pub struct MigrateArgs {
     /// VM name
     #[arg(long, default_value = "vm")]
     pub vm: String,
-    /// Sample the guest's dirtying rate for this many seconds before migrating
+    /// Sample the guest's dirtying rate for this many seconds (whole, rounded up) before migrating
     #[arg(long)]
     pub dirty_rate_sample: Option<f64>,
     /// Source host name
