@@ -21,5 +21,8 @@ step "real QEMU migrations (installs qemu-system-x86 and builds a tiny guest whe
 guest=$(scripts/setup-qemu.sh | tail -n1)
 MIGWATT_QEMU_GUEST_DIR="$guest" cargo test --locked --test qemu_migrate -- --ignored --test-threads=1
 
+step "notebooks (executed with nbclient on datasets/examples)"
+scripts/test-notebooks.sh
+
 echo
 echo "all tests passed"

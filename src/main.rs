@@ -37,6 +37,15 @@ enum Command {
     Calibrate(cmd::calibrate::CalibrateCommand),
     /// Run the pipeline end to end on emulated meters and shipped example data
     Demo(cmd::demo::DemoArgs),
+    /// Predict a migration's time, downtime, traffic and energy from coefficient files
+    Predict(cmd::predict::PredictArgs),
+    /// Rank candidate VMs by the cost of migrating them (eq 18)
+    Rank(cmd::predict::RankArgs),
+    /// Compare predictions with measured migrations (MAPE, decision trials)
+    Evaluate(cmd::predict::EvaluateArgs),
+    /// Check dataset files against their schemas (columns, types, units, order, keys)
+    #[command(subcommand)]
+    Datasets(cmd::datasets::DatasetsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +57,10 @@ fn main() -> std::process::ExitCode {
         Command::Models(c) => cmd::train::run_models(c),
         Command::Calibrate(c) => cmd::calibrate::run(c),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Predict(a) => cmd::predict::run_predict(a),
+        Command::Rank(a) => cmd::predict::run_rank(a),
+        Command::Evaluate(a) => cmd::predict::run_evaluate(a),
+        Command::Datasets(c) => cmd::datasets::run(c),
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,18 @@ use std::time::Duration;
 
 use common::*;
 
+/// Start a capture of one meter in the background (stderr discarded).
+fn spawn_capture(data: &std::path::Path, port: &str, extra: &[&str]) -> std::process::Child {
+    Command::new(bin())
+        .args(["meter", "capture", "--out"])
+        .arg(data)
+        .args(["--port", port, "--settle", "50ms"])
+        .args(extra)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn capture")
+}
+
 fn capture(dir: &std::path::Path, ports: &[String], extra: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(bin());
     cmd.args(["meter", "capture", "--out"])
@@ -175,21 +187,11 @@ fn sigkill_mid_run_loses_nothing_older_than_the_flush_interval() {
         ],
     );
     let data = dir.path().join("data");
-    let mut child = Command::new(bin())
-        .args(["meter", "capture", "--out"])
-        .arg(&data)
-        .args(["--port", &format!("src={}", emu.path.display())])
-        .args([
-            "--settle",
-            "50ms",
-            "--flush-every",
-            "500ms",
-            "--segment",
-            "1s",
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_capture(
+        &data,
+        &format!("src={}", emu.path.display()),
+        &["--flush-every", "500ms", "--segment", "1s"],
+    );
     wait_until("100 records sent", || {
         expected_watts(&emu.sent()).len() >= 100
     });
@@ -263,18 +265,7 @@ fn a_second_capture_on_the_same_meter_is_refused_while_the_first_holds_it() {
         &["--speed", "20", "--profile", "constant:50"],
     );
     let data = dir.path().join("data");
-    let mut first = Command::new(bin())
-        .args(["meter", "capture", "--out"])
-        .arg(&data)
-        .args([
-            "--port",
-            &format!("a={}", emu.path.display()),
-            "--settle",
-            "50ms",
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = spawn_capture(&data, &format!("a={}", emu.path.display()), &[]);
     wait_until("first capture logging", || {
         expected_watts(&emu.sent()).len() >= 20
     });
@@ -297,4 +288,110 @@ fn a_second_capture_on_the_same_meter_is_refused_while_the_first_holds_it() {
     assert!(first.wait().unwrap().success());
     let sent = emu.stop();
     assert_eq!(captured_watts(&data, "a"), expected_watts(&sent));
+}
+
+#[test]
+fn old_19200_baud_meters_are_reached_by_falling_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(
+        dir.path(),
+        "old",
+        &[
+            "--speed",
+            "20",
+            "--profile",
+            "constant:75.3",
+            "--baud",
+            "19200",
+        ],
+    );
+    let report = dir.path().join("report.json");
+    let out = capture(
+        dir.path(),
+        &[format!("old={}", emu.path.display())],
+        &["--duration", "6s", "--report", report.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent = emu.stop();
+    assert!(!expected_watts(&sent).is_empty());
+    assert_eq!(
+        captured_watts(&dir.path().join("data"), "old"),
+        expected_watts(&sent)
+    );
+    let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(rep["meters"][0]["baud"], 19200);
+}
+
+#[test]
+fn sigint_flushes_stops_the_meter_logging_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(
+        dir.path(),
+        "m",
+        &["--speed", "20", "--profile", "constant:60"],
+    );
+    let data = dir.path().join("data");
+    let mut child = spawn_capture(&data, &format!("h={}", emu.path.display()), &[]);
+    wait_until("30 records sent", || {
+        expected_watts(&emu.sent()).len() >= 30
+    });
+    interrupt(&child);
+    assert!(child.wait().unwrap().success());
+    let at_exit = emu.sent().len();
+    // The meter was told to stop streaming: no record is generated after the capture left.
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = emu.stop();
+    assert_eq!(sent.len(), at_exit);
+    assert_eq!(captured_watts(&data, "h"), expected_watts(&sent));
+    // Everything is in Parquet: no journal left behind.
+    assert!(walk(&data)
+        .iter()
+        .all(|p| !p.to_string_lossy().ends_with(".wal")));
+}
+
+#[test]
+fn info_reports_the_meter_and_list_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(dir.path(), "m", &["--speed", "20"]);
+    let out = Command::new(bin())
+        .args(["meter", "info", "--json", "--port"])
+        .arg(&emu.path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["version"]["model"], 1);
+    assert_eq!(info["version"]["fw_major"], 3);
+    assert_eq!(info["version"]["fw_minor"], 14);
+    assert_eq!(info["meter_id"], "wattsup-PRO-hw5.2-fw3.14-200612211910");
+    assert_eq!(info["header"].as_array().unwrap().len(), 18);
+    assert_eq!(info["header"][0], "W");
+    // `info` does not start logging.
+    assert!(emu.stop().is_empty());
+
+    let out = Command::new(bin())
+        .args(["meter", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.stdout.is_empty());
+
+    let out = Command::new(bin())
+        .args(["meter", "info", "--port", "/dev/does-not-exist"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/does-not-exist"));
 }

@@ -7,14 +7,14 @@
 //! `MIGWATT_QEMU_GUEST_DIR=$(scripts/setup-qemu.sh | tail -n1) cargo test --test qemu_migrate -- --ignored --test-threads=1`.
 //! Set MIGWATT_QEMU_RECORD_DIR to keep each run's raw QMP log there.
 
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+
+mod common;
 
 use assert_cmd::cargo::CommandCargoExt;
+use common::qemu::*;
 use datasets::migrations::{read_migrations, MigrationRow};
 use datasets::rounds::{read_rounds, RoundRow};
 use serde_json::Value;
@@ -24,124 +24,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Relay rate, bytes/s (the emulated link).
 const LINK_BYTES_PER_S: u64 = 16 << 20;
-
-fn guest_dir() -> PathBuf {
-    let d = std::env::var_os("MIGWATT_QEMU_GUEST_DIR").expect(
-        "MIGWATT_QEMU_GUEST_DIR not set: run scripts/setup-qemu.sh and export its last line",
-    );
-    let d = PathBuf::from(d);
-    assert!(
-        d.join("vmlinuz").is_file() && d.join("initramfs.cpio.gz").is_file(),
-        "{}: no vmlinuz / initramfs.cpio.gz; run scripts/setup-qemu.sh",
-        d.display()
-    );
-    d
-}
-
-/// A QEMU process, killed when dropped.
-struct Qemu {
-    child: Child,
-    serial: PathBuf,
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_qemu(dir: &Path, name: &str, rate: u32, hot_mib: u32, incoming: Option<&Path>) -> Qemu {
-    let g = guest_dir();
-    let serial = dir.join(format!("{name}.serial"));
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args([
-        "-accel",
-        "tcg",
-        "-cpu",
-        "qemu64",
-        "-m",
-        "128M",
-        "-nodefaults",
-    ])
-    .args(["-display", "none", "-no-reboot"])
-    .arg("-kernel")
-    .arg(g.join("vmlinuz"))
-    .arg("-initrd")
-    .arg(g.join("initramfs.cpio.gz"))
-    .arg("-append")
-    .arg(format!(
-        "console=ttyS0 rdinit=/init quiet dirty_pages_per_s={rate} dirty_hot_mib={hot_mib}"
-    ))
-    .arg("-serial")
-    .arg(format!("file:{}", serial.display()))
-    .arg("-qmp")
-    .arg(format!(
-        "unix:{},server=on,wait=off",
-        dir.join(format!("{name}.qmp")).display()
-    ))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::from(
-        std::fs::File::create(dir.join(format!("{name}.stderr"))).unwrap(),
-    ));
-    if let Some(inc) = incoming {
-        cmd.arg("-incoming").arg(format!("unix:{}", inc.display()));
-    }
-    let child = cmd
-        .spawn()
-        .expect("qemu-system-x86_64 (run scripts/setup-qemu.sh)");
-    Qemu { child, serial }
-}
-
-/// Wait until the guest's workload runs (a hang guard, not a timing assertion).
-fn wait_ready(q: &mut Qemu) {
-    let guard = Instant::now() + Duration::from_secs(600);
-    loop {
-        let text = std::fs::read_to_string(&q.serial).unwrap_or_default();
-        if text.contains("dirtier: ready") {
-            return;
-        }
-        if let Ok(Some(st)) = q.child.try_wait() {
-            panic!("source QEMU exited ({st}) before the guest was ready:\n{text}");
-        }
-        assert!(Instant::now() < guard, "guest never became ready:\n{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Accept one connection on `listen`, connect it to `target`, forward source -> destination
-/// at `rate` bytes/s and the return path unlimited.
-fn relay(listen: &Path, target: PathBuf, rate: u64) -> std::thread::JoinHandle<u64> {
-    let l = UnixListener::bind(listen).unwrap();
-    std::thread::spawn(move || {
-        let (mut src, _) = l.accept().unwrap();
-        let mut dst = UnixStream::connect(&target).unwrap();
-        let (mut src_back, mut dst_back) = (src.try_clone().unwrap(), dst.try_clone().unwrap());
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut dst_back, &mut src_back);
-        });
-        let start = Instant::now();
-        let mut sent: u64 = 0;
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = match src.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if dst.write_all(&buf[..n]).is_err() {
-                break;
-            }
-            sent += n as u64;
-            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
-            if let Some(wait) = due.checked_sub(start.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-        let _ = dst.shutdown(std::net::Shutdown::Write);
-        sent
-    })
-}
 
 struct Outcome {
     row: MigrationRow,

@@ -40,7 +40,7 @@ def main():
         s.filter(pl.col("step") > 0).group_by("host").agg(interval=pl.col("step").median())
     )
     s = (
-        s.join(interval, on="host")
+        s.join(interval, on="host", maintain_order="left")
         .with_columns(
             ok=((pl.col("step") <= (pl.col("interval") * 1.5).cast(pl.Int64))
                 & ~pl.col("next_gap")).fill_null(False)
@@ -60,11 +60,13 @@ def main():
     )
 
     windows = pl.read_parquet(windows_path).with_row_index("row")
+    # join_asof with `by` wants the right side sorted by time overall, not by (host, time).
+    s_t = s.with_row_index("i").sort("utc_ns")
 
     def at_edge(col, tag):
         """Cumulative integral G and covered time C at each window's `col` edge."""
         j = windows.sort(col).join_asof(
-            s, left_on=col, right_on="utc_ns", by="host", strategy="backward",
+            s_t, left_on=col, right_on="utc_ns", by="host", strategy="backward",
             check_sortedness=False,
         )
         x = pl.col(col)
@@ -86,11 +88,11 @@ def main():
         )
 
     counts_lo = windows.sort("start_utc_ns").join_asof(
-        s.select("host", "utc_ns").with_row_index("i"), left_on="start_utc_ns",
+        s_t.select("host", "utc_ns", "i"), left_on="start_utc_ns",
         right_on="utc_ns", by="host", strategy="forward",
         check_sortedness=False).select("row", lo="i")
     counts_hi = windows.sort("end_utc_ns").join_asof(
-        s.select("host", "utc_ns").with_row_index("i"), left_on="end_utc_ns",
+        s_t.select("host", "utc_ns", "i"), left_on="end_utc_ns",
         right_on="utc_ns", by="host", strategy="backward",
         check_sortedness=False).select("row", hi="i")
 
@@ -131,7 +133,9 @@ def main():
                 pl.col("G_b") - pl.col("G_a") - pl.col("p0_w") * pl.col("covered") * 1e-9),
             coverage=pl.col("covered") / pl.col("width"),
             largest_gap_s=pl.col("gap").fill_null(0) / 1e9,
-            sample_count=(pl.col("hi") - pl.col("lo") + 1).clip(lower_bound=0).fill_null(0),
+            sample_count=(pl.col("hi").cast(pl.Int64) - pl.col("lo").cast(pl.Int64) + 1)
+            .clip(lower_bound=0)
+            .fill_null(0),
         )
         .with_columns(usable=pl.col("coverage") >= MIN_COVERAGE)
         .sort("row")

@@ -126,7 +126,7 @@ pub fn write_parquet_atomic_with(
     kind: DatasetKind,
     extra: &[(&str, &str)],
 ) -> Result<(), DatasetError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     fs::create_dir_all(dir).map_err(|e| DatasetError::io(dir, e))?;
     let file_name = path
         .file_name()
@@ -156,6 +156,13 @@ pub fn write_parquet_atomic_with(
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The directory a file goes in; a bare file name (empty parent) lives in `.`.
+pub fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// fsync a directory so a rename or create inside it survives a crash.
@@ -246,5 +253,17 @@ pub(crate) fn col_err(path: &Path, name: &str, problem: impl Into<String>) -> Da
         path: path.to_path_buf(),
         column: name.into(),
         problem: problem.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_file_name_goes_in_the_current_directory() {
+        assert_eq!(parent_dir(Path::new("bare.parquet")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("a/b.parquet")), Path::new("a"));
+        assert_eq!(parent_dir(Path::new("/b.parquet")), Path::new("/"));
     }
 }

@@ -5,7 +5,10 @@
 //! it. Every file carries its dataset kind and schema version in the Parquet key-value
 //! metadata (`migwatt.dataset`, `migwatt.schema_version`); readers refuse unknown majors.
 
+pub mod candidates;
+pub mod check;
 pub mod energy;
+pub mod evaluation;
 pub mod io;
 pub mod migrations;
 pub mod residuals;

@@ -370,10 +370,26 @@ pub fn read_power_series(
     files: &[PathBuf],
     range_utc_ns: Option<(i64, i64)>,
 ) -> Result<PowerSeries, DatasetError> {
-    let mut out = PowerSeries {
-        host: host.to_string(),
-        ..Default::default()
-    };
+    let mut out = PowerSeries::default();
+    read_power_series_into(&mut out, host, files, range_utc_ns)?;
+    Ok(out)
+}
+
+/// [`read_power_series`] into `out`, reusing its allocations (reading host after host).
+pub fn read_power_series_into(
+    out: &mut PowerSeries,
+    host: &str,
+    files: &[PathBuf],
+    range_utc_ns: Option<(i64, i64)>,
+) -> Result<(), DatasetError> {
+    out.host = host.to_string();
+    out.utc_ns.clear();
+    out.watts.clear();
+    out.flags.clear();
+    out.gaps_before_ns.clear();
+    out.meter_ids.clear();
+    out.meter_index.clear();
+    out.missing_watts = 0;
     if range_utc_ns.is_none() {
         // Allocate once: growing vectors of millions of samples costs copies and page faults.
         let mut total = 0usize;
@@ -394,7 +410,7 @@ pub fn read_power_series(
         .min(files.len());
     if workers <= 1 {
         for f in files {
-            append_power(&mut out, &read_power_columns(f)?, f, range_utc_ns)?;
+            append_power(out, &read_power_columns(f)?, f, range_utc_ns)?;
         }
     } else {
         // Workers decode files; this thread appends them in file order as they arrive, so
@@ -418,15 +434,15 @@ pub fn read_power_series(
             for (i, df) in rx {
                 pending.insert(i, df);
                 while let Some(df) = pending.remove(&want) {
-                    append_power(&mut out, &df?, &files[want], range_utc_ns)?;
+                    append_power(out, &df?, &files[want], range_utc_ns)?;
                     want += 1;
                 }
             }
             Ok(())
         })?;
     }
-    sort_power_series(&mut out);
-    Ok(out)
+    sort_power_series(out);
+    Ok(())
 }
 
 fn read_power_columns(path: &Path) -> Result<DataFrame, DatasetError> {
@@ -564,26 +580,31 @@ fn meter_codes(
     path: &Path,
 ) -> Result<Vec<u16>, DatasetError> {
     let mut codes = Vec::with_capacity(meter.len());
-    let mut last: Option<(&str, u16)> = None;
-    for v in meter.iter() {
-        let id = v.unwrap_or("");
-        if let Some((prev, code)) = last {
-            if prev == id {
-                codes.push(code);
-                continue;
+    for arr in meter.downcast_iter() {
+        // Equal string views within one array are equal strings (same bytes, or the same
+        // dictionary entry): compare 16 bytes instead of the text.
+        let mut last: Option<(u128, u16)> = None;
+        for (j, view) in arr.views().iter().enumerate() {
+            let view = view.as_u128();
+            if let Some((prev, code)) = last {
+                if prev == view {
+                    codes.push(code);
+                    continue;
+                }
             }
+            let id = arr.get(j).unwrap_or("");
+            let code = match out.meter_ids.iter().position(|m| m == id) {
+                Some(k) => k,
+                None => {
+                    out.meter_ids.push(id.to_string());
+                    out.meter_ids.len() - 1
+                }
+            };
+            let code = u16::try_from(code)
+                .map_err(|_| col_err(path, "meter_id", "more than 65535 distinct meter ids"))?;
+            last = Some((view, code));
+            codes.push(code);
         }
-        let code = match out.meter_ids.iter().position(|m| m == id) {
-            Some(k) => k,
-            None => {
-                out.meter_ids.push(id.to_string());
-                out.meter_ids.len() - 1
-            }
-        };
-        let code = u16::try_from(code)
-            .map_err(|_| col_err(path, "meter_id", "more than 65535 distinct meter ids"))?;
-        last = Some((id, code));
-        codes.push(code);
     }
     Ok(codes)
 }

@@ -646,6 +646,31 @@ impl Table {
     }
 }
 
+/// Write plain f64 columns as a Parquet file (atomically), e.g. a power trace for the
+/// emulator or a table for `train linear`.
+pub fn write_f64_columns(path: &Path, columns: &[(&str, Vec<f64>)]) -> Result<(), DatasetError> {
+    let height = columns.first().map_or(0, |c| c.1.len());
+    let cols = columns
+        .iter()
+        .map(|(n, v)| Column::new((*n).into(), v.clone()))
+        .collect();
+    let mut df = DataFrame::new(height, cols).map_err(|e| DatasetError::Polars {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    crate::io::write_parquet_atomic(&mut df, path, TABLE)
+}
+
+/// Kind written by [`write_f64_columns`]: a plain table with no fixed schema.
+pub const TABLE: DatasetKind = DatasetKind {
+    name: "table",
+    version: crate::io::SchemaVersion {
+        major: 1,
+        minor: 0,
+        patch: 0,
+    },
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,10 +59,13 @@ impl Role {
 
     /// Parse a `role` value (`source` or `destination`, case-insensitive).
     pub fn parse(s: &str) -> Option<Role> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "source" => Some(Role::Source),
-            "destination" => Some(Role::Destination),
-            _ => None,
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("source") {
+            Some(Role::Source)
+        } else if s.eq_ignore_ascii_case("destination") {
+            Some(Role::Destination)
+        } else {
+            None
         }
     }
 }
@@ -112,20 +115,21 @@ pub fn read_windows(path: &Path) -> Result<Vec<WindowRow>, DatasetError> {
         read_parquet_checked(path, WINDOWS)?
     };
     let cols = Cols { df: &df, path, csv };
-    let id = cols.strings("migration_id", true)?;
-    let host = cols.strings("host", true)?;
+    let mut id = cols.strings("migration_id", true)?;
+    let mut host = cols.strings("host", true)?;
     let role = cols.strings("role", true)?;
     let start = cols.ints("start_utc_ns", true)?;
     let end = cols.ints("end_utc_ns", true)?;
     let v_mig = cols.ints("v_mig_bytes", true)?;
-    let workload = cols.strings("workload", false)?;
-    let vm = cols.strings("vm", false)?;
+    let mut workload = cols.strings("workload", false)?;
+    let mut vm = cols.strings("vm", false)?;
     let vm_mem = cols.ints("vm_mem_bytes", false)?;
     let mut out = Vec::with_capacity(df.height());
     for i in 0..df.height() {
         let at = |column: &str, problem: String| col_err(path, column, cols.row(i, problem));
-        let need_str = |v: &Option<String>, column: &str| {
-            v.clone()
+        // Values are moved out of the column vectors: each row is visited once.
+        let need_str = |v: &mut Option<String>, column: &str| {
+            v.take()
                 .filter(|s| !s.trim().is_empty())
                 .ok_or_else(|| at(column, "empty, expected a value".into()))
         };
@@ -135,8 +139,11 @@ pub fn read_windows(path: &Path) -> Result<Vec<WindowRow>, DatasetError> {
         let non_negative = |v: i64, column: &str| {
             u64::try_from(v).map_err(|_| at(column, format!("{v} is negative")))
         };
-        let role_text = need_str(&role[i], "role")?;
-        let role = Role::parse(&role_text).ok_or_else(|| {
+        let role_text = role[i].as_deref().unwrap_or("");
+        if role_text.trim().is_empty() {
+            return Err(at("role", "empty, expected a value".into()));
+        }
+        let role = Role::parse(role_text).ok_or_else(|| {
             at(
                 "role",
                 format!("'{role_text}' is not 'source' or 'destination'"),
@@ -151,14 +158,14 @@ pub fn read_windows(path: &Path) -> Result<Vec<WindowRow>, DatasetError> {
             ));
         }
         out.push(WindowRow {
-            migration_id: need_str(&id[i], "migration_id")?,
-            host: need_str(&host[i], "host")?,
+            migration_id: need_str(&mut id[i], "migration_id")?,
+            host: need_str(&mut host[i], "host")?,
             role,
             start_utc_ns,
             end_utc_ns,
             v_mig_bytes: non_negative(need_int(v_mig[i], "v_mig_bytes")?, "v_mig_bytes")?,
-            workload: workload[i].clone().filter(|s| !s.is_empty()),
-            vm: vm[i].clone().filter(|s| !s.is_empty()),
+            workload: workload[i].take().filter(|s| !s.is_empty()),
+            vm: vm[i].take().filter(|s| !s.is_empty()),
             vm_mem_bytes: vm_mem[i]
                 .map(|v| non_negative(v, "vm_mem_bytes"))
                 .transpose()?,

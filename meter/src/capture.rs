@@ -36,6 +36,13 @@ pub enum CaptureError {
     /// The async runtime could not start.
     #[error("runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The metrics exporter could not listen on its address.
+    #[error("cannot serve metrics on {addr}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why a connection to a meter ended.
@@ -125,6 +132,8 @@ pub struct CaptureConfig {
     pub reply_timeout: Duration,
     /// Longest wait between reopen attempts.
     pub backoff_max: Duration,
+    /// Serve Prometheus metrics on this address while capturing (None: no exporter).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl CaptureConfig {
@@ -141,6 +150,7 @@ impl CaptureConfig {
             settle: Duration::from_secs(1),
             reply_timeout: Duration::from_secs(2),
             backoff_max: Duration::from_secs(30),
+            metrics_addr: None,
         }
     }
 }
@@ -160,6 +170,19 @@ pub struct MeterStatus {
     pub baud: Option<u32>,
     /// Last power reading, W.
     pub watts: Option<f64>,
+    /// Last voltage reading, V.
+    pub volts: Option<f64>,
+    /// Last current reading, A.
+    pub amps: Option<f64>,
+    /// Last power factor, ratio 0..1.
+    pub power_factor: Option<f64>,
+    /// Energy since the capture started, J: trapezoids over consecutive samples on the host's
+    /// monotonic clock; intervals across a gap are not counted (nothing is bridged).
+    pub energy_j_total: f64,
+    /// Meter firmware from its version reply, e.g. `3.14 (200612211910)`.
+    pub firmware: Option<String>,
+    /// Host monotonic clock (CLOCK_MONOTONIC) at the last sample, ns.
+    pub last_sample_mono_ns: Option<i64>,
     /// Samples captured.
     pub samples: u64,
     /// Gaps recorded.
@@ -215,7 +238,8 @@ pub struct CaptureReport {
     pub recovered: RecoveryReport,
 }
 
-fn mono_ns() -> i64 {
+/// Host monotonic clock (CLOCK_MONOTONIC), ns: the clock of `mono_ns` in samples.
+pub fn mono_ns() -> i64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() * 1_000_000_000 + t.tv_nsec())
         .unwrap_or(0)
@@ -226,7 +250,8 @@ fn utc_ns() -> i64 {
 }
 
 struct Shared {
-    status: Mutex<Vec<MeterStatus>>,
+    // Shared with the metrics exporter, which only ever clones it briefly.
+    status: Arc<Mutex<Vec<MeterStatus>>>,
     gaps: Mutex<Vec<Gap>>,
     sink: Arc<dyn ProgressSink>,
 }
@@ -272,8 +297,22 @@ pub fn run_capture(
         ));
     }
 
+    // Bind before recovery and before any meter is opened: a taken port fails fast.
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => {
+            let l = crate::metrics::bind(addr)
+                .map_err(|source| CaptureError::Metrics { addr, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| CaptureError::Metrics { addr, source })?;
+            sink.event(&format!("metrics on http://{bound}/metrics"));
+            Some(l)
+        }
+        None => None,
+    };
+
     let shared = Arc::new(Shared {
-        status: Mutex::new(
+        status: Arc::new(Mutex::new(
             config
                 .meters
                 .iter()
@@ -284,7 +323,7 @@ pub fn run_capture(
                     ..Default::default()
                 })
                 .collect(),
-        ),
+        )),
         gaps: Mutex::new(Vec::new()),
         sink: sink.clone(),
     });
@@ -307,6 +346,19 @@ pub fn run_capture(
         .build()
         .map_err(CaptureError::Runtime)?;
     rt.block_on(async {
+        if let Some(l) = metrics_listener {
+            // Not awaited: the capture never waits for the exporter, which ends with the runtime.
+            match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => {
+                    tokio::spawn(crate::metrics::serve(
+                        l,
+                        shared.status.clone(),
+                        stop.clone(),
+                    ));
+                }
+                Err(e) => sink.event(&format!("metrics exporter not started: {e}")),
+            }
+        }
         let mut tasks = Vec::new();
         for (idx, m) in config.meters.iter().enumerate() {
             tasks.push(tokio::spawn(meter_task(
@@ -417,6 +469,8 @@ struct MeterRun {
     connection: u32,
     meter_id: String,
     last_utc_ns: Option<i64>,
+    /// Monotonic time (ns) and power (W) of the previous sample, for the energy counter.
+    last_power: Option<(i64, f64)>,
     /// Why the previous connection ended, if it did: the next sample follows a gap.
     gap_reason: Option<String>,
 }
@@ -439,6 +493,7 @@ async fn meter_task(
         connection: 0,
         meter_id: String::new(),
         last_utc_ns: None,
+        last_power: None,
         gap_reason: None,
     };
     let mut backoff = Duration::from_millis(250);
@@ -603,8 +658,10 @@ impl MeterRun {
             ));
         }
         self.meter_id = id.clone();
+        let firmware = format!("{}.{} ({})", v.fw_major, v.fw_minor, v.fw_timestamp);
         self.shared.update(self.idx, |s| {
             s.meter_id = Some(id);
+            s.firmware = Some(firmware);
             s.baud = Some(baud);
         });
     }
@@ -708,6 +765,7 @@ impl MeterRun {
             flags: if gap.is_some() { FLAG_AFTER_GAP } else { 0 },
             fields,
         };
+        let after_gap = gap.is_some();
         if let Some((gap_ns, reason)) = gap {
             self.shared.sink.event(&format!(
                 "{}: gap of {:.1} s before sample {} ({reason})",
@@ -728,11 +786,23 @@ impl MeterRun {
         self.seq += 1;
         self.last_utc_ns = Some(utc);
         let watts = fields[0];
+        let energy_j = match (self.last_power, watts) {
+            (Some((t0, w0)), Some(w1)) if !after_gap => {
+                (w0 + w1) / 2.0 * ((mono - t0) as f64 / 1e9)
+            }
+            _ => 0.0,
+        };
+        self.last_power = watts.map(|w| (mono, w));
         // The writer only stops after every meter task has ended, so this cannot fail.
         let _ = self.tx.send(row);
         self.shared.update(self.idx, |s| {
             s.samples += 1;
             s.watts = watts;
+            s.volts = fields[1];
+            s.amps = fields[2];
+            s.power_factor = fields[13];
+            s.energy_j_total += energy_j;
+            s.last_sample_mono_ns = Some(mono);
             s.last_error = None;
         });
     }

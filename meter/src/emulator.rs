@@ -10,7 +10,8 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -146,43 +147,28 @@ impl Profile {
         }
     }
 
-    /// Load a `time_s,watts` CSV trace (header required, times increasing).
+    /// Load a trace with columns `time_s` and `watts` from CSV or Parquet (by extension);
+    /// times must increase.
     pub fn load_trace(path: &Path) -> Result<Self, EmulatorError> {
-        let text = std::fs::read_to_string(path).map_err(|e| EmulatorError::Io {
-            path: path.into(),
-            source: e,
-        })?;
-        let mut lines = text.lines().enumerate();
-        let header = lines.next().map(|(_, h)| h.trim()).unwrap_or_default();
-        let cols: Vec<&str> = header.split(',').map(str::trim).collect();
-        let (Some(ti), Some(wi)) = (
-            cols.iter().position(|c| *c == "time_s"),
-            cols.iter().position(|c| *c == "watts"),
-        ) else {
-            return Err(EmulatorError::Spec(format!(
-                "{}: line 1: expected a header with columns time_s and watts, got {header:?}",
-                path.display()
-            )));
-        };
-        let mut pts: Vec<(f64, f64)> = Vec::new();
-        for (i, line) in lines {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            let bad = |what: &str| {
-                EmulatorError::Spec(format!("{}: line {}: {what}", path.display(), i + 1))
-            };
-            let t: f64 = f
-                .get(ti)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| bad("time_s is not a number"))?;
-            let w: f64 = f
-                .get(wi)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| bad("watts is not a number"))?;
+        use datasets::table::{load_table, resolve_inputs, LoadOptions};
+        let spec = |e: &dyn std::fmt::Display| EmulatorError::Spec(format!("trace: {e}"));
+        let inputs = resolve_inputs(&[path.to_path_buf()]).map_err(|e| spec(&e))?;
+        let table = load_table(
+            &inputs,
+            &LoadOptions {
+                required: &["time_s", "watts"],
+                ..LoadOptions::default()
+            },
+        )
+        .map_err(|e| spec(&e))?;
+        let t = table.f64_column("time_s").map_err(|e| spec(&e))?;
+        let w = table.f64_column("watts").map_err(|e| spec(&e))?;
+        let mut pts: Vec<(f64, f64)> = Vec::with_capacity(t.len());
+        for (i, (&t, &w)) in t.iter().zip(&w).enumerate() {
+            let bad =
+                |what: &str| EmulatorError::Spec(format!("trace {}: {what}", table.row_label(i)));
             if !(t.is_finite() && w.is_finite() && w >= 0.0) {
-                return Err(bad("values must be finite, watts >= 0"));
+                return Err(bad("time_s and watts must be finite, watts >= 0"));
             }
             if pts.last().is_some_and(|&(pt, _)| t <= pt) {
                 return Err(bad("time_s must increase"));
@@ -319,6 +305,9 @@ pub struct EmulatorConfig {
     pub version: Version,
     /// Standard deviation of measurement noise added to the power, W (0 = none).
     pub noise_w: f64,
+    /// The meter's line speed (19200 for old hardware); a host set to another rate reads
+    /// garbage, as on a real line. None: any rate works.
+    pub baud: Option<u32>,
 }
 
 impl Default for EmulatorConfig {
@@ -341,6 +330,7 @@ impl Default for EmulatorConfig {
                 checksum: 0,
             },
             noise_w: 0.0,
+            baud: None,
         }
     }
 }
@@ -628,7 +618,10 @@ impl Meter {
                     Some(Ok(n)) => n,
                     _ => 0,
                 };
-                if n > 0 && !stalled {
+                if n > 0 && !stalled && !self.host_baud_ok() {
+                    // Wrong line speed: the meter's reply arrives as framing garbage.
+                    self.write(&[0xf8, 0x80, 0x00, 0xfe, 0x9e, 0x06]);
+                } else if n > 0 && !stalled {
                     let mut cmds = Vec::new();
                     self.decoder.feed(&buf[..n], |e| {
                         if let Event::Packet {
@@ -694,6 +687,36 @@ impl Meter {
             let _ = std::fs::remove_file(link);
         }
         Ok(self.report)
+    }
+
+    /// Whether the host configured the port at the meter's rate. termios belongs to the
+    /// tty, so a short-lived fd on the slave reads what the host set.
+    fn host_baud_ok(&self) -> bool {
+        let Some(want) = self.cfg.baud else {
+            return true;
+        };
+        let Some(pty) = &self.pty else {
+            return false;
+        };
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
+            .open(&pty.slave)
+        else {
+            return true;
+        };
+        // serialport sets arbitrary rates through termios2 (BOTHER), which the classic
+        // termios API cannot report: read termios2 and its numeric input speed.
+        let mut t2 = std::mem::MaybeUninit::<nix::libc::termios2>::uninit();
+        // SAFETY: TCGETS2 fills a termios2 for a valid tty fd; the result is checked.
+        let rc = unsafe { nix::libc::ioctl(f.as_raw_fd(), nix::libc::TCGETS2, t2.as_mut_ptr()) };
+        if rc != 0 {
+            return true;
+        }
+        // SAFETY: ioctl succeeded, so the struct is initialised.
+        let got = unsafe { t2.assume_init() }.c_ispeed;
+        got == want
     }
 
     fn write(&mut self, bytes: &[u8]) -> bool {
@@ -943,11 +966,29 @@ mod tests {
         let e = Profile::parse(&format!("trace:{}", p.display()))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 3") && e.contains("watts"), "{e}");
+        assert!(e.contains("t.csv") && e.contains("watts"), "{e}");
+        std::fs::write(&p, "time_s,watts\n0,100\n2,120\n2,130\n").unwrap();
+        let e = Profile::parse(&format!("trace:{}", p.display()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.csv row 3") && e.contains("increase"), "{e}");
         std::fs::write(&p, "time_s,watts\n0,100\n2,120\n").unwrap();
         assert_eq!(
             Profile::parse(&format!("trace:{}", p.display())).unwrap(),
             Profile::Trace(vec![(0.0, 100.0), (2.0, 120.0)])
+        );
+        let pq = dir.path().join("t.parquet");
+        datasets::table::write_f64_columns(
+            &pq,
+            &[
+                ("time_s", vec![0.0, 1.5, 4.0]),
+                ("watts", vec![90.0, 95.5, 91.0]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            Profile::parse(&format!("trace:{}", pq.display())).unwrap(),
+            Profile::Trace(vec![(0.0, 90.0), (1.5, 95.5), (4.0, 91.0)])
         );
     }
 

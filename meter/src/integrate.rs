@@ -26,7 +26,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use datasets::energy::{EnergyRow, WindowQualityRow};
-use datasets::samples::{read_power_series, sample_files_by_host, PowerSeries, FLAG_AFTER_GAP};
+use datasets::samples::{
+    read_power_series_into, sample_files_by_host, PowerSeries, FLAG_AFTER_GAP,
+};
 use datasets::windows::{Role, WindowRow};
 use datasets::DatasetError;
 
@@ -207,17 +209,22 @@ pub struct Trace<'a> {
     pub utc_ns: &'a [i64],
     /// Power, W.
     pub watts: &'a [f64],
-    /// `after_gap[i]`: the capture reported a gap before sample i.
-    pub after_gap: &'a [bool],
+    /// Sample flags; [`FLAG_AFTER_GAP`] marks a gap before the sample (see [`mark_gaps`]).
+    pub flags: &'a [u32],
     /// Longest spacing bridged as a segment, ns.
     pub max_step_ns: i64,
 }
 
-/// Median spacing of positive steps between consecutive stamps, or None with < 2 samples.
+/// Most spacings used by [`estimate_interval_ns`]; longer series are sampled evenly.
+const INTERVAL_SAMPLE: usize = 1 << 20;
+
+/// Median spacing of positive steps between consecutive stamps (over at most about a
+/// million evenly spread steps), or None with < 2 samples.
 pub fn estimate_interval_ns(utc_ns: &[i64]) -> Option<i64> {
-    let mut d: Vec<i64> = utc_ns
-        .windows(2)
-        .map(|w| w[1] - w[0])
+    let stride = utc_ns.len().div_ceil(INTERVAL_SAMPLE).max(1);
+    let mut d: Vec<i64> = (1..utc_ns.len())
+        .step_by(stride)
+        .map(|i| utc_ns[i] - utc_ns[i - 1])
         .filter(|&x| x > 0)
         .collect();
     if d.is_empty() {
@@ -227,13 +234,12 @@ pub fn estimate_interval_ns(utc_ns: &[i64]) -> Option<i64> {
     Some(*d.select_nth_unstable(mid).1)
 }
 
-/// Which samples the capture marked as following a gap (flag or `gap_before_ns`).
-pub fn after_gap_mask(s: &PowerSeries) -> Vec<bool> {
-    let mut m: Vec<bool> = s.flags.iter().map(|f| f & FLAG_AFTER_GAP != 0).collect();
+/// Set [`FLAG_AFTER_GAP`] on every sample that carries `gap_before_ns`, so that the flags
+/// alone say where the capture saw a gap.
+pub fn mark_gaps(s: &mut PowerSeries) {
     for &(i, _) in &s.gaps_before_ns {
-        m[i] = true;
+        s.flags[i] |= FLAG_AFTER_GAP;
     }
-    m
 }
 
 /// First index at or after `from` where `pred` fails (`pred` must hold on a prefix of `t`).
@@ -274,7 +280,7 @@ pub fn integrate_window(
         let (ta, tb) = (t[k], t[k + 1]);
         let a = ta.max(start_utc_ns);
         let b = tb.min(end_utc_ns);
-        if b <= a || tb - ta > tr.max_step_ns || tr.after_gap[k + 1] {
+        if b <= a || tb - ta > tr.max_step_ns || tr.flags[k + 1] & FLAG_AFTER_GAP != 0 {
             continue;
         }
         let len = b - a;
@@ -359,21 +365,23 @@ pub fn integrate(
     let mut spans: HashMap<&str, (i64, i64)> = HashMap::new();
     let mut hosts = Vec::with_capacity(per_host.len());
     let hosts_total = per_host.len();
+    // One buffer for all hosts: the largest host's samples are allocated once.
+    let mut series = PowerSeries::default();
     for (done, (host, idx)) in per_host.iter().enumerate() {
         if cancel.is_cancelled() {
             return Err(IntegrateError::Cancelled);
         }
-        let series = read_power_series(host, &by_host_files[*host], None)?;
+        read_power_series_into(&mut series, host, &by_host_files[*host], None)?;
+        mark_gaps(&mut series);
         let estimated = estimate_interval_ns(&series.utc_ns);
         let interval_ns = opts
             .interval_ns
             .or(estimated)
             .unwrap_or(DEFAULT_INTERVAL_NS);
-        let after_gap = after_gap_mask(&series);
         let tr = Trace {
             utc_ns: &series.utc_ns,
             watts: &series.watts,
-            after_gap: &after_gap,
+            flags: &series.flags,
             max_step_ns: (interval_ns as f64 * GAP_FACTOR) as i64,
         };
         let p0 = p0_w[*host];
@@ -666,19 +674,19 @@ mod tests {
     struct Owned {
         t: Vec<i64>,
         w: Vec<f64>,
-        gap: Vec<bool>,
+        gap: Vec<u32>,
     }
 
     impl Owned {
         fn new(t: Vec<i64>, w: Vec<f64>) -> Self {
-            let gap = vec![false; t.len()];
+            let gap = vec![0; t.len()];
             Owned { t, w, gap }
         }
         fn trace(&self) -> Trace<'_> {
             Trace {
                 utc_ns: &self.t,
                 watts: &self.w,
-                after_gap: &self.gap,
+                flags: &self.gap,
                 max_step_ns: (1.5 * S as f64) as i64,
             }
         }
@@ -760,7 +768,7 @@ mod tests {
         assert!(close(st.energy_j, 20.0 * 10.0), "{}", st.energy_j);
         // A capture-reported gap breaks a segment even when the spacing looks normal.
         let mut o = sampled(20, |_| 120.0);
-        o.gap[12] = true;
+        o.gap[12] = FLAG_AFTER_GAP;
         let st = integrate_window(&o.trace(), ns(10.0), ns(15.0), 100.0, Rule::Trapezoid);
         assert!(close(st.coverage, 0.8) && st.largest_gap_ns == S);
         // Window running past the last sample: uncovered tail.
@@ -989,7 +997,7 @@ mod tests {
             }
             if k + 1 < o.t.len() && o.t[k] <= mid && mid < o.t[k + 1] {
                 let (ta, tb) = (o.t[k], o.t[k + 1]);
-                if tb - ta <= 1_500_000_000 && !o.gap[k + 1] {
+                if tb - ta <= 1_500_000_000 && o.gap[k + 1] == 0 {
                     let p = match rule {
                         Rule::Trapezoid => {
                             o.w[k] + (o.w[k + 1] - o.w[k]) * (mid - ta) as f64 / (tb - ta) as f64
@@ -1018,7 +1026,7 @@ mod tests {
                     now += if skip == 0 { 3_000 } else { 1_000 };
                     t.push((now + jitter - 30) * 1_000_000);
                     w.push(f64::from(dw) / 10.0);
-                    gap.push(flag && skip == 1);
+                    gap.push(u32::from(flag && skip == 1));
                 }
                 Owned { t, w, gap }
             },

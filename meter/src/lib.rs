@@ -9,6 +9,7 @@ pub mod decoder;
 pub mod emulator;
 pub mod integrate;
 pub mod journal;
+pub mod metrics;
 pub mod ports;
 pub mod protocol;
 

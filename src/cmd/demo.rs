@@ -53,6 +53,6 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     println!(
         "Emulated: the two power meters and the hosts' power draw (a planned migration pattern)."
     );
-    println!("Real: serial protocol over pseudo-terminals, capture, journal, Parquet, baseline, integration.");
+    println!("Real: serial protocol over pseudo-terminals, capture, journal, Parquet, baseline, integration, model fit.");
     Ok(ExitCode::SUCCESS)
 }

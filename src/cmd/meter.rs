@@ -105,6 +105,21 @@ pub struct CaptureArgs {
     /// Write the capture report (per-meter counts, gaps, files) as JSON here
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Serve live Prometheus metrics on http://ADDR/metrics while capturing. ADDR is
+    /// IP:PORT, or PORT alone for loopback; port 0 picks a free port (the address is printed
+    /// on stderr). Without ADDR: 127.0.0.1:9105
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = "127.0.0.1:9105",
+        value_parser = parse_metrics_addr
+    )]
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    meter::metrics::parse_listen_addr(s).map_err(|e| e.to_string())
 }
 
 /// Arguments of `meter emulate`.
@@ -133,6 +148,12 @@ pub struct EmulateArgs {
     /// Stop after this much real time
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// Only answer a host whose port is set to this baud rate (old meters: 19200)
+    #[arg(long)]
+    pub baud: Option<u32>,
+    /// Standard deviation of measurement noise added to the power, W
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f64,
 }
 
 /// Arguments of `meter info`.
@@ -455,6 +476,7 @@ fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     cfg.stall_timeout = a.stall_timeout.unwrap_or_else(|| {
         Duration::from_secs(5).max(Duration::from_secs(3 * u64::from(a.interval)))
     });
+    cfg.metrics_addr = a.metrics;
     let cancel = cancel_on_signals()?;
     let progress = Arc::new(StderrProgress::new());
     let report = run_capture(cfg, cancel, progress.clone())?;
@@ -492,6 +514,8 @@ fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
         seed: a.seed,
         link: a.link.clone(),
         sent_log: a.sent_log.clone(),
+        baud: a.baud,
+        noise_w: a.noise,
         ..EmulatorConfig::default()
     };
     let cancel = cancel_on_signals()?;

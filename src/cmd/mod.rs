@@ -2,7 +2,9 @@
 //! library functions.
 
 pub mod calibrate;
+pub mod datasets;
 pub mod demo;
 pub mod energy;
 pub mod meter;
+pub mod predict;
 pub mod train;

@@ -7,8 +7,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod coef;
+pub mod evaluate;
+pub mod history;
 pub mod linalg;
 pub mod ols;
+pub mod predict;
+pub mod quantity;
+pub mod rank;
 pub mod stats;
 pub mod train;
 pub mod units;

@@ -1,0 +1,641 @@
+//! `migwatt predict`, `migwatt rank` and `migwatt evaluate` (issue 6): the consumers of the
+//! coefficient files.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _};
+use datasets::candidates::read_candidates;
+use datasets::migrations::read_migrations;
+use datasets::rounds::read_rounds;
+use trainer::evaluate::{decision_trials, evaluate, mape, vm_history, EvalOptions};
+use trainer::history::{d_tilde, DEFAULT_MU, DEFAULT_PHI};
+use trainer::predict::{
+    base_model, simulate_trajectory, EnergyModel, GammaModel, Hypervisor, Prediction, RatePolicy,
+    Scenario,
+};
+use trainer::quantity::{parse_duration_s, parse_rate_bytes_per_s, parse_size_bytes};
+use trainer::rank::{predict_all, rank, Defaults, Weights};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Which performance model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelChoice {
+    /// Algorithm 1: rounds with gamma and the hypervisor's stop rule.
+    Sim,
+    /// Closed form, eqs 5-8 (gamma = 0, fixed rate).
+    Base,
+}
+
+/// Coefficient files and transmission-rate options shared by the three commands.
+#[derive(Debug, clap::Args)]
+pub struct ModelArgs {
+    /// Energy coefficient file (E_mig = alpha V_mig + beta), or its model folder
+    #[arg(long, value_name = "FILE")]
+    energy_model: Option<PathBuf>,
+    /// Gamma coefficient file (gamma = omega T_prev + xi D + psi), or its model folder; none: gamma = 0
+    #[arg(long, value_name = "FILE")]
+    gamma_model: Option<PathBuf>,
+    /// Stop rule: xen3 (50 pages, 29 rounds, 3 x memory), xen4 (5 rounds), qemu (rate x downtime limit)
+    #[arg(long, default_value = "qemu")]
+    hypervisor: Hypervisor,
+    /// Transmission rate, e.g. 800Mbit/s, 60MB/s, 16MiB/s
+    #[arg(long, value_name = "RATE", conflicts_with = "adaptive")]
+    rate: Option<String>,
+    /// Adaptive rate: R_i = D + delta within [R_min, R_max] (section 4.3)
+    #[arg(long)]
+    adaptive: bool,
+    /// delta of --adaptive
+    #[arg(long, default_value = "100Mbit/s", value_name = "RATE")]
+    rate_delta: String,
+    /// R_min of --adaptive
+    #[arg(long, default_value = "400Mbit/s", value_name = "RATE")]
+    rate_min: String,
+    /// R_max of --adaptive
+    #[arg(long, default_value = "800Mbit/s", value_name = "RATE")]
+    rate_max: String,
+    /// QEMU downtime limit (ms unless a unit is given)
+    #[arg(long, default_value = "300", value_name = "MS")]
+    downtime_limit: String,
+}
+
+struct Models {
+    gamma: GammaModel,
+    gamma_id: Option<String>,
+    energy: Option<EnergyModel>,
+    energy_id: Option<String>,
+}
+
+impl ModelArgs {
+    fn models(&self) -> anyhow::Result<Models> {
+        let load =
+            |p: &Path| trainer::coef::load(p).with_context(|| format!("loading {}", p.display()));
+        let (gamma, gamma_id) = match &self.gamma_model {
+            Some(p) => {
+                let f = load(p)?;
+                (
+                    GammaModel::from_file(&f).with_context(|| p.display().to_string())?,
+                    Some(f.model.id),
+                )
+            }
+            None => (GammaModel::ZERO, None),
+        };
+        let (energy, energy_id) = match &self.energy_model {
+            Some(p) => {
+                let f = load(p)?;
+                (
+                    Some(EnergyModel::from_file(&f).with_context(|| p.display().to_string())?),
+                    Some(f.model.id),
+                )
+            }
+            None => (None, None),
+        };
+        Ok(Models {
+            gamma,
+            gamma_id,
+            energy,
+            energy_id,
+        })
+    }
+
+    fn rate_policy(&self) -> anyhow::Result<Option<RatePolicy>> {
+        if self.adaptive {
+            return Ok(Some(RatePolicy::Adaptive {
+                delta_bytes_per_s: parse_rate_bytes_per_s(&self.rate_delta)
+                    .context("--rate-delta")?,
+                min_bytes_per_s: parse_rate_bytes_per_s(&self.rate_min).context("--rate-min")?,
+                max_bytes_per_s: parse_rate_bytes_per_s(&self.rate_max).context("--rate-max")?,
+            }));
+        }
+        Ok(match &self.rate {
+            Some(r) => Some(RatePolicy::Fixed {
+                rate_bytes_per_s: parse_rate_bytes_per_s(r).context("--rate")?,
+            }),
+            None => None,
+        })
+    }
+
+    fn downtime_limit_s(&self) -> anyhow::Result<f64> {
+        parse_duration_s(&self.downtime_limit, "ms").context("--downtime-limit")
+    }
+}
+
+/// `migwatt predict`: the cost of migrating one VM (or every VM of a table).
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    models: ModelArgs,
+    /// Guest memory (data of the first round), e.g. 1GiB
+    #[arg(long, value_name = "SIZE")]
+    vm_mem: Option<String>,
+    /// Dirtying rate D sampled now, e.g. 60MB/s
+    #[arg(long, value_name = "RATE")]
+    dirty_rate: Option<String>,
+    /// Performance model
+    #[arg(long, value_enum, default_value = "sim")]
+    model: ModelChoice,
+    /// Predict every VM of a table (Parquet/CSV: vm, vm_mem_bytes, dirty_rate_bytes_per_s[, rate_bytes_per_s, downtime_limit_s, hypervisor])
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["vm_mem", "history"])]
+    vms: Option<PathBuf>,
+    /// Refined model: a dataset folder of past migrations (migrations/ and rounds/)
+    #[arg(long, value_name = "DIR", requires = "vm")]
+    history: Option<PathBuf>,
+    /// The VM whose history to use
+    #[arg(long, value_name = "NAME")]
+    vm: Option<String>,
+    /// EWMA weight mu of eq 12 (> 0.5)
+    #[arg(long, default_value_t = DEFAULT_MU)]
+    mu: f64,
+    /// Blend phi of eq 13
+    #[arg(long, default_value_t = DEFAULT_PHI)]
+    phi: f64,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+fn read_history(
+    dir: &Path,
+) -> anyhow::Result<(
+    Vec<datasets::migrations::MigrationRow>,
+    Vec<datasets::rounds::RoundRow>,
+)> {
+    let mdir = if dir.join("migrations").is_dir() {
+        dir.join("migrations")
+    } else {
+        dir.to_path_buf()
+    };
+    let migs = read_migrations(&mdir)?;
+    let rdir = dir.join("rounds");
+    let rounds = if rdir.is_dir() {
+        read_rounds(&rdir)?
+    } else {
+        Vec::new()
+    };
+    Ok((migs, rounds))
+}
+
+fn fmt_opt(v: Option<f64>, scale: f64, digits: usize) -> String {
+    v.map_or("-".into(), |x| format!("{:.*}", digits, x / scale))
+}
+
+fn print_prediction(p: &Prediction) {
+    let s = &p.summary;
+    println!(
+        "V_mig {} MB  T_mig {} s  T_down {} ms  E_mig {} J  rounds {}  converges {}",
+        fmt_opt(s.v_mig_bytes, 1e6, 3),
+        fmt_opt(s.t_mig_s, 1.0, 3),
+        fmt_opt(s.t_down_s, 1e-3, 1),
+        fmt_opt(s.e_mig_j, 1.0, 2),
+        s.rounds,
+        if s.converges { "yes" } else { "no" }
+    );
+    println!("{}", p.reason);
+    if !p.trajectory.is_empty() {
+        println!("round    sent_MB  duration_s  rate_MB/s  gamma  last");
+        for r in &p.trajectory {
+            println!(
+                "{:>5} {:>10.3} {:>11.4} {:>10.3} {:>6} {:>5}",
+                r.round,
+                r.sent_bytes / 1e6,
+                r.duration_s,
+                r.rate_bytes_per_s / 1e6,
+                r.gamma.map_or("-".into(), |g| format!("{g:.3}")),
+                if r.last { "yes" } else { "" }
+            );
+        }
+    }
+}
+
+/// Run `migwatt predict`.
+pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
+    let m = a.models.models()?;
+    let policy = a.models.rate_policy()?;
+    let limit = a.models.downtime_limit_s()?;
+    if let Some(path) = &a.vms {
+        return predict_table(&a, &m, path, policy, limit);
+    }
+    let Some(policy) = policy else {
+        bail!("give --rate RATE or --adaptive");
+    };
+    let mut vm_mem = match &a.vm_mem {
+        Some(s) => Some(parse_size_bytes(s).context("--vm-mem")?),
+        None => None,
+    };
+    let sampled = match &a.dirty_rate {
+        Some(s) => Some(parse_rate_bytes_per_s(s).context("--dirty-rate")?),
+        None => None,
+    };
+    let mut refined = None;
+    let dirty = if let (Some(dir), Some(vm)) = (&a.history, &a.vm) {
+        if !(a.mu > 0.5 && a.mu <= 1.0 && (0.0..=1.0).contains(&a.phi)) {
+            bail!("--mu must be in (0.5, 1] and --phi in [0, 1]");
+        }
+        let (migs, rounds) = read_history(dir)?;
+        let h = vm_history(&migs, &rounds, vm, a.mu);
+        if h.migrations == 0 {
+            bail!("{}: no migrations of VM '{vm}'", dir.display());
+        }
+        if vm_mem.is_none() {
+            vm_mem = h.first_round_bytes;
+        }
+        let d = match (sampled, h.d_hat_bytes_per_s) {
+            (Some(s), Some(dh)) => d_tilde(s, dh, a.phi),
+            (None, Some(dh)) => dh,
+            (Some(s), None) => s,
+            (None, None) => {
+                bail!("no --dirty-rate and no rounds with rates in the history of '{vm}'")
+            }
+        };
+        refined = Some(h);
+        d
+    } else {
+        sampled.context("give --dirty-rate RATE (or --history DIR --vm NAME)")?
+    };
+    let Some(vm_mem) = vm_mem else {
+        bail!("give --vm-mem SIZE");
+    };
+    let s = Scenario {
+        hypervisor: a.models.hypervisor,
+        vm_mem_bytes: vm_mem,
+        dirty_rate_bytes_per_s: dirty,
+        rate: policy,
+        downtime_limit_s: limit,
+    };
+    s.check()?;
+    let p = match a.model {
+        ModelChoice::Sim => simulate_trajectory(&s, &m.gamma, m.energy.as_ref()),
+        ModelChoice::Base => {
+            let Some(summary) = base_model(&s, m.energy.as_ref()) else {
+                bail!("--model base needs a fixed --rate (the closed form has one rate)");
+            };
+            Prediction {
+                summary,
+                reason: summary.stop.reason(),
+                trajectory: Vec::new(),
+            }
+        }
+    };
+    match a.format {
+        Format::Json => {
+            let v = serde_json::json!({
+                "model": match a.model { ModelChoice::Sim => "sim", ModelChoice::Base => "base" },
+                "gamma_model": m.gamma_id,
+                "energy_model": m.energy_id,
+                "scenario": s,
+                "gamma": m.gamma,
+                "refined": refined,
+                "prediction": p,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Text => {
+            println!(
+                "{} model, {:?} stop rule, gamma model {}, energy model {}",
+                match a.model {
+                    ModelChoice::Sim => "Algorithm 1",
+                    ModelChoice::Base => "closed-form base (eqs 5-8)",
+                },
+                s.hypervisor,
+                m.gamma_id.as_deref().unwrap_or("none (gamma = 0)"),
+                m.energy_id.as_deref().unwrap_or("none")
+            );
+            if let Some(h) = &refined {
+                println!(
+                    "history of {}: {} migrations, D_bar {:?} MB/s, D_hat {} MB/s -> D_tilde {:.3} MB/s",
+                    h.vm,
+                    h.migrations,
+                    h.d_bar_bytes_per_s.iter().map(|d| (d / 1e4).round() / 100.0).collect::<Vec<_>>(),
+                    fmt_opt(h.d_hat_bytes_per_s, 1e6, 3),
+                    dirty / 1e6
+                );
+            }
+            print_prediction(&p);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn predict_table(
+    a: &PredictArgs,
+    m: &Models,
+    path: &Path,
+    policy: Option<RatePolicy>,
+    limit: f64,
+) -> anyhow::Result<ExitCode> {
+    let c = read_candidates(path)?;
+    let d = Defaults {
+        hypervisor: a.models.hypervisor,
+        rate: policy,
+        downtime_limit_s: limit,
+    };
+    let mut out = Vec::with_capacity(c.len());
+    for i in 0..c.len() {
+        let s = trainer::rank::scenario(&c, i, &d)?;
+        s.check()
+            .with_context(|| format!("{}: row {i} ('{}')", path.display(), c.vm.get(i)))?;
+        let p = match a.model {
+            ModelChoice::Sim => simulate_trajectory(&s, &m.gamma, m.energy.as_ref()),
+            ModelChoice::Base => {
+                let summary =
+                    base_model(&s, m.energy.as_ref()).context("--model base needs a fixed rate")?;
+                Prediction {
+                    summary,
+                    reason: summary.stop.reason(),
+                    trajectory: Vec::new(),
+                }
+            }
+        };
+        out.push((c.vm.get(i).to_string(), s, p));
+    }
+    match a.format {
+        Format::Json => {
+            let v: Vec<_> = out
+                .iter()
+                .map(|(vm, s, p)| serde_json::json!({"vm": vm, "scenario": s, "prediction": p}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Text => {
+            println!(
+                "{:<16} {:>10} {:>9} {:>9} {:>10} {:>6}  outcome",
+                "vm", "V_mig_MB", "T_mig_s", "T_down_ms", "E_mig_J", "rounds"
+            );
+            for (vm, _, p) in &out {
+                let s = &p.summary;
+                println!(
+                    "{:<16} {:>10} {:>9} {:>9} {:>10} {:>6}  {}",
+                    vm,
+                    fmt_opt(s.v_mig_bytes, 1e6, 2),
+                    fmt_opt(s.t_mig_s, 1.0, 3),
+                    fmt_opt(s.t_down_s, 1e-3, 1),
+                    fmt_opt(s.e_mig_j, 1.0, 1),
+                    s.rounds,
+                    p.reason
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `migwatt rank`: which VM to migrate (eq 18).
+#[derive(Debug, clap::Args)]
+pub struct RankArgs {
+    #[command(flatten)]
+    models: ModelArgs,
+    /// Candidate VMs (Parquet/CSV: vm, vm_mem_bytes, dirty_rate_bytes_per_s[, rate_bytes_per_s, downtime_limit_s, hypervisor])
+    #[arg(long, value_name = "FILE")]
+    vms: PathBuf,
+    /// Weights a,b,c,d of T_down, T_mig, V_mig, E_mig (sum 1)
+    #[arg(long, value_name = "A,B,C,D")]
+    weights: String,
+    /// Show only the first N candidates (0: all)
+    #[arg(long, default_value_t = 0)]
+    top: usize,
+    /// Print the time of each phase and the prediction throughput on stderr
+    #[arg(long)]
+    timings: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+/// Run `migwatt rank`.
+pub fn run_rank(a: RankArgs) -> anyhow::Result<ExitCode> {
+    let t0 = Instant::now();
+    let w: Weights = a.weights.parse()?;
+    let m = a.models.models()?;
+    if w.e_mig > 0.0 && m.energy.is_none() {
+        bail!(
+            "--weights gives E_mig weight {}: give --energy-model",
+            w.e_mig
+        );
+    }
+    let d = Defaults {
+        hypervisor: a.models.hypervisor,
+        rate: a.models.rate_policy()?,
+        downtime_limit_s: a.models.downtime_limit_s()?,
+    };
+    let c = read_candidates(&a.vms)?;
+    if c.is_empty() {
+        bail!("{}: no candidate VMs", a.vms.display());
+    }
+    let t_read = t0.elapsed();
+    let t1 = Instant::now();
+    let p = predict_all(&c, &d, &m.gamma, m.energy.as_ref())
+        .with_context(|| a.vms.display().to_string())?;
+    let t_pred = t1.elapsed();
+    let t2 = Instant::now();
+    let (cost, order) = rank(&p, &w);
+    let t_rank = t2.elapsed();
+    let shown = if a.top == 0 {
+        order.len()
+    } else {
+        a.top.min(order.len())
+    };
+    match a.format {
+        Format::Json => {
+            let v: Vec<_> = order[..shown]
+                .iter()
+                .enumerate()
+                .map(|(k, &i)| {
+                    let i = i as usize;
+                    let f = |x: f64| x.is_finite().then_some(x);
+                    serde_json::json!({
+                        "rank": k + 1,
+                        "best": k == 0 && p.stop[i].converges(),
+                        "vm": c.vm.get(i),
+                        "cost": f(cost[i]),
+                        "t_down_s": f(p.t_down_s[i]),
+                        "t_mig_s": f(p.t_mig_s[i]),
+                        "v_mig_bytes": f(p.v_mig_bytes[i]),
+                        "e_mig_j": f(p.e_mig_j[i]),
+                        "rounds": p.rounds[i],
+                        "converges": p.stop[i].converges(),
+                        "reason": p.stop[i].reason(),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Text => {
+            println!(
+                "{:>5}  {:<16} {:>8} {:>9} {:>9} {:>10} {:>10}  note",
+                "rank", "vm", "cost", "T_down_ms", "T_mig_s", "V_mig_MB", "E_mig_J"
+            );
+            for (k, &i) in order[..shown].iter().enumerate() {
+                let i = i as usize;
+                let f = |x: f64, s: f64, dg: usize| fmt_opt(x.is_finite().then_some(x), s, dg);
+                let note = if k == 0 && p.stop[i].converges() {
+                    "<- best".to_string()
+                } else if p.stop[i].converges() {
+                    String::new()
+                } else {
+                    p.stop[i].reason().to_string()
+                };
+                println!(
+                    "{:>5}  {:<16} {:>8} {:>9} {:>9} {:>10} {:>10}  {}",
+                    k + 1,
+                    c.vm.get(i),
+                    f(cost[i], 1.0, 4),
+                    f(p.t_down_s[i], 1e-3, 1),
+                    f(p.t_mig_s[i], 1.0, 3),
+                    f(p.v_mig_bytes[i], 1e6, 2),
+                    f(p.e_mig_j[i], 1.0, 1),
+                    note
+                );
+            }
+        }
+    }
+    if a.timings {
+        let n = c.len() as f64;
+        eprintln!(
+            "candidates {}  read {:.1} ms  predict {:.1} ms ({:.2} M predictions/s)  cost+sort {:.1} ms  end-to-end {:.1} ms ({:.2} M candidates/s)",
+            c.len(),
+            t_read.as_secs_f64() * 1e3,
+            t_pred.as_secs_f64() * 1e3,
+            n / t_pred.as_secs_f64() / 1e6,
+            t_rank.as_secs_f64() * 1e3,
+            t0.elapsed().as_secs_f64() * 1e3,
+            n / t0.elapsed().as_secs_f64() / 1e6,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `migwatt evaluate`: predictions against measured migrations (Figures 10-14).
+#[derive(Debug, clap::Args)]
+pub struct EvaluateArgs {
+    #[command(flatten)]
+    models: ModelArgs,
+    /// Measured migrations: a dataset folder (migrations/ and rounds/) or a migrations folder
+    #[arg(long, value_name = "DIR")]
+    migrations: PathBuf,
+    /// Also evaluate the refined model (eqs 11-13) from each VM's earlier migrations
+    #[arg(long)]
+    history: bool,
+    /// EWMA weight mu of eq 12 (> 0.5)
+    #[arg(long, default_value_t = DEFAULT_MU)]
+    mu: f64,
+    /// Blend phi of eq 13
+    #[arg(long, default_value_t = DEFAULT_PHI)]
+    phi: f64,
+    /// Write the per-migration evaluation here (Parquet)
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Decision trials (Figure 14): model-guided against random choice
+    #[arg(long, default_value_t = 0)]
+    decision_trials: usize,
+    /// Seed of the decision trials
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Candidates per decision trial
+    #[arg(long, default_value_t = 8)]
+    candidates: usize,
+    /// Weights a,b,c,d of T_down, T_mig, V_mig, E_mig for the decision trials
+    #[arg(long, default_value = "0.25,0.25,0.5,0", value_name = "A,B,C,D")]
+    weights: String,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+/// Run `migwatt evaluate`.
+pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
+    let m = a.models.models()?;
+    let default_rate = match a.models.rate_policy()? {
+        Some(RatePolicy::Fixed { rate_bytes_per_s }) => Some(rate_bytes_per_s),
+        Some(_) => {
+            bail!("evaluate uses each migration's recorded rate; --adaptive is not supported")
+        }
+        None => None,
+    };
+    let w: Weights = a.weights.parse()?;
+    let (migs, rounds) = read_history(&a.migrations)?;
+    let opts = EvalOptions {
+        gamma: m.gamma,
+        energy: m.energy,
+        refined: a.history,
+        mu: a.mu,
+        phi: a.phi,
+        default_rate_bytes_per_s: default_rate,
+    };
+    let (rows, skipped) = evaluate(&migs, &rounds, &opts);
+    if let Some(out) = &a.out {
+        datasets::evaluation::write_evaluation_file(out, &rows)?;
+    }
+    let groups = mape(&rows);
+    let mut models: Vec<&str> = rows.iter().map(|r| r.model.as_str()).collect();
+    models.dedup();
+    models.sort_unstable();
+    models.dedup();
+    let savings: Vec<_> = if a.decision_trials > 0 {
+        models
+            .iter()
+            .filter_map(|md| {
+                decision_trials(&rows, md, a.decision_trials, a.candidates, a.seed, &w)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match a.format {
+        Format::Json => {
+            let v = serde_json::json!({
+                "gamma_model": m.gamma_id,
+                "migrations": migs.len(),
+                "evaluated": rows.len(),
+                "skipped": skipped,
+                "mape": groups,
+                "decision": savings,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Text => {
+            println!(
+                "{} migrations, gamma model {}; {} skipped",
+                migs.len(),
+                m.gamma_id.as_deref().unwrap_or("none (gamma = 0)"),
+                skipped.len()
+            );
+            for s in &skipped {
+                println!("  skipped {}: {}", s.migration_id, s.reason);
+            }
+            println!(
+                "{:<8} {:<16} {:>3} {:>10} {:>10} {:>11} {:>12}",
+                "model", "workload", "n", "MAPE_V_%", "MAPE_T_%", "MAPE_Td_%", "converge_ok"
+            );
+            let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.1}"));
+            for g in &groups {
+                println!(
+                    "{:<8} {:<16} {:>3} {:>10} {:>10} {:>11} {:>9}/{}",
+                    g.model,
+                    g.workload.as_deref().unwrap_or("ALL"),
+                    g.n,
+                    f(g.v_mig_percent),
+                    f(g.t_mig_percent),
+                    f(g.t_down_percent),
+                    g.convergence_agreement,
+                    g.total
+                );
+            }
+            for s in &savings {
+                println!(
+                    "decision ({}, {} trials of {} candidates): model-guided cuts T_mig {:.1} %, T_down {:.1} %, V_mig {:.1} % against random",
+                    s.model, s.trials, s.candidates, s.t_mig_percent, s.t_down_percent, s.v_mig_percent
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

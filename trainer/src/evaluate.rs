@@ -1,0 +1,599 @@
+//! Evaluation of the models against measured migrations (the paper's Figures 10-14): every
+//! migration is predicted from what was known before it (its pre-migration dirtying rate,
+//! its configured limits, and, for the refined model, only earlier migrations of the same
+//! VM) and compared with what was measured.
+
+use std::collections::HashMap;
+
+use datasets::evaluation::EvaluationRow;
+use datasets::migrations::MigrationRow;
+use datasets::rounds::RoundRow;
+use serde::Serialize;
+
+use crate::history::{d_bar, d_tilde, ewma, RoundRate};
+use crate::predict::{
+    base_model, simulate, EnergyModel, GammaModel, Hypervisor, RatePolicy, Scenario, Summary,
+    QEMU_DEFAULT_DOWNTIME_LIMIT_S, T_RESUME_S,
+};
+use crate::rank::Weights;
+
+/// Options of an evaluation.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalOptions {
+    /// The gamma model (ZERO for none).
+    pub gamma: GammaModel,
+    /// The energy model, if any.
+    pub energy: Option<EnergyModel>,
+    /// Also evaluate the refined model (eqs 11-13) from each VM's earlier migrations.
+    pub refined: bool,
+    /// EWMA weight mu (eq 12).
+    pub mu: f64,
+    /// Blend phi (eq 13).
+    pub phi: f64,
+    /// Rate for migrations that recorded no bandwidth limit, bytes/s.
+    pub default_rate_bytes_per_s: Option<f64>,
+}
+
+/// A migration that could not be evaluated, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skipped {
+    /// The migration.
+    pub migration_id: String,
+    /// Why.
+    pub reason: String,
+}
+
+fn rel(pred: Option<f64>, meas: Option<f64>) -> Option<f64> {
+    match (pred, meas) {
+        (Some(p), Some(m)) if m != 0.0 && m.is_finite() => Some((p - m) / m),
+        _ => None,
+    }
+}
+
+/// What one earlier migration of a VM leaves for the refined model.
+struct Past {
+    d_bar: Option<f64>,
+    first_round_bytes: Option<f64>,
+    /// Measured downtime beyond the stop-and-copy round's own duration (T_resume of eq 7), s.
+    resume_s: Option<f64>,
+}
+
+/// Predict every migration (oldest first) and compare with the measurement.
+pub fn evaluate(
+    migrations: &[MigrationRow],
+    rounds: &[RoundRow],
+    opts: &EvalOptions,
+) -> (Vec<EvaluationRow>, Vec<Skipped>) {
+    let mut by_mig: HashMap<&str, Vec<&RoundRow>> = HashMap::new();
+    for r in rounds {
+        by_mig.entry(r.migration_id.as_str()).or_default().push(r);
+    }
+    let mut past: HashMap<&str, Vec<Past>> = HashMap::new();
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    let mut order: Vec<&MigrationRow> = migrations.iter().collect();
+    order.sort_by(|a, b| (a.start_utc_ns, &a.migration_id).cmp(&(b.start_utc_ns, &b.migration_id)));
+    for m in order {
+        let skip = |reason: &str| Skipped {
+            migration_id: m.migration_id.clone(),
+            reason: reason.into(),
+        };
+        let hv: Hypervisor = match m.hypervisor.parse() {
+            Ok(h) => h,
+            Err(e) => {
+                skipped.push(skip(&e));
+                continue;
+            }
+        };
+        let Some(s_rate) = m.pre_dirty_rate_bytes_per_s else {
+            skipped.push(skip(
+                "no pre-migration dirtying rate (collect with --dirty-rate-sample)",
+            ));
+            continue;
+        };
+        let Some(rate) = m
+            .bandwidth_limit_bytes_per_s
+            .or(opts.default_rate_bytes_per_s)
+        else {
+            skipped.push(skip("no bandwidth limit recorded: give --rate"));
+            continue;
+        };
+        let base_scenario = Scenario {
+            hypervisor: hv,
+            vm_mem_bytes: m.vm_mem_bytes as f64,
+            dirty_rate_bytes_per_s: s_rate,
+            rate: RatePolicy::Fixed {
+                rate_bytes_per_s: rate,
+            },
+            downtime_limit_s: m.downtime_limit_s.unwrap_or(QEMU_DEFAULT_DOWNTIME_LIMIT_S),
+        };
+        if let Err(e) = base_scenario.check() {
+            skipped.push(skip(&e.to_string()));
+            continue;
+        }
+        let row = |model: &str, s: &Scenario, p: Summary, hist: u32| EvaluationRow {
+            migration_id: m.migration_id.clone(),
+            vm: m.vm.clone(),
+            workload: m.workload.clone(),
+            model: model.into(),
+            history_migrations: hist,
+            dirty_rate_bytes_per_s: s.dirty_rate_bytes_per_s,
+            rate_bytes_per_s: rate,
+            first_round_bytes: s.vm_mem_bytes,
+            predicted_v_mig_bytes: p.v_mig_bytes,
+            predicted_t_mig_s: p.t_mig_s,
+            predicted_t_down_s: p.t_down_s,
+            predicted_rounds: p.rounds,
+            predicted_stop: format!("{:?}", p.stop).to_ascii_lowercase(),
+            measured_v_mig_bytes: m.v_mig_bytes as f64,
+            measured_t_mig_s: m.t_mig_s,
+            measured_t_down_s: m.t_down_s,
+            measured_rounds: m.rounds,
+            measured_converged: m.converged,
+            rel_err_v_mig: m
+                .converged
+                .then(|| rel(p.v_mig_bytes, Some(m.v_mig_bytes as f64)))
+                .flatten(),
+            rel_err_t_mig: m
+                .converged
+                .then(|| rel(p.t_mig_s, Some(m.t_mig_s)))
+                .flatten(),
+            rel_err_t_down: m.converged.then(|| rel(p.t_down_s, m.t_down_s)).flatten(),
+        };
+        let sim = simulate(&base_scenario, &opts.gamma, opts.energy.as_ref());
+        out.push(row("sim", &base_scenario, sim, 0));
+        if let Some(b) = base_model(&base_scenario, opts.energy.as_ref()) {
+            out.push(row("base", &base_scenario, b, 0));
+        }
+        let mine = by_mig.get(m.migration_id.as_str());
+        if opts.refined {
+            let hist = past.get(m.vm.as_str());
+            let n = hist.map_or(0, |h| h.len() as u32);
+            let mut s = base_scenario;
+            if let Some(h) = ewma(hist.into_iter().flatten().filter_map(|p| p.d_bar), opts.mu) {
+                s.dirty_rate_bytes_per_s = d_tilde(s_rate, h.d_hat_bytes_per_s, opts.phi);
+            }
+            // The first round moves the non-zero memory: learn it from earlier migrations.
+            let firsts: Vec<f64> = hist
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.first_round_bytes)
+                .collect();
+            if !firsts.is_empty() {
+                s.vm_mem_bytes = firsts.iter().sum::<f64>() / firsts.len() as f64;
+            }
+            let mut p = simulate(&s, &opts.gamma, opts.energy.as_ref());
+            // T_resume (eq 7) learned from the same VM's earlier downtimes, instead of 20 ms.
+            let resumes: Vec<f64> = hist
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.resume_s)
+                .collect();
+            if !resumes.is_empty() {
+                let t_resume = resumes.iter().sum::<f64>() / resumes.len() as f64;
+                p.t_down_s = p.t_down_s.map(|t| t - T_RESUME_S + t_resume);
+            }
+            out.push(row("refined", &s, p, n));
+        }
+        // Only now does this migration become history for the next ones.
+        past.entry(m.vm.as_str())
+            .or_default()
+            .push(past_of(m, mine.map(Vec::as_slice).unwrap_or(&[])));
+    }
+    (out, skipped)
+}
+
+/// D_bar (eq 11) and first-round volume of one measured migration. D_i of a round is what
+/// it dirtied (the next round's pages) over its duration, else the recorded rate.
+fn past_of(m: &MigrationRow, rounds: &[&RoundRow]) -> Past {
+    let page = m.page_size_bytes as f64;
+    let rr: Vec<RoundRate> = rounds
+        .iter()
+        .filter(|r| !r.last)
+        .filter_map(|r| {
+            let t = r.duration_s?;
+            let d = match r.dirtied_pages {
+                Some(p) if t > 0.0 => p as f64 * page / t,
+                _ => r.dirty_rate_bytes_per_s?,
+            };
+            Some(RoundRate {
+                dirty_rate_bytes_per_s: d,
+                duration_s: t,
+            })
+        })
+        .collect();
+    let first = rounds
+        .iter()
+        .find(|r| r.round == 1)
+        .map(|r| r.sent_bytes as f64);
+    let last = rounds.iter().find(|r| r.last).and_then(|r| r.duration_s);
+    let resume_s = match (m.t_down_s, last) {
+        (Some(down), Some(last)) if m.converged && down >= last => Some(down - last),
+        _ => None,
+    };
+    Past {
+        d_bar: d_bar(&rr),
+        first_round_bytes: first.filter(|_| m.converged),
+        resume_s,
+    }
+}
+
+/// The refined-model state of one VM from its measured migrations (oldest first).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmHistory {
+    /// VM name.
+    pub vm: String,
+    /// D_bar of each migration with rounds (eq 11), oldest first, bytes/s.
+    pub d_bar_bytes_per_s: Vec<f64>,
+    /// D_hat after the latest (eq 12), bytes/s.
+    pub d_hat_bytes_per_s: Option<f64>,
+    /// Mean data the first round sent (non-zero memory), bytes.
+    pub first_round_bytes: Option<f64>,
+    /// Migrations of the VM found.
+    pub migrations: usize,
+}
+
+/// D_bar per migration, D_hat (mu) and the first-round volume of `vm`.
+pub fn vm_history(
+    migrations: &[MigrationRow],
+    rounds: &[RoundRow],
+    vm: &str,
+    mu: f64,
+) -> VmHistory {
+    let mut mine: Vec<&MigrationRow> = migrations.iter().filter(|m| m.vm == vm).collect();
+    mine.sort_by(|a, b| (a.start_utc_ns, &a.migration_id).cmp(&(b.start_utc_ns, &b.migration_id)));
+    let pasts: Vec<Past> = mine
+        .iter()
+        .map(|m| {
+            let r: Vec<&RoundRow> = rounds
+                .iter()
+                .filter(|r| r.migration_id == m.migration_id)
+                .collect();
+            past_of(m, &r)
+        })
+        .collect();
+    let d_bars: Vec<f64> = pasts.iter().filter_map(|p| p.d_bar).collect();
+    let firsts: Vec<f64> = pasts.iter().filter_map(|p| p.first_round_bytes).collect();
+    VmHistory {
+        vm: vm.into(),
+        d_hat_bytes_per_s: ewma(d_bars.iter().copied(), mu).map(|h| h.d_hat_bytes_per_s),
+        d_bar_bytes_per_s: d_bars,
+        first_round_bytes: (!firsts.is_empty())
+            .then(|| firsts.iter().sum::<f64>() / firsts.len() as f64),
+        migrations: mine.len(),
+    }
+}
+
+/// Mean absolute percentage errors of one group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mape {
+    /// Model.
+    pub model: String,
+    /// Workload (None: all).
+    pub workload: Option<String>,
+    /// Migrations with errors (measured converged).
+    pub n: usize,
+    /// MAPE of V_mig, %.
+    pub v_mig_percent: Option<f64>,
+    /// MAPE of T_mig, %.
+    pub t_mig_percent: Option<f64>,
+    /// MAPE of T_down, %.
+    pub t_down_percent: Option<f64>,
+    /// Measured migrations whose convergence the model got right.
+    pub convergence_agreement: usize,
+    /// Measured migrations in the group.
+    pub total: usize,
+}
+
+fn mean_abs(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let (s, n) = v
+        .flatten()
+        .fold((0.0, 0usize), |(s, n), x| (s + x.abs(), n + 1));
+    (n > 0).then(|| 100.0 * s / n as f64)
+}
+
+/// MAPE per model and workload, then per model overall (workload None).
+pub fn mape(rows: &[EvaluationRow]) -> Vec<Mape> {
+    let mut keys: Vec<(String, Option<String>)> = Vec::new();
+    for r in rows {
+        for k in [
+            (r.model.clone(), r.workload.clone()),
+            (r.model.clone(), None),
+        ] {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    keys.sort_by(|a, b| (&a.0, a.1.is_none(), &a.1).cmp(&(&b.0, b.1.is_none(), &b.1)));
+    keys.into_iter()
+        .map(|(model, workload)| {
+            let g: Vec<&EvaluationRow> = rows
+                .iter()
+                .filter(|r| r.model == model && (workload.is_none() || r.workload == workload))
+                .collect();
+            Mape {
+                n: g.iter().filter(|r| r.rel_err_t_mig.is_some()).count(),
+                v_mig_percent: mean_abs(g.iter().map(|r| r.rel_err_v_mig)),
+                t_mig_percent: mean_abs(g.iter().map(|r| r.rel_err_t_mig)),
+                t_down_percent: mean_abs(g.iter().map(|r| r.rel_err_t_down)),
+                convergence_agreement: g
+                    .iter()
+                    .filter(|r| r.measured_converged == r.predicted_t_mig_s.is_some())
+                    .count(),
+                total: g.len(),
+                model,
+                workload,
+            }
+        })
+        .collect()
+}
+
+/// Savings of model-guided over random choice (Figure 14), in % of the random choice's cost.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Savings {
+    /// Model whose predictions guided the choice.
+    pub model: String,
+    /// Trials.
+    pub trials: usize,
+    /// Candidates per trial.
+    pub candidates: usize,
+    /// Cut in measured T_mig, %.
+    pub t_mig_percent: f64,
+    /// Cut in measured T_down, %.
+    pub t_down_percent: f64,
+    /// Cut in measured V_mig, %.
+    pub v_mig_percent: f64,
+}
+
+/// SplitMix64: a small, seedable generator (reproducible trials without a dependency).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Decision trials: each draws `k` measured (completed) migrations as candidates; the model
+/// picks the least predicted cost C (eq 18, E_mig weight ignored: no energy measured), random
+/// choice picks any; savings compare the measured metrics summed over trials.
+pub fn decision_trials(
+    rows: &[EvaluationRow],
+    model: &str,
+    trials: usize,
+    k: usize,
+    seed: u64,
+    w: &Weights,
+) -> Option<Savings> {
+    let pool: Vec<&EvaluationRow> = rows
+        .iter()
+        .filter(|r| r.model == model && r.measured_converged && r.measured_t_down_s.is_some())
+        .collect();
+    if pool.len() < 2 || trials == 0 {
+        return None;
+    }
+    let k = k.min(pool.len()).max(2);
+    let mut rng = SplitMix(seed);
+    let (mut guided, mut random) = ([0.0f64; 3], [0.0f64; 3]);
+    let metrics = |r: &EvaluationRow| {
+        [
+            r.measured_t_mig_s,
+            r.measured_t_down_s.unwrap_or(0.0),
+            r.measured_v_mig_bytes,
+        ]
+    };
+    for _ in 0..trials {
+        // Partial Fisher-Yates: k distinct candidates.
+        let mut idx: Vec<usize> = (0..pool.len()).collect();
+        for i in 0..k {
+            let j = i + rng.below(pool.len() - i);
+            idx.swap(i, j);
+        }
+        let cands: Vec<&EvaluationRow> = idx[..k].iter().map(|&i| pool[i]).collect();
+        let max = |f: &dyn Fn(&EvaluationRow) -> Option<f64>| {
+            cands.iter().filter_map(|r| f(r)).fold(0.0, f64::max)
+        };
+        let (mt, md, mv) = (
+            max(&|r| r.predicted_t_mig_s),
+            max(&|r| r.predicted_t_down_s),
+            max(&|r| r.predicted_v_mig_bytes),
+        );
+        let norm = |x: Option<f64>, m: f64| match x {
+            Some(x) if m > 0.0 => Some(x / m),
+            Some(_) => Some(0.0),
+            None => None,
+        };
+        let cost = |r: &EvaluationRow| -> f64 {
+            match (
+                norm(r.predicted_t_down_s, md),
+                norm(r.predicted_t_mig_s, mt),
+                norm(r.predicted_v_mig_bytes, mv),
+            ) {
+                (Some(d), Some(t), Some(v)) => w.t_down * d + w.t_mig * t + w.v_mig * v,
+                _ => f64::INFINITY,
+            }
+        };
+        let best = cands
+            .iter()
+            .min_by(|a, b| cost(a).total_cmp(&cost(b)))
+            .expect("k >= 2");
+        let pick = cands[rng.below(k)];
+        for (acc, x) in guided.iter_mut().zip(metrics(best)) {
+            *acc += x;
+        }
+        for (acc, x) in random.iter_mut().zip(metrics(pick)) {
+            *acc += x;
+        }
+    }
+    let cut = |g: f64, r: f64| if r > 0.0 { 100.0 * (1.0 - g / r) } else { 0.0 };
+    Some(Savings {
+        model: model.into(),
+        trials,
+        candidates: k,
+        t_mig_percent: cut(guided[0], random[0]),
+        t_down_percent: cut(guided[1], random[1]),
+        v_mig_percent: cut(guided[2], random[2]),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mig(id: &str, vm: &str, start: i64, v_mig: u64, t_mig: f64) -> MigrationRow {
+        MigrationRow {
+            migration_id: id.into(),
+            hypervisor: "qemu".into(),
+            vm: vm.into(),
+            workload: Some("w".into()),
+            vm_mem_bytes: 100_000_000,
+            page_size_bytes: 4096,
+            start_utc_ns: Some(start),
+            end_utc_ns: Some(start + 1),
+            t_mig_s: t_mig,
+            t_down_s: Some(0.1),
+            t_down_method: "guest_stop_resume".into(),
+            t_down_reported_s: None,
+            v_mig_bytes: v_mig,
+            zero_pages: None,
+            rounds: 5,
+            converged: true,
+            status: "completed".into(),
+            bandwidth_limit_bytes_per_s: Some(10e6),
+            downtime_limit_s: Some(0.3),
+            max_rounds: None,
+            max_factor: None,
+            auto_converge: None,
+            pre_dirty_rate_bytes_per_s: Some(5e6),
+            pre_dirty_sample_s: Some(1.0),
+            source_host: "a".into(),
+            destination_host: "b".into(),
+        }
+    }
+
+    fn first_round(id: &str, sent: u64) -> RoundRow {
+        RoundRow {
+            migration_id: id.into(),
+            round: 1,
+            start_utc_ns: None,
+            duration_s: Some(sent as f64 / 10e6),
+            sent_bytes: sent,
+            skipped_pages: 0,
+            dirtied_pages: None,
+            dirty_rate_bytes_per_s: Some(5e6),
+            gamma: None,
+            last: false,
+        }
+    }
+
+    #[test]
+    fn predictions_use_only_earlier_migrations() {
+        // Measured exactly what the base simulation gives for 100 MB at D/R = 0.5.
+        let migs = vec![
+            mig("m2", "vm", 2, 198_437_500, 19.84375),
+            mig("m1", "vm", 1, 198_437_500, 19.84375),
+        ];
+        // m1's first round sent only 50 MB (zero pages): m2's refined model starts there.
+        // m1's stop-and-copy round took 60 ms of its 100 ms downtime: T_resume = 40 ms.
+        let mut last = first_round("m1", 600_000);
+        last.round = 2;
+        last.last = true;
+        let rounds = vec![
+            first_round("m1", 50_000_000),
+            last,
+            first_round("m2", 50_000_000),
+        ];
+        let opts = EvalOptions {
+            gamma: GammaModel::ZERO,
+            energy: None,
+            refined: true,
+            mu: 0.7,
+            phi: 0.5,
+            default_rate_bytes_per_s: None,
+        };
+        let (rows, skipped) = evaluate(&migs, &rounds, &opts);
+        assert!(skipped.is_empty());
+        assert_eq!(rows.len(), 6);
+        let sim_m1 = rows
+            .iter()
+            .find(|r| r.migration_id == "m1" && r.model == "sim")
+            .unwrap();
+        assert!(sim_m1.rel_err_v_mig.unwrap().abs() < 1e-12);
+        assert!(sim_m1.rel_err_t_mig.unwrap().abs() < 1e-12);
+        let r1 = rows
+            .iter()
+            .find(|r| r.migration_id == "m1" && r.model == "refined")
+            .unwrap();
+        assert_eq!((r1.history_migrations, r1.first_round_bytes), (0, 1e8));
+        let r2 = rows
+            .iter()
+            .find(|r| r.migration_id == "m2" && r.model == "refined")
+            .unwrap();
+        assert_eq!((r2.history_migrations, r2.first_round_bytes), (1, 5e7));
+        // D_bar of m1 = 5 MB/s = S, so D_tilde = S.
+        assert_eq!(r2.dirty_rate_bytes_per_s, 5e6);
+        // Same scenario as m1's sim from 50 MB, with T_resume 40 ms instead of 20 ms.
+        let from_50 = Scenario {
+            vm_mem_bytes: 5e7,
+            ..Scenario {
+                hypervisor: Hypervisor::Qemu,
+                vm_mem_bytes: 0.0,
+                dirty_rate_bytes_per_s: 5e6,
+                rate: RatePolicy::Fixed {
+                    rate_bytes_per_s: 10e6,
+                },
+                downtime_limit_s: 0.3,
+            }
+        };
+        let want = simulate(&from_50, &GammaModel::ZERO, None)
+            .t_down_s
+            .unwrap()
+            + 0.02;
+        assert!((r2.predicted_t_down_s.unwrap() - want).abs() < 1e-12);
+        let m = mape(&rows);
+        let all_sim = m
+            .iter()
+            .find(|g| g.model == "sim" && g.workload.is_none())
+            .unwrap();
+        assert_eq!(all_sim.n, 2);
+        assert!(all_sim.t_mig_percent.unwrap() < 1e-9);
+    }
+
+    #[test]
+    fn guided_choice_beats_random_when_predictions_are_right() {
+        let migs: Vec<MigrationRow> = (0..8)
+            .map(|i| {
+                let mut m = mig(&format!("m{i}"), &format!("vm{i}"), i, 0, 0.0);
+                m.vm_mem_bytes = 50_000_000 * (i as u64 + 1);
+                m
+            })
+            .collect();
+        let opts = EvalOptions {
+            gamma: GammaModel::ZERO,
+            energy: None,
+            refined: false,
+            mu: 0.7,
+            phi: 0.5,
+            default_rate_bytes_per_s: None,
+        };
+        let (mut rows, _) = evaluate(&migs, &[], &opts);
+        // Make the measurements equal to the predictions.
+        for r in &mut rows {
+            r.measured_v_mig_bytes = r.predicted_v_mig_bytes.unwrap();
+            r.measured_t_mig_s = r.predicted_t_mig_s.unwrap();
+            r.measured_t_down_s = r.predicted_t_down_s;
+        }
+        let w: Weights = "0.25,0.25,0.5,0".parse().unwrap();
+        let s = decision_trials(&rows, "sim", 200, 4, 7, &w).unwrap();
+        assert!(s.t_mig_percent > 30.0 && s.v_mig_percent > 30.0, "{s:?}");
+        assert_eq!(s, decision_trials(&rows, "sim", 200, 4, 7, &w).unwrap());
+    }
+}

@@ -1,0 +1,1087 @@
+//! Prediction of a pre-copy live migration's cost: Algorithm 1 of the paper (rounds with the
+//! writable-working-set ratio gamma, eqs 9-10), the closed-form base model (eqs 5-8), the
+//! energy model (eq 15) and each hypervisor's stop rule (see shared notes, models.md).
+//!
+//! Everything is in SI units (bytes, seconds, bytes/s, joules). Coefficient files stating
+//! their fits in other units (MB, MB/s) are converted when loaded, see [`EnergyModel::from_file`].
+
+use serde::Serialize;
+
+use crate::coef::{CoefficientFile, ModelKind};
+use crate::quantity::si_factor;
+
+/// Resume time added to the last round's time to give the downtime (eq 7), s.
+pub const T_RESUME_S: f64 = 0.020;
+/// Xen's stop threshold: 50 pages of 4 KiB.
+pub const XEN_V_THD_BYTES: f64 = 50.0 * 4096.0;
+/// QEMU's default downtime limit, s.
+pub const QEMU_DEFAULT_DOWNTIME_LIMIT_S: f64 = 0.300;
+/// Relative change below which a round is taken as neither growing nor shrinking, so that
+/// D = R exactly is not called diverging because of rounding.
+pub const GROWTH_TOLERANCE: f64 = 1e-12;
+/// Guard against a simulation that creeps towards the threshold forever (QEMU has no cap).
+pub const SAFETY_MAX_ROUNDS: u32 = 100_000;
+
+/// Errors of building a model from coefficient files or of bad inputs.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PredictError {
+    /// The coefficient file is not the model expected.
+    #[error("{model}: {problem}")]
+    Model {
+        /// Which model (file name or id).
+        model: String,
+        /// What is wrong, and what was expected.
+        problem: String,
+    },
+    /// An input value is out of range.
+    #[error("{what} = {value}: {problem}")]
+    Input {
+        /// Which input.
+        what: &'static str,
+        /// Its value.
+        value: f64,
+        /// What was expected.
+        problem: &'static str,
+    },
+}
+
+/// The hypervisor whose stop rule the prediction follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hypervisor {
+    /// Xen 3.x: 50 pages, 29 rounds before the last, 3 x memory; forces stop-and-copy.
+    Xen3,
+    /// Xen 4.6+: 50 pages, 5 rounds before the last; forces stop-and-copy.
+    Xen4,
+    /// QEMU: threshold = rate x downtime limit, no cap, never forces.
+    Qemu,
+}
+
+impl std::str::FromStr for Hypervisor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "xen3" => Ok(Hypervisor::Xen3),
+            "xen4" => Ok(Hypervisor::Xen4),
+            "qemu" | "libvirt" => Ok(Hypervisor::Qemu),
+            _ => Err(format!("hypervisor '{s}': expected xen3, xen4 or qemu")),
+        }
+    }
+}
+
+impl Hypervisor {
+    /// Rounds allowed before the last one (None: no cap).
+    pub fn max_rounds(self) -> Option<u32> {
+        match self {
+            Hypervisor::Xen3 => Some(29),
+            Hypervisor::Xen4 => Some(5),
+            Hypervisor::Qemu => None,
+        }
+    }
+    /// Cap on total sent as a multiple of memory (None: no cap).
+    pub fn max_factor(self) -> Option<f64> {
+        match self {
+            Hypervisor::Xen3 => Some(3.0),
+            _ => None,
+        }
+    }
+    /// Whether the hypervisor forces stop-and-copy when pre-copy does not converge.
+    pub fn forces(self) -> bool {
+        !matches!(self, Hypervisor::Qemu)
+    }
+}
+
+/// gamma = omega T_prev + xi D + psi (eq 10), SI units, clamped to [0, 1] when used.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct GammaModel {
+    /// Coefficient of T_prev, 1/s.
+    pub omega_per_s: f64,
+    /// Coefficient of D, s/B.
+    pub xi_s_per_byte: f64,
+    /// Intercept, dimensionless.
+    pub psi: f64,
+}
+
+impl GammaModel {
+    /// gamma = 0: the base model's assumption.
+    pub const ZERO: GammaModel = GammaModel {
+        omega_per_s: 0.0,
+        xi_s_per_byte: 0.0,
+        psi: 0.0,
+    };
+
+    /// gamma for a round following one of `t_prev_s` at dirtying rate `d`, clamped to [0, 1].
+    #[inline]
+    pub fn gamma(&self, t_prev_s: f64, d_bytes_per_s: f64) -> f64 {
+        (self.omega_per_s * t_prev_s + self.xi_s_per_byte * d_bytes_per_s + self.psi)
+            .clamp(0.0, 1.0)
+    }
+
+    /// From a gamma coefficient file (features T_prev [time] and D [size/time]).
+    pub fn from_file(f: &CoefficientFile) -> Result<Self, PredictError> {
+        let bad = |problem: String| PredictError::Model {
+            model: f.model.id.clone(),
+            problem,
+        };
+        if f.model.kind != ModelKind::Gamma {
+            return Err(bad(format!(
+                "is a {} model, expected a gamma model",
+                f.model.kind
+            )));
+        }
+        let mut g = GammaModel::ZERO;
+        let target = factor(&f.target.unit).ok_or_else(|| {
+            bad(format!(
+                "target unit '{}' is not dimensionless",
+                f.target.unit
+            ))
+        })?;
+        let (mut seen_t, mut seen_d) = (false, false);
+        for (v, c) in f.features.iter().zip(&f.coefficients) {
+            let fu = factor(&v.unit)
+                .ok_or_else(|| bad(format!("feature '{}': unknown unit '{}'", v.column, v.unit)))?;
+            let si = c.estimate * target / fu;
+            let is_t = v.symbol == "T_prev" || v.column == crate::train::T_PREV;
+            let is_d = v.symbol == "D" || v.column == "dirty_rate_bytes_per_s";
+            if is_t {
+                g.omega_per_s = si;
+                seen_t = true;
+            } else if is_d {
+                g.xi_s_per_byte = si;
+                seen_d = true;
+            } else {
+                return Err(bad(format!(
+                    "feature '{}' ({}) is not T_prev or D",
+                    v.column, v.symbol
+                )));
+            }
+        }
+        if !(seen_t && seen_d) {
+            return Err(bad("expected features T_prev and D".into()));
+        }
+        if f.intercept {
+            g.psi = f.coefficients.last().map_or(0.0, |c| c.estimate) * target;
+        }
+        Ok(g)
+    }
+}
+
+/// E_mig = alpha V_mig + beta (eq 15), SI units.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EnergyModel {
+    /// J per byte migrated.
+    pub alpha_j_per_byte: f64,
+    /// Fixed energy per migration, J.
+    pub beta_j: f64,
+}
+
+fn factor(unit: &str) -> Option<f64> {
+    si_factor(unit)
+}
+
+impl EnergyModel {
+    /// From an energy coefficient file (target energy, one feature V_mig of size unit).
+    pub fn from_file(f: &CoefficientFile) -> Result<Self, PredictError> {
+        let bad = |problem: String| PredictError::Model {
+            model: f.model.id.clone(),
+            problem,
+        };
+        if f.model.kind != ModelKind::Energy {
+            return Err(bad(format!(
+                "is a {} model, expected an energy model",
+                f.model.kind
+            )));
+        }
+        if f.features.len() != 1 {
+            return Err(bad(format!(
+                "has {} features, expected one (V_mig)",
+                f.features.len()
+            )));
+        }
+        let t = factor(&f.target.unit).ok_or_else(|| {
+            bad(format!(
+                "target unit '{}' is not an energy unit",
+                f.target.unit
+            ))
+        })?;
+        let v = factor(&f.features[0].unit).ok_or_else(|| {
+            bad(format!(
+                "feature '{}' unit '{}' is not a size unit",
+                f.features[0].column, f.features[0].unit
+            ))
+        })?;
+        Ok(EnergyModel {
+            alpha_j_per_byte: f.coefficients[0].estimate * t / v,
+            beta_j: if f.intercept {
+                f.coefficients.last().map_or(0.0, |c| c.estimate) * t
+            } else {
+                0.0
+            },
+        })
+    }
+    /// E_mig for V_mig bytes.
+    #[inline]
+    pub fn energy_j(&self, v_mig_bytes: f64) -> f64 {
+        self.alpha_j_per_byte * v_mig_bytes + self.beta_j
+    }
+}
+
+/// How the transmission rate is chosen per round.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum RatePolicy {
+    /// One rate for every round, bytes/s.
+    Fixed {
+        /// The rate.
+        rate_bytes_per_s: f64,
+    },
+    /// R_0 = R_min; R_i = clamp(D + delta, R_min, R_max) (section 4.3).
+    Adaptive {
+        /// delta, bytes/s.
+        delta_bytes_per_s: f64,
+        /// R_min, bytes/s.
+        min_bytes_per_s: f64,
+        /// R_max, bytes/s.
+        max_bytes_per_s: f64,
+    },
+}
+
+impl RatePolicy {
+    /// The paper's adaptive policy: delta 100 Mbit/s, 400-800 Mbit/s.
+    pub const PAPER_ADAPTIVE: RatePolicy = RatePolicy::Adaptive {
+        delta_bytes_per_s: 12.5e6,
+        min_bytes_per_s: 50e6,
+        max_bytes_per_s: 100e6,
+    };
+    /// Rate of round `i` (0-based) given the dirtying rate of the previous round.
+    #[inline]
+    fn rate(&self, i: u32, d_prev: f64) -> f64 {
+        match *self {
+            RatePolicy::Fixed { rate_bytes_per_s } => rate_bytes_per_s,
+            RatePolicy::Adaptive {
+                delta_bytes_per_s,
+                min_bytes_per_s,
+                max_bytes_per_s,
+            } => {
+                if i == 0 {
+                    min_bytes_per_s
+                } else {
+                    (d_prev + delta_bytes_per_s).clamp(min_bytes_per_s, max_bytes_per_s)
+                }
+            }
+        }
+    }
+}
+
+/// What is known before a migration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Scenario {
+    /// Stop rule.
+    pub hypervisor: Hypervisor,
+    /// Data the first round sends (guest memory, or its non-zero part), bytes.
+    pub vm_mem_bytes: f64,
+    /// Dirtying rate D, bytes/s.
+    pub dirty_rate_bytes_per_s: f64,
+    /// Transmission rate.
+    pub rate: RatePolicy,
+    /// QEMU downtime limit, s (threshold = rate x limit); ignored by Xen.
+    pub downtime_limit_s: f64,
+}
+
+impl Scenario {
+    /// Check that every input is finite and positive where it must be.
+    pub fn check(&self) -> Result<(), PredictError> {
+        let pos = |what, value: f64| {
+            if value.is_finite() && value > 0.0 {
+                Ok(())
+            } else {
+                Err(PredictError::Input {
+                    what,
+                    value,
+                    problem: "expected a finite positive number",
+                })
+            }
+        };
+        pos("vm_mem_bytes", self.vm_mem_bytes)?;
+        if !(self.dirty_rate_bytes_per_s.is_finite() && self.dirty_rate_bytes_per_s >= 0.0) {
+            return Err(PredictError::Input {
+                what: "dirty_rate_bytes_per_s",
+                value: self.dirty_rate_bytes_per_s,
+                problem: "expected a finite non-negative number",
+            });
+        }
+        match self.rate {
+            RatePolicy::Fixed { rate_bytes_per_s } => pos("rate_bytes_per_s", rate_bytes_per_s)?,
+            RatePolicy::Adaptive {
+                min_bytes_per_s,
+                max_bytes_per_s,
+                ..
+            } => {
+                pos("rate_min_bytes_per_s", min_bytes_per_s)?;
+                pos("rate_max_bytes_per_s", max_bytes_per_s)?;
+                if max_bytes_per_s < min_bytes_per_s {
+                    return Err(PredictError::Input {
+                        what: "rate_max_bytes_per_s",
+                        value: max_bytes_per_s,
+                        problem: "expected at least the minimum rate",
+                    });
+                }
+            }
+        }
+        if self.hypervisor == Hypervisor::Qemu {
+            pos("downtime_limit_s", self.downtime_limit_s)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why pre-copy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stop {
+    /// Dirty data fell under the threshold: converged.
+    Threshold,
+    /// Dirty data grew (V_{i+1} > V_i): Xen forces the last round.
+    Diverging,
+    /// The round cap was reached: forced.
+    RoundCap,
+    /// Total sent exceeded the cap (Xen 3: 3 x memory): forced.
+    TrafficCap,
+    /// QEMU: dirty data does not shrink; the migration never completes.
+    NeverConverges,
+    /// The simulation reached [`SAFETY_MAX_ROUNDS`] without reaching the threshold.
+    TooManyRounds,
+}
+
+impl Stop {
+    /// True when the migration reached its threshold.
+    pub fn converges(self) -> bool {
+        self == Stop::Threshold
+    }
+    /// True when costs are finite (converged or forced).
+    pub fn completes(self) -> bool {
+        !matches!(self, Stop::NeverConverges | Stop::TooManyRounds)
+    }
+    /// A sentence for reports.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Stop::Threshold => "converged: dirty data under the stop threshold",
+            Stop::Diverging => "not converging: dirty data grows each round; stop-and-copy forced",
+            Stop::RoundCap => "not converging: round cap reached; stop-and-copy forced",
+            Stop::TrafficCap => "not converging: traffic cap (3 x memory) reached; stop-and-copy forced",
+            Stop::NeverConverges => "never converges: dirtying keeps up with the link and QEMU does not force stop-and-copy",
+            Stop::TooManyRounds => "never converges: no threshold reached within the simulation's round limit",
+        }
+    }
+}
+
+/// One simulated round.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Round {
+    /// Round number from 1 (round 1 sends the whole guest).
+    pub round: u32,
+    /// Bytes sent.
+    pub sent_bytes: f64,
+    /// Duration, s.
+    pub duration_s: f64,
+    /// Transmission rate, bytes/s.
+    pub rate_bytes_per_s: f64,
+    /// gamma applied to this round's volume (None for round 1 and the stop-and-copy round).
+    pub gamma: Option<f64>,
+    /// The stop-and-copy round (VM paused).
+    pub last: bool,
+}
+
+/// The cost of one migration; the costs are None when it never completes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Summary {
+    /// Total bytes sent (V_mig).
+    pub v_mig_bytes: Option<f64>,
+    /// Migration time (T_mig), s.
+    pub t_mig_s: Option<f64>,
+    /// Downtime (T_down), s.
+    pub t_down_s: Option<f64>,
+    /// Energy (E_mig), J (None without an energy model or without completion).
+    pub e_mig_j: Option<f64>,
+    /// Rounds simulated, including the stop-and-copy round when there is one.
+    pub rounds: u32,
+    /// Whether pre-copy reached its threshold.
+    pub converges: bool,
+    /// Why it ended.
+    pub stop: Stop,
+}
+
+/// A prediction with its per-round trajectory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// Totals.
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Why it ended, in words.
+    pub reason: &'static str,
+    /// Every round simulated.
+    pub trajectory: Vec<Round>,
+}
+
+/// Stop threshold V_thd of a scenario's round, bytes.
+#[inline]
+fn v_thd(s: &Scenario, rate: f64) -> f64 {
+    match s.hypervisor {
+        Hypervisor::Qemu => rate * s.downtime_limit_s,
+        _ => XEN_V_THD_BYTES,
+    }
+}
+
+/// Algorithm 1 without recording rounds: the fast path for ranking.
+#[inline]
+pub fn simulate(s: &Scenario, gamma: &GammaModel, energy: Option<&EnergyModel>) -> Summary {
+    simulate_impl(s, gamma, energy, &mut |_| {})
+}
+
+/// Algorithm 1 with its trajectory.
+pub fn simulate_trajectory(
+    s: &Scenario,
+    gamma: &GammaModel,
+    energy: Option<&EnergyModel>,
+) -> Prediction {
+    let mut trajectory = Vec::new();
+    let summary = simulate_impl(s, gamma, energy, &mut |r| trajectory.push(r));
+    Prediction {
+        summary,
+        reason: summary.stop.reason(),
+        trajectory,
+    }
+}
+
+#[inline(always)]
+fn simulate_impl(
+    s: &Scenario,
+    gm: &GammaModel,
+    energy: Option<&EnergyModel>,
+    sink: &mut impl FnMut(Round),
+) -> Summary {
+    let d = s.dirty_rate_bytes_per_s;
+    let max_rounds = s.hypervisor.max_rounds();
+    let max_total = s.hypervisor.max_factor().map(|f| f * s.vm_mem_bytes);
+    let mut v = s.vm_mem_bytes;
+    let mut gamma_used: Option<f64> = None;
+    let mut total_v = 0.0;
+    let mut total_t = 0.0;
+    let mut i: u32 = 0;
+    loop {
+        let r = s.rate.rate(i, d);
+        let t = v / r;
+        total_v += v;
+        total_t += t;
+        sink(Round {
+            round: i + 1,
+            sent_bytes: v,
+            duration_s: t,
+            rate_bytes_per_s: r,
+            gamma: gamma_used,
+            last: false,
+        });
+        i += 1;
+        let dirty = t * d;
+        let g = gm.gamma(t, d);
+        let next = (1.0 - g) * dirty;
+        let r_next = s.rate.rate(i, d);
+        let stop = if next <= v_thd(s, r_next) {
+            Some(Stop::Threshold)
+        } else if next > v * (1.0 + GROWTH_TOLERANCE)
+            || (!s.hypervisor.forces() && next >= v * (1.0 - GROWTH_TOLERANCE))
+        {
+            Some(if s.hypervisor.forces() {
+                Stop::Diverging
+            } else {
+                Stop::NeverConverges
+            })
+        } else if max_rounds.is_some_and(|m| i >= m) {
+            Some(Stop::RoundCap)
+        } else if max_total.is_some_and(|m| total_v > m) {
+            Some(Stop::TrafficCap)
+        } else if i >= SAFETY_MAX_ROUNDS {
+            Some(Stop::TooManyRounds)
+        } else {
+            None
+        };
+        match stop {
+            None => {
+                v = next;
+                gamma_used = Some(g);
+            }
+            Some(stop) if !stop.completes() => {
+                return Summary {
+                    v_mig_bytes: None,
+                    t_mig_s: None,
+                    t_down_s: None,
+                    e_mig_j: None,
+                    rounds: i,
+                    converges: false,
+                    stop,
+                };
+            }
+            Some(stop) => {
+                // The last round sends everything dirty (T_i D) with the VM paused.
+                let t_last = dirty / r_next;
+                sink(Round {
+                    round: i + 1,
+                    sent_bytes: dirty,
+                    duration_s: t_last,
+                    rate_bytes_per_s: r_next,
+                    gamma: None,
+                    last: true,
+                });
+                let v_mig = total_v + dirty;
+                return Summary {
+                    v_mig_bytes: Some(v_mig),
+                    t_mig_s: Some(total_t + t_last),
+                    t_down_s: Some(t_last + T_RESUME_S),
+                    e_mig_j: energy.map(|e| e.energy_j(v_mig)),
+                    rounds: i + 1,
+                    converges: stop.converges(),
+                    stop,
+                };
+            }
+        }
+    }
+}
+
+/// Inputs of [`simulate_fixed_batch`]: fixed rate, one stop rule, columns of candidates.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// Stop rule shared by every candidate.
+    pub hypervisor: Hypervisor,
+    /// First-round data per candidate, bytes.
+    pub vm_mem_bytes: &'a [f64],
+    /// Dirtying rate per candidate, bytes/s.
+    pub dirty_rate_bytes_per_s: &'a [f64],
+    /// Rate per candidate (None: `rate_bytes_per_s` for all), bytes/s.
+    pub rates: Option<&'a [f64]>,
+    /// Rate for all candidates when `rates` is None, bytes/s.
+    pub rate_bytes_per_s: f64,
+    /// Downtime limit per candidate (None: `downtime_limit_s` for all), s.
+    pub limits: Option<&'a [f64]>,
+    /// Downtime limit for all when `limits` is None, s.
+    pub downtime_limit_s: f64,
+}
+
+/// Outputs of [`simulate_fixed_batch`], one slot per candidate (NaN: never completes).
+pub struct BatchOut<'a> {
+    /// V_mig, bytes.
+    pub v_mig_bytes: &'a mut [f64],
+    /// T_mig, s.
+    pub t_mig_s: &'a mut [f64],
+    /// T_down, s.
+    pub t_down_s: &'a mut [f64],
+    /// E_mig, J.
+    pub e_mig_j: &'a mut [f64],
+    /// Rounds.
+    pub rounds: &'a mut [u32],
+    /// Stop reasons.
+    pub stop: &'a mut [Stop],
+}
+
+/// Lanes simulated side by side: independent dependency chains the CPU overlaps.
+const LANES: usize = 8;
+
+/// Algorithm 1 for many candidates at a fixed rate, with exactly the arithmetic of
+/// [`simulate`] (same results bit for bit), interleaving [`LANES`] candidates so that the
+/// per-round division and gamma chain of one candidate overlaps with the others'.
+pub fn simulate_fixed_batch(
+    b: &Batch<'_>,
+    gm: &GammaModel,
+    energy: Option<&EnergyModel>,
+    out: BatchOut<'_>,
+) {
+    let n = b.vm_mem_bytes.len();
+    let forces = b.hypervisor.forces();
+    let qemu = b.hypervisor == Hypervisor::Qemu;
+    let max_rounds = b.hypervisor.max_rounds().unwrap_or(u32::MAX);
+    let max_factor = b.hypervisor.max_factor();
+    #[derive(Clone, Copy, Default)]
+    struct Lane {
+        row: usize,
+        v: f64,
+        d: f64,
+        r: f64,
+        thd: f64,
+        max_total: f64,
+        total_v: f64,
+        total_t: f64,
+        i: u32,
+        live: bool,
+    }
+    let load = |row: usize| -> Lane {
+        let r = b.rates.map_or(b.rate_bytes_per_s, |x| x[row]);
+        let limit = b.limits.map_or(b.downtime_limit_s, |x| x[row]);
+        let v = b.vm_mem_bytes[row];
+        Lane {
+            row,
+            v,
+            d: b.dirty_rate_bytes_per_s[row],
+            r,
+            thd: if qemu { r * limit } else { XEN_V_THD_BYTES },
+            max_total: max_factor.map_or(f64::INFINITY, |f| f * v),
+            total_v: 0.0,
+            total_t: 0.0,
+            i: 0,
+            live: true,
+        }
+    };
+    let mut lanes = [Lane::default(); LANES];
+    let mut next_row = 0;
+    for lane in lanes.iter_mut() {
+        if next_row < n {
+            *lane = load(next_row);
+            next_row += 1;
+        }
+    }
+    let mut live = lanes.iter().filter(|l| l.live).count();
+    while live > 0 {
+        for lane in lanes.iter_mut() {
+            if !lane.live {
+                continue;
+            }
+            let l = *lane;
+            let t = l.v / l.r;
+            let total_v = l.total_v + l.v;
+            let total_t = l.total_t + t;
+            let i = l.i + 1;
+            let dirty = t * l.d;
+            let g = gm.gamma(t, l.d);
+            let next = (1.0 - g) * dirty;
+            let stop = if next <= l.thd {
+                Some(Stop::Threshold)
+            } else if next > l.v * (1.0 + GROWTH_TOLERANCE)
+                || (!forces && next >= l.v * (1.0 - GROWTH_TOLERANCE))
+            {
+                Some(if forces {
+                    Stop::Diverging
+                } else {
+                    Stop::NeverConverges
+                })
+            } else if i >= max_rounds {
+                Some(Stop::RoundCap)
+            } else if total_v > l.max_total {
+                Some(Stop::TrafficCap)
+            } else if i >= SAFETY_MAX_ROUNDS {
+                Some(Stop::TooManyRounds)
+            } else {
+                None
+            };
+            match stop {
+                None => {
+                    lane.v = next;
+                    lane.total_v = total_v;
+                    lane.total_t = total_t;
+                    lane.i = i;
+                }
+                Some(stop) => {
+                    let row = l.row;
+                    out.stop[row] = stop;
+                    if stop.completes() {
+                        let t_last = dirty / l.r;
+                        let v_mig = total_v + dirty;
+                        out.v_mig_bytes[row] = v_mig;
+                        out.t_mig_s[row] = total_t + t_last;
+                        out.t_down_s[row] = t_last + T_RESUME_S;
+                        out.e_mig_j[row] = energy.map_or(f64::NAN, |e| e.energy_j(v_mig));
+                        out.rounds[row] = i + 1;
+                    } else {
+                        out.v_mig_bytes[row] = f64::NAN;
+                        out.t_mig_s[row] = f64::NAN;
+                        out.t_down_s[row] = f64::NAN;
+                        out.e_mig_j[row] = f64::NAN;
+                        out.rounds[row] = i;
+                    }
+                    if next_row < n {
+                        *lane = load(next_row);
+                        next_row += 1;
+                    } else {
+                        lane.live = false;
+                        live -= 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The closed-form base model (eqs 5-8, gamma = 0), fixed rate only; with the stop rule's
+/// caps applied to n. Returns None for an adaptive rate.
+pub fn base_model(s: &Scenario, energy: Option<&EnergyModel>) -> Option<Summary> {
+    let RatePolicy::Fixed {
+        rate_bytes_per_s: r,
+    } = s.rate
+    else {
+        return None;
+    };
+    let v_mem = s.vm_mem_bytes;
+    let lambda = s.dirty_rate_bytes_per_s / r;
+    let thd = v_thd(s, r);
+    // Candidate n (index of the stop-and-copy round, 0-based) for each rule.
+    let mut n = f64::INFINITY;
+    let mut stop = Stop::TooManyRounds;
+    let mut take = |cand: f64, why: Stop| {
+        if cand < n {
+            n = cand;
+            stop = why;
+        }
+    };
+    if lambda < 1.0 {
+        // eq 8: smallest n with V_mem lambda^n <= V_thd (n >= 1: round 0 always runs).
+        let n_thd = if lambda == 0.0 {
+            1.0
+        } else {
+            (thd / v_mem).ln() / lambda.ln()
+        };
+        take(n_thd.ceil().max(1.0), Stop::Threshold);
+    } else if lambda > 1.0 || !s.hypervisor.forces() {
+        take(
+            1.0,
+            if s.hypervisor.forces() {
+                Stop::Diverging
+            } else {
+                Stop::NeverConverges
+            },
+        );
+    }
+    if let Some(m) = s.hypervisor.max_rounds() {
+        take(m as f64, Stop::RoundCap);
+    }
+    if let Some(f) = s.hypervisor.max_factor() {
+        // Total after round k = V_mem S(k+1); the rule fires after the first k with S > f.
+        let k = if lambda == 1.0 {
+            f.floor()
+        } else if lambda < 1.0 && f * (1.0 - lambda) >= 1.0 {
+            f64::INFINITY
+        } else {
+            // S(k+1) = (1 - lambda^(k+1)) / (1 - lambda) > f  <=>  k + 1 > log_lambda(1 - f (1 - lambda))
+            ((1.0 - f * (1.0 - lambda)).ln() / lambda.ln()).floor()
+        };
+        take(k + 1.0, Stop::TrafficCap);
+    }
+    if !stop.completes() || !n.is_finite() {
+        return Some(Summary {
+            v_mig_bytes: None,
+            t_mig_s: None,
+            t_down_s: None,
+            e_mig_j: None,
+            rounds: if n.is_finite() { n as u32 } else { 0 },
+            converges: false,
+            stop: if n.is_finite() {
+                stop
+            } else {
+                Stop::TooManyRounds
+            },
+        });
+    }
+    let geo = |k: f64| {
+        if lambda == 1.0 {
+            k
+        } else {
+            (1.0 - lambda.powf(k)) / (1.0 - lambda)
+        }
+    };
+    let v_mig = v_mem * geo(n + 1.0); // eq 5
+    let t_mig = v_mem / r * geo(n + 1.0); // eq 6
+    let t_down = v_mem * lambda.powf(n) / r + T_RESUME_S; // eq 7
+    Some(Summary {
+        v_mig_bytes: Some(v_mig),
+        t_mig_s: Some(t_mig),
+        t_down_s: Some(t_down),
+        e_mig_j: energy.map(|e| e.energy_j(v_mig)),
+        rounds: n as u32 + 1,
+        converges: stop.converges(),
+        stop,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixed(h: Hypervisor, mem: f64, d: f64, r: f64) -> Scenario {
+        Scenario {
+            hypervisor: h,
+            vm_mem_bytes: mem,
+            dirty_rate_bytes_per_s: d,
+            rate: RatePolicy::Fixed {
+                rate_bytes_per_s: r,
+            },
+            downtime_limit_s: 0.3,
+        }
+    }
+
+    fn close(a: f64, b: f64, rel: f64) -> bool {
+        (a - b).abs() <= rel * a.abs().max(b.abs())
+    }
+
+    #[test]
+    fn base_model_agrees_with_simulation_at_gamma_zero() {
+        let mut checked = 0;
+        for h in [Hypervisor::Xen3, Hypervisor::Xen4, Hypervisor::Qemu] {
+            for mem in [128.0 * 1048576.0, 1073741824.0, 4e9] {
+                for r in [12.5e6, 60e6, 100e6] {
+                    for lam in [0.0, 0.05, 0.3, 0.5, 0.71, 0.9, 0.97, 1.0, 1.3] {
+                        let s = fixed(h, mem, lam * r, r);
+                        let sim = simulate(&s, &GammaModel::ZERO, None);
+                        let base = base_model(&s, None).unwrap();
+                        assert_eq!(sim.stop, base.stop, "{s:?}");
+                        assert_eq!(sim.rounds, base.rounds, "{s:?}");
+                        assert_eq!(sim.converges, base.converges);
+                        match (sim.v_mig_bytes, base.v_mig_bytes) {
+                            (Some(a), Some(b)) => {
+                                assert!(close(a, b, 1e-12), "{a} {b} {s:?}");
+                                assert!(close(sim.t_mig_s.unwrap(), base.t_mig_s.unwrap(), 1e-12));
+                                assert!(close(
+                                    sim.t_down_s.unwrap(),
+                                    base.t_down_s.unwrap(),
+                                    1e-12
+                                ));
+                                checked += 1;
+                            }
+                            (None, None) => {}
+                            other => panic!("{other:?} {s:?}"),
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 50, "{checked}");
+    }
+
+    #[test]
+    fn batch_gives_the_same_bits_as_simulate() {
+        let gm = GammaModel {
+            omega_per_s: -0.0463,
+            xi_s_per_byte: -1e-10,
+            psi: 0.3586,
+        };
+        let e = EnergyModel {
+            alpha_j_per_byte: 5.12e-7,
+            beta_j: 20.165,
+        };
+        let n = 203;
+        let mem: Vec<f64> = (0..n).map(|k| 1e8 * (1 + k % 37) as f64).collect();
+        let d: Vec<f64> = (0..n).map(|k| 1.3e6 * (k % 101) as f64).collect();
+        let rates: Vec<f64> = (0..n).map(|k| 2e7 + 1e6 * (k % 13) as f64).collect();
+        for h in [Hypervisor::Xen3, Hypervisor::Xen4, Hypervisor::Qemu] {
+            let (mut v, mut t, mut td, mut en) =
+                (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            let (mut rounds, mut stop) = (vec![0; n], vec![Stop::Threshold; n]);
+            let b = Batch {
+                hypervisor: h,
+                vm_mem_bytes: &mem,
+                dirty_rate_bytes_per_s: &d,
+                rates: Some(&rates),
+                rate_bytes_per_s: 0.0,
+                limits: None,
+                downtime_limit_s: 0.3,
+            };
+            simulate_fixed_batch(
+                &b,
+                &gm,
+                Some(&e),
+                BatchOut {
+                    v_mig_bytes: &mut v,
+                    t_mig_s: &mut t,
+                    t_down_s: &mut td,
+                    e_mig_j: &mut en,
+                    rounds: &mut rounds,
+                    stop: &mut stop,
+                },
+            );
+            let mut kinds = std::collections::HashSet::new();
+            for k in 0..n {
+                let s = fixed(h, mem[k], d[k], rates[k]);
+                let r = simulate(&s, &gm, Some(&e));
+                kinds.insert(r.stop);
+                assert_eq!((r.stop, r.rounds), (stop[k], rounds[k]), "{h:?} row {k}");
+                let same =
+                    |a: Option<f64>, b: f64| a.map_or(b.is_nan(), |a| a.to_bits() == b.to_bits());
+                assert!(
+                    same(r.v_mig_bytes, v[k]) && same(r.t_mig_s, t[k]),
+                    "{h:?} row {k}"
+                );
+                assert!(
+                    same(r.t_down_s, td[k]) && same(r.e_mig_j, en[k]),
+                    "{h:?} row {k}"
+                );
+            }
+            assert!(kinds.len() >= 2, "{h:?}: {kinds:?}");
+        }
+    }
+
+    #[test]
+    fn qemu_hand_computed_trajectory() {
+        // 100 MB at 10 MB/s, D = 5 MB/s, limit 300 ms: V_thd = 3 MB.
+        // Rounds: 100 (10 s), 50 (5 s), 25, 12.5, 6.25, then 3.125 <= 3? no: 3.125 > 3,
+        // then 1.5625 <= 3: stop; last round sends T_5 D = 0.3125 s * 5 = 1.5625 MB.
+        let s = fixed(Hypervisor::Qemu, 100e6, 5e6, 10e6);
+        let p = simulate_trajectory(&s, &GammaModel::ZERO, None);
+        let sent: Vec<f64> = p.trajectory.iter().map(|r| r.sent_bytes / 1e6).collect();
+        let want = [100.0, 50.0, 25.0, 12.5, 6.25, 3.125, 1.5625];
+        assert_eq!(sent.len(), want.len(), "{sent:?}");
+        for (a, b) in sent.iter().zip(want) {
+            assert!(close(*a, b, 1e-12), "{sent:?}");
+        }
+        assert!(p.trajectory.last().unwrap().last);
+        assert_eq!(p.summary.stop, Stop::Threshold);
+        assert!(close(p.summary.v_mig_bytes.unwrap(), 198.4375e6, 1e-12));
+        assert!(close(p.summary.t_mig_s.unwrap(), 19.84375, 1e-12));
+        assert!(close(p.summary.t_down_s.unwrap(), 0.15625 + 0.02, 1e-12));
+    }
+
+    #[test]
+    fn gamma_shrinks_rounds_as_eq_9() {
+        // gamma = 0.5 constant: V_{i+1} = 0.5 T_i D.
+        let g = GammaModel {
+            omega_per_s: 0.0,
+            xi_s_per_byte: 0.0,
+            psi: 0.5,
+        };
+        let s = fixed(Hypervisor::Qemu, 100e6, 5e6, 10e6);
+        let p = simulate_trajectory(&s, &g, None);
+        // 100, 25 (T0 = 10 s, dirty 50, half skipped), 6.25, then 1.5625 <= 3 -> last sends
+        // everything dirty after round 3: T = 0.625 s, 3.125 MB.
+        let sent: Vec<f64> = p.trajectory.iter().map(|r| r.sent_bytes / 1e6).collect();
+        assert_eq!(sent, vec![100.0, 25.0, 6.25, 3.125]);
+        assert_eq!(p.trajectory[1].gamma, Some(0.5));
+        assert_eq!(p.trajectory[3].gamma, None);
+    }
+
+    #[test]
+    fn xen3_round_cap_and_traffic_cap() {
+        // lambda = 0.99: the traffic cap (3 x memory) fires first: after round k with
+        // S(k+1) > 3 -> 1 - 0.99^(k+1) > 0.03 -> k+1 > 3.03 -> k = 3, so 5 rounds.
+        let s = fixed(Hypervisor::Xen3, 1e9, 0.99e8, 1e8);
+        let p = simulate_trajectory(&s, &GammaModel::ZERO, None);
+        assert_eq!(p.summary.stop, Stop::TrafficCap);
+        assert_eq!(p.summary.rounds, 5);
+        assert!(!p.summary.converges);
+        assert!(
+            p.summary.v_mig_bytes.is_some(),
+            "forced migrations have a cost"
+        );
+        // Total of 4 pre-copy rounds 1 + .99 + .99^2 + .99^3 GB, plus forced last .99^4 GB.
+        let want: f64 = (0..5).map(|k| 0.99f64.powi(k)).sum::<f64>() * 1e9;
+        assert!(close(p.summary.v_mig_bytes.unwrap(), want, 1e-12));
+        // lambda = 1, gamma = 0: V stays equal; the traffic cap fires after 4 rounds.
+        let s = fixed(Hypervisor::Xen3, 1e9, 1e8, 1e8);
+        let p = simulate(&s, &GammaModel::ZERO, None);
+        assert_eq!((p.stop, p.rounds), (Stop::TrafficCap, 5));
+    }
+
+    #[test]
+    fn xen4_round_cap_after_five_rounds() {
+        // lambda = 0.9 from 1 GB needs ~ 79 rounds to reach 50 pages: capped at 5 + last.
+        let s = fixed(Hypervisor::Xen4, 1e9, 0.9e8, 1e8);
+        let p = simulate_trajectory(&s, &GammaModel::ZERO, None);
+        assert_eq!(p.summary.stop, Stop::RoundCap);
+        assert_eq!(p.trajectory.len(), 6);
+        let want: f64 = (0..6).map(|k| 0.9f64.powi(k)).sum::<f64>() * 1e9;
+        assert!(close(p.summary.v_mig_bytes.unwrap(), want, 1e-12));
+        assert!(close(
+            p.summary.t_down_s.unwrap(),
+            0.9f64.powi(5) * 10.0 + 0.02,
+            1e-12
+        ));
+    }
+
+    #[test]
+    fn xen3_round_cap_after_twenty_nine_rounds() {
+        // lambda = 0.66: total stays under 3 x memory (1 / 0.34 = 2.94); 50 pages from 64 GB
+        // needs ln(204800 / 64e9) / ln 0.66 = 30.4 rounds: capped at 29 + last.
+        let s = fixed(Hypervisor::Xen3, 64e9, 0.66e8, 1e8);
+        let p = simulate(&s, &GammaModel::ZERO, None);
+        assert_eq!((p.stop, p.rounds), (Stop::RoundCap, 30));
+    }
+
+    #[test]
+    fn xen_converges_with_fifty_pages() {
+        // lambda = 0.1 from 200 MB: 200 * 0.1^n <= 0.2048 MB first at n = 3.
+        let s = fixed(Hypervisor::Xen3, 200e6, 1e7, 1e8);
+        let p = simulate(&s, &GammaModel::ZERO, None);
+        assert_eq!((p.stop, p.rounds), (Stop::Threshold, 4));
+        assert!(p.converges);
+    }
+
+    #[test]
+    fn non_converging_qemu_has_no_cost_and_xen_is_forced() {
+        let s = fixed(Hypervisor::Qemu, 128e6, 20e6, 16e6);
+        let p = simulate_trajectory(&s, &GammaModel::ZERO, None);
+        assert_eq!(p.summary.stop, Stop::NeverConverges);
+        assert!(!p.summary.converges);
+        assert_eq!(p.summary.v_mig_bytes, None);
+        assert_eq!(p.summary.t_down_s, None);
+        assert!(p.reason.contains("never converges"));
+        // Same guest under Xen 4: forced after round 1, last round sends T_0 D.
+        let s = Scenario {
+            hypervisor: Hypervisor::Xen4,
+            ..s
+        };
+        let p = simulate(&s, &GammaModel::ZERO, None);
+        assert_eq!((p.stop, p.rounds), (Stop::Diverging, 2));
+        assert!(close(p.v_mig_bytes.unwrap(), 128e6 + 8.0 * 20e6, 1e-12));
+        // QEMU with lambda exactly 1 and no gamma never progresses either.
+        let s = fixed(Hypervisor::Qemu, 128e6, 16e6, 16e6);
+        assert_eq!(
+            simulate(&s, &GammaModel::ZERO, None).stop,
+            Stop::NeverConverges
+        );
+        assert_eq!(base_model(&s, None).unwrap().stop, Stop::NeverConverges);
+    }
+
+    #[test]
+    fn adaptive_rate_follows_dirtying_rate() {
+        // D = 30 MB/s: R_0 = 50 MB/s, then clamp(30 + 12.5) = 50 MB/s; D = 80: 92.5 MB/s.
+        let mut s = fixed(Hypervisor::Xen4, 1e9, 80e6, 1.0);
+        s.rate = RatePolicy::PAPER_ADAPTIVE;
+        let p = simulate_trajectory(&s, &GammaModel::ZERO, None);
+        assert_eq!(p.trajectory[0].rate_bytes_per_s, 50e6);
+        assert_eq!(p.trajectory[1].rate_bytes_per_s, 92.5e6);
+        // Round 1: 20 s -> 1.6 GB dirty > 1 GB: diverging, forced.
+        assert_eq!(p.summary.stop, Stop::Diverging);
+        assert!(close(p.trajectory[1].sent_bytes, 1.6e9, 1e-12));
+    }
+
+    #[test]
+    fn gamma_model_from_paper_units() {
+        let mut f = crate::coef::tests::sample();
+        f.model.kind = ModelKind::Gamma;
+        let var = |c: &str, s: &str, u: &str| crate::coef::Variable {
+            column: c.into(),
+            symbol: s.into(),
+            unit: u.into(),
+            min: 0.0,
+            max: 1.0,
+            mean: 0.5,
+        };
+        f.target = var("gamma", "gamma", "1");
+        f.features = vec![
+            var("prev_duration_s", "T_prev", "s"),
+            var("dirty_rate_bytes_per_s", "D", "MB/s"),
+        ];
+        f.coefficients = vec![
+            f.coefficients[0].clone(),
+            f.coefficients[0].clone(),
+            f.coefficients[1].clone(),
+        ];
+        f.coefficients[0].estimate = -0.0463;
+        f.coefficients[1].estimate = -0.0001;
+        f.coefficients[2].estimate = 0.3586;
+        let g = GammaModel::from_file(&f).unwrap();
+        assert!(close(g.gamma(2.0, 50e6), -0.0926 - 0.005 + 0.3586, 1e-12));
+        assert_eq!(g.gamma(100.0, 0.0), 0.0, "clamped");
+        let e = EnergyModel::from_file(&f).unwrap_err().to_string();
+        assert!(e.contains("expected an energy model"), "{e}");
+        let mut en = crate::coef::tests::sample();
+        en.features[0].unit = "MB".into();
+        en.coefficients[0].estimate = 0.512;
+        en.coefficients[1].estimate = 20.165;
+        let m = EnergyModel::from_file(&en).unwrap();
+        assert!(close(m.energy_j(1e9), 512.0 + 20.165, 1e-12));
+    }
+}
