@@ -67,29 +67,5 @@ pub fn write_jsonl(out: &mut dyn Write, migrations: &[Migration]) -> std::io::Re
 
 /// Write `bytes` to `path` atomically (temp sibling, fsync, rename, fsync the folder).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CalibrateError> {
-    let io = |p: &Path, e: std::io::Error| CalibrateError::Io {
-        path: p.to_path_buf(),
-        source: e,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| io(&tmp, e))?;
-        f.sync_all().map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
-        datasets::io::sync_dir(dir)?;
-        Ok(())
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
+    Ok(datasets::io::write_bytes_atomic(path, bytes)?)
 }

@@ -28,8 +28,9 @@ use std::path::Path;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::io::write_atomic_with;
 use crate::io::{col_err, read_parquet_checked, DatasetError, DatasetKind, SchemaVersion};
-use crate::windows::{read_csv_as_strings, write_csv_atomic, write_file_atomic, Cols};
+use crate::windows::{read_csv_as_strings, write_csv_atomic, Cols};
 
 /// The energy-observations dataset kind and version.
 pub const ENERGY: DatasetKind = DatasetKind {
@@ -253,7 +254,7 @@ fn write_any<T: Serialize>(
             let mut df = frame(rows).map_err(polars_err)?;
             write_csv_atomic(&mut df, path)
         }
-        Format::Jsonl => write_file_atomic(path, |w| {
+        Format::Jsonl => write_atomic_with(path, |w, _| {
             for r in rows {
                 serde_json::to_writer(&mut *w, r)
                     .map_err(|e| col_err(path, "*", format!("JSON encoding: {e}")))?;

@@ -1,7 +1,7 @@
 //! Shared Parquet plumbing: crash-safe writes, schema-version metadata, hive discovery.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -126,6 +126,28 @@ pub fn write_parquet_atomic_with(
     kind: DatasetKind,
     extra: &[(&str, &str)],
 ) -> Result<(), DatasetError> {
+    let mut kv = vec![
+        (KEY_DATASET.to_string(), kind.name.to_string()),
+        (KEY_SCHEMA_VERSION.to_string(), kind.version.to_string()),
+    ];
+    kv.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    write_atomic_with(path, |w, tmp| {
+        ParquetWriter::new(w)
+            .with_compression(ParquetCompression::Zstd(None))
+            .with_key_value_metadata(Some(KeyValueMetadata::from_static(kv)))
+            .finish(df)
+            .map(|_| ())
+            .map_err(|e| DatasetError::polars(tmp, e))
+    })
+}
+
+/// Write `path` through `fill` (given a buffered writer and the temporary path, for errors)
+/// into a temporary sibling, fsync it, rename it over `path` and fsync the folder, so that a
+/// crash never leaves a half-written file at `path`.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<&mut File>, &Path) -> Result<(), DatasetError>,
+) -> Result<(), DatasetError> {
     let dir = parent_dir(path);
     fs::create_dir_all(dir).map_err(|e| DatasetError::io(dir, e))?;
     let file_name = path
@@ -134,20 +156,12 @@ pub fn write_parquet_atomic_with(
         .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let file = File::create(&tmp).map_err(|e| DatasetError::io(&tmp, e))?;
-        let mut kv = vec![
-            (KEY_DATASET.to_string(), kind.name.to_string()),
-            (KEY_SCHEMA_VERSION.to_string(), kind.version.to_string()),
-        ];
-        kv.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let meta = KeyValueMetadata::from_static(kv);
-        let mut file = file;
-        ParquetWriter::new(&mut file)
-            .with_compression(ParquetCompression::Zstd(None))
-            .with_key_value_metadata(Some(meta))
-            .finish(df)
-            .map_err(|e| DatasetError::polars(&tmp, e))?;
-        file.flush().map_err(|e| DatasetError::io(&tmp, e))?;
+        let mut file = File::create(&tmp).map_err(|e| DatasetError::io(&tmp, e))?;
+        {
+            let mut w = BufWriter::new(&mut file);
+            fill(&mut w, &tmp)?;
+            w.flush().map_err(|e| DatasetError::io(&tmp, e))?;
+        }
         file.sync_all().map_err(|e| DatasetError::io(&tmp, e))?;
         fs::rename(&tmp, path).map_err(|e| DatasetError::io(path, e))?;
         sync_dir(dir)
@@ -156,6 +170,13 @@ pub fn write_parquet_atomic_with(
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Write `bytes` to `path` atomically (see [`write_atomic_with`]).
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), DatasetError> {
+    write_atomic_with(path, |w, tmp| {
+        w.write_all(bytes).map_err(|e| DatasetError::io(tmp, e))
+    })
 }
 
 /// The directory a file goes in; a bare file name (empty parent) lives in `.`.

@@ -18,15 +18,13 @@
 //! Stored as Parquet (kind `migration_windows`) or CSV with a header row (same names, times
 //! as integers). Optional columns may be absent or empty.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use polars::prelude::*;
 
 use crate::io::{
-    col_err, read_parquet_checked, sync_dir, write_parquet_atomic, DatasetError, DatasetKind,
-    SchemaVersion,
+    col_err, read_parquet_checked, write_atomic_with, write_parquet_atomic, DatasetError,
+    DatasetKind, SchemaVersion,
 };
 
 /// The migration-windows dataset kind and version.
@@ -240,7 +238,7 @@ pub(crate) fn read_csv_as_strings(path: &Path) -> Result<DataFrame, DatasetError
 
 /// Write a CSV file atomically (temp file, fsync, rename, fsync dir).
 pub(crate) fn write_csv_atomic(df: &mut DataFrame, path: &Path) -> Result<(), DatasetError> {
-    write_file_atomic(path, |w| {
+    write_atomic_with(path, |w, _| {
         CsvWriter::new(w)
             .include_header(true)
             .finish(df)
@@ -249,43 +247,6 @@ pub(crate) fn write_csv_atomic(df: &mut DataFrame, path: &Path) -> Result<(), Da
                 source: e,
             })
     })
-}
-
-/// Write `path` through `fill` into a temporary sibling, fsync it and rename it over `path`,
-/// so that a crash never leaves a half-written file there.
-pub(crate) fn write_file_atomic(
-    path: &Path,
-    fill: impl FnOnce(&mut BufWriter<&mut File>) -> Result<(), DatasetError>,
-) -> Result<(), DatasetError> {
-    let io = |p: &Path, e: std::io::Error| DatasetError::Io {
-        path: p.to_path_buf(),
-        source: e,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        {
-            let mut w = BufWriter::new(&mut file);
-            fill(&mut w)?;
-            w.flush().map_err(|e| io(&tmp, e))?;
-        }
-        file.sync_all().map_err(|e| io(&tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| io(path, e))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Typed access to columns of a frame read from Parquet (typed) or CSV (all text), with
@@ -461,11 +422,11 @@ mod tests {
             ("m1,,source,1,2,3\n", "column 'host': row 1 (line 2): empty"),
         ];
         for (body, want) in cases {
-            fs::write(&p, format!("{head}{body}")).unwrap();
+            std::fs::write(&p, format!("{head}{body}")).unwrap();
             let err = read_windows(&p).unwrap_err().to_string();
             assert!(err.contains(want) && err.contains("bad.csv"), "{err}");
         }
-        fs::write(
+        std::fs::write(
             &p,
             "migration_id,host,role,start_utc_ns,end_utc_ns\nm,a,source,1,2\n",
         )

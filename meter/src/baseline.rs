@@ -7,8 +7,7 @@
 //! for the longest stretch of consecutive samples (no gap) whose spread is within the limit.
 
 use std::collections::VecDeque;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use datasets::samples::{read_power_series, sample_files_by_host, PowerSeries, FLAG_AFTER_GAP};
@@ -440,33 +439,12 @@ fn summarize(
 
 /// Write a baseline as pretty JSON, atomically (temp file, fsync, rename).
 pub fn write_baseline(path: &Path, b: &Baseline) -> Result<(), BaselineError> {
-    let err = |e: std::io::Error| BaselineError::File {
+    let mut text = serde_json::to_string_pretty(b).map_err(|e| BaselineError::File {
         path: path.to_path_buf(),
         problem: e.to_string(),
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir).map_err(err)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        let mut text = serde_json::to_string_pretty(b).map_err(std::io::Error::other)?;
-        text.push('\n');
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    })?;
+    text.push('\n');
+    Ok(datasets::io::write_bytes_atomic(path, text.as_bytes())?)
 }
 
 /// Read a baseline file written by `meter baseline --out`.
