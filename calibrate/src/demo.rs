@@ -35,6 +35,13 @@ fn step<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> DemoError
     }
 }
 
+/// Emulated extra energy on the source per MB a replayed migration sends, J/MB.
+pub const SOURCE_J_PER_MB: f64 = 0.45;
+/// Emulated extra energy on the destination per MB received, J/MB.
+pub const DESTINATION_J_PER_MB: f64 = 0.30;
+/// Emulated constant extra draw on each host while a replayed migration runs, W.
+pub const MIGRATING_CONST_W: f64 = 1.5;
+
 /// One planned migration of the demo.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedMigration {
@@ -48,12 +55,29 @@ pub struct PlannedMigration {
     pub setup_s: f64,
     /// Transfer phase, s.
     pub transfer_s: f64,
+    /// Workload label.
+    pub workload: String,
+    /// VM name.
+    pub vm: String,
+    /// Extra power on the source during the transfer, W (None: the host's `transfer_w`).
+    pub source_transfer_w: Option<f64>,
+    /// Extra power on the destination during the transfer, W (None: the host's `transfer_w`).
+    pub destination_transfer_w: Option<f64>,
 }
 
 impl PlannedMigration {
     /// End of the migration, s after the meters start.
     pub fn end_s(&self) -> f64 {
         self.start_s + self.setup_s + self.transfer_s
+    }
+
+    /// Extra transfer power of this migration on a host, W.
+    pub fn transfer_w(&self, host: HostPower, role: Role) -> f64 {
+        let own = match role {
+            Role::Source => self.source_transfer_w,
+            Role::Destination => self.destination_transfer_w,
+        };
+        own.unwrap_or(host.transfer_w)
     }
 }
 
@@ -97,6 +121,10 @@ impl DemoPlan {
                 start_s: t,
                 setup_s: 1.0,
                 transfer_s: v as f64 / bandwidth_bytes_per_s,
+                workload: "demo".into(),
+                vm: "demo-vm".into(),
+                source_transfer_w: None,
+                destination_transfer_w: None,
             };
             t = m.end_s() + 2.5;
             migrations.push(m);
@@ -118,6 +146,51 @@ impl DemoPlan {
         }
     }
 
+    /// A plan that replays real migrations (as recorded by the collector): `count` of them,
+    /// spread over their V_mig range, with their measured durations and volumes. The hosts'
+    /// extra power follows each migration's throughput (the network-bound energy of eq 15:
+    /// `J_PER_MB` per MB sent plus a small constant draw while it runs).
+    pub fn from_migrations(
+        rows: &[datasets::migrations::MigrationRow],
+        count: usize,
+    ) -> Option<Self> {
+        let mut ok: Vec<_> = rows
+            .iter()
+            .filter(|r| r.converged && r.t_mig_s > 0.5 && r.v_mig_bytes > 0)
+            .collect();
+        if ok.len() < 3 {
+            return None;
+        }
+        ok.sort_by_key(|r| r.v_mig_bytes);
+        let n = count.clamp(3, ok.len());
+        let picks: Vec<_> = (0..n).map(|i| ok[i * (ok.len() - 1) / (n - 1)]).collect();
+        let (src_j_per_mb, dst_j_per_mb, const_w) =
+            (SOURCE_J_PER_MB, DESTINATION_J_PER_MB, MIGRATING_CONST_W);
+        let base = DemoPlan {
+            baseline_s: 12.0,
+            ..Self::builtin()
+        };
+        let mut t = base.baseline_s;
+        let mut migrations = Vec::new();
+        for r in picks {
+            let mb_per_s = r.v_mig_bytes as f64 / 1e6 / r.t_mig_s;
+            let m = PlannedMigration {
+                migration_id: r.migration_id.clone(),
+                v_mig_bytes: r.v_mig_bytes,
+                start_s: t,
+                setup_s: 0.0,
+                transfer_s: r.t_mig_s,
+                workload: r.workload.clone().unwrap_or_else(|| "unlabelled".into()),
+                vm: r.vm.clone(),
+                source_transfer_w: Some(const_w + src_j_per_mb * mb_per_s),
+                destination_transfer_w: Some(const_w + dst_j_per_mb * mb_per_s),
+            };
+            t = m.end_s() + 2.0;
+            migrations.push(m);
+        }
+        Some(DemoPlan { migrations, ..base })
+    }
+
     /// Total length of the plan, s.
     pub fn duration_s(&self) -> f64 {
         self.migrations
@@ -127,21 +200,24 @@ impl DemoPlan {
     }
 
     /// The emulated power trace of one host (sharp steps at phase edges).
-    pub fn trace(&self, p: HostPower) -> Profile {
+    pub fn trace(&self, p: HostPower, role: Role) -> Profile {
         let eps = 1e-3;
         let mut pts = vec![(0.0, p.idle_w)];
         for m in &self.migrations {
             let s = m.start_s;
             let x = s + m.setup_s;
             let e = m.end_s();
-            pts.extend([
-                (s - eps, p.idle_w),
-                (s, p.idle_w + p.setup_w),
-                (x - eps, p.idle_w + p.setup_w),
-                (x, p.idle_w + p.transfer_w),
-                (e - eps, p.idle_w + p.transfer_w),
-                (e, p.idle_w),
-            ]);
+            let tw = m.transfer_w(p, role);
+            if m.setup_s > 0.0 {
+                pts.extend([
+                    (s - eps, p.idle_w),
+                    (s, p.idle_w + p.setup_w),
+                    (x - eps, p.idle_w + p.setup_w),
+                ]);
+            } else {
+                pts.push((s - eps, p.idle_w));
+            }
+            pts.extend([(x, p.idle_w + tw), (e - eps, p.idle_w + tw), (e, p.idle_w)]);
         }
         pts.push((self.duration_s() + 1.0, p.idle_w));
         Profile::Trace(pts)
@@ -149,8 +225,8 @@ impl DemoPlan {
 
     /// The energy each migration should show above static power, J (both hosts).
     pub fn expected_energy_j(&self, m: &PlannedMigration) -> f64 {
-        let per = |p: HostPower| p.setup_w * m.setup_s + p.transfer_w * m.transfer_s;
-        per(self.source) + per(self.destination)
+        let per = |p: HostPower, role| p.setup_w * m.setup_s + m.transfer_w(p, role) * m.transfer_s;
+        per(self.source, Role::Source) + per(self.destination, Role::Destination)
     }
 }
 
@@ -198,7 +274,7 @@ pub fn run_demo(
 
     say(&format!(
         "EMULATED: two Watts up? PRO meters on pseudo-terminals (source {} W idle, destination {} W idle), \
-         power following {} planned migrations; {:.0} s of real time",
+         power following {} migrations; {:.0} s of real time",
         plan.source.idle_w,
         plan.destination.idle_w,
         plan.migrations.len(),
@@ -206,9 +282,12 @@ pub fn run_demo(
     ));
     let start_utc_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     let mut emulators = Vec::new();
-    for (name, power) in [("source", plan.source), ("destination", plan.destination)] {
+    for (name, power, role) in [
+        ("source", plan.source, Role::Source),
+        ("destination", plan.destination, Role::Destination),
+    ] {
         let cfg = EmulatorConfig {
-            profile: plan.trace(power),
+            profile: plan.trace(power, role),
             link: Some(link_dir.join(name)),
             noise_w: 0.15,
             seed: if name == "source" { 11 } else { 12 },
