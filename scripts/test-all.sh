@@ -19,7 +19,8 @@ cargo test --workspace --doc --locked
 
 step "real QEMU migrations (installs qemu-system-x86 and builds a tiny guest when missing)"
 guest=$(scripts/setup-qemu.sh | tail -n1)
-MIGWATT_QEMU_GUEST_DIR="$guest" cargo test --locked --test qemu_migrate -- --ignored --test-threads=1
+# --workspace keeps the feature set of the run above, so nothing is rebuilt.
+MIGWATT_QEMU_GUEST_DIR="$guest" cargo test --workspace --locked --test qemu_migrate -- --ignored --test-threads=1
 
 step "notebooks (executed with nbclient on datasets/examples)"
 scripts/test-notebooks.sh
