@@ -7,11 +7,9 @@
 //! --test predict_campaign -- --ignored --test-threads=1`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod common;
 
-use assert_cmd::cargo::CommandCargoExt;
 use common::qemu::*;
 use datasets::migrations::read_migrations;
 
@@ -23,37 +21,20 @@ const LINK_MIB_PER_S: [u64; 2] = [16, 24];
 const HOT_MIB: u32 = 32;
 
 fn run_one(out: &Path, run: &str, vm: &str, workload: &str, rate: u32, link: u64) {
-    let tmp = tempfile::Builder::new()
-        .prefix("mw-camp")
-        .tempdir()
-        .unwrap();
-    let d = tmp.path();
-    let incoming = d.join("in.sock");
-    let relay_sock = d.join("relay.sock");
-    let _dst = start_qemu(d, "dst", rate, HOT_MIB, Some(&incoming));
-    let mut src = start_qemu(d, "src", rate, HOT_MIB, None);
-    wait_ready(&mut src);
-    let relay = relay(&relay_sock, incoming, link);
-    let o = d.join("out");
-    let res = Command::cargo_bin("migwatt")
-        .unwrap()
-        .args(["calibrate", "migrate", "--qmp"])
-        .arg(d.join("src.qmp"))
-        .arg("--dest-qmp")
-        .arg(d.join("dst.qmp"))
-        .arg("--uri")
-        .arg(format!("unix:{}", relay_sock.display()))
-        .args(["--bandwidth", &link.to_string()])
-        .args(["--downtime-limit", "50", "--dirty-rate-sample", "1"])
-        .args(["--timeout", "60", "--workload", workload, "--vm", vm])
-        .arg("--out")
-        .arg(&o)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&res.stderr);
-    assert!(res.status.success(), "{run}: migrate failed: {stderr}");
-    drop(src);
-    let relayed = relay.join().unwrap();
+    let args = [
+        "--bandwidth".to_string(),
+        link.to_string(),
+        "--timeout".into(),
+        "60".into(),
+        "--workload".into(),
+        workload.into(),
+        "--vm".into(),
+        vm.into(),
+    ];
+    let m = migrate_through_relay("mw-camp", rate, HOT_MIB, link, &args);
+    let stderr = String::from_utf8_lossy(&m.output.stderr);
+    assert!(m.output.status.success(), "{run}: migrate failed: {stderr}");
+    let (o, relayed) = (&m.out, m.relayed);
     let rows = read_migrations(&o.join("migrations")).unwrap();
     eprintln!(
         "{run}: converged {} t_mig {:.2} s v_mig {} B t_down {:?} s rounds {} relayed {relayed} B",

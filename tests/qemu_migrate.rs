@@ -34,48 +34,26 @@ struct Outcome {
 }
 
 fn run_migration(label: &str, rate: u32, hot_mib: u32, timeout_s: u32) -> Outcome {
-    let tmp = tempfile::Builder::new()
-        .prefix("mw-qemu")
-        .tempdir()
-        .unwrap();
-    let d = tmp.path();
-    let incoming = d.join("in.sock");
-    let relay_sock = d.join("relay.sock");
-    let _dst = start_qemu(d, "dst", rate, hot_mib, Some(&incoming));
-    let mut src = start_qemu(d, "src", rate, hot_mib, None);
-    wait_ready(&mut src);
-    let relay = relay(&relay_sock, incoming, LINK_BYTES_PER_S);
-    let out = d.join("out");
-    let res = Command::cargo_bin("migwatt")
-        .unwrap()
-        .args(["calibrate", "migrate", "--qmp"])
-        .arg(d.join("src.qmp"))
-        .arg("--dest-qmp")
-        .arg(d.join("dst.qmp"))
-        .arg("--uri")
-        .arg(format!("unix:{}", relay_sock.display()))
-        .args(["--downtime-limit", "50", "--dirty-rate-sample", "1"])
-        .args([
-            "--timeout",
-            &timeout_s.to_string(),
-            "--workload",
-            label,
-            "--vm",
-            "tiny",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&res.stderr);
+    let args = [
+        "--timeout".to_string(),
+        timeout_s.to_string(),
+        "--workload".into(),
+        label.into(),
+        "--vm".into(),
+        "tiny".into(),
+    ];
+    let m = migrate_through_relay("mw-qemu", rate, hot_mib, LINK_BYTES_PER_S, &args);
+    let stderr = String::from_utf8_lossy(&m.output.stderr);
     assert!(
-        res.status.success(),
+        m.output.status.success(),
         "migrate failed: {stderr}\n{}",
-        String::from_utf8_lossy(&res.stdout)
+        String::from_utf8_lossy(&m.output.stdout)
     );
-    eprintln!("{label}: {}{stderr}", String::from_utf8_lossy(&res.stdout));
-    drop(src);
-    let relayed = relay.join().unwrap();
+    eprintln!(
+        "{label}: {}{stderr}",
+        String::from_utf8_lossy(&m.output.stdout)
+    );
+    let (out, relayed) = (m.out.clone(), m.relayed);
     let rows = read_migrations(&out.join("migrations")).unwrap();
     assert_eq!(rows.len(), 1);
     let rounds = read_rounds(&out.join("rounds")).unwrap();
@@ -96,7 +74,7 @@ fn run_migration(label: &str, rate: u32, hot_mib: u32, timeout_s: u32) -> Outcom
         rounds,
         raw,
         out,
-        _tmp: tmp,
+        _tmp: m.tmp,
     }
 }
 

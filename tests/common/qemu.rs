@@ -133,3 +133,60 @@ pub fn relay(listen: &Path, target: PathBuf, rate: u64) -> std::thread::JoinHand
         sent
     })
 }
+
+/// One migration run between two fresh QEMUs joined by a rate-limited relay.
+pub struct Migrated {
+    /// The run's temporary folder (sockets, serial logs, `out/`); removed on drop.
+    pub tmp: tempfile::TempDir,
+    /// The collector's output folder (`raw/`, `migrations/`, `rounds/`).
+    pub out: PathBuf,
+    /// What `migwatt calibrate migrate` printed and returned.
+    pub output: std::process::Output,
+    /// Bytes the relay forwarded.
+    pub relayed: u64,
+}
+
+/// Boot source and destination guests dirtying `rate` pages/s over `hot_mib` MiB, relay the
+/// migration at `link_bytes_per_s`, and run `migwatt calibrate migrate` with a 50 ms
+/// downtime limit, a 1 s pre-migration dirty-rate sample and `extra` arguments.
+pub fn migrate_through_relay(
+    prefix: &str,
+    rate: u32,
+    hot_mib: u32,
+    link_bytes_per_s: u64,
+    extra: &[String],
+) -> Migrated {
+    use assert_cmd::cargo::CommandCargoExt;
+    let tmp = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    let d = tmp.path();
+    let incoming = d.join("in.sock");
+    let relay_sock = d.join("relay.sock");
+    let _dst = start_qemu(d, "dst", rate, hot_mib, Some(&incoming));
+    let mut src = start_qemu(d, "src", rate, hot_mib, None);
+    wait_ready(&mut src);
+    let relay = relay(&relay_sock, incoming, link_bytes_per_s);
+    let out = d.join("out");
+    let output = Command::cargo_bin("migwatt")
+        .unwrap()
+        .args(["calibrate", "migrate", "--qmp"])
+        .arg(d.join("src.qmp"))
+        .arg("--dest-qmp")
+        .arg(d.join("dst.qmp"))
+        .arg("--uri")
+        .arg(format!("unix:{}", relay_sock.display()))
+        .args(["--downtime-limit", "50", "--dirty-rate-sample", "1"])
+        .args(extra)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    // Stopping the source closes its end of the relay, which then reports its total.
+    drop(src);
+    let relayed = relay.join().unwrap();
+    Migrated {
+        tmp,
+        out,
+        output,
+        relayed,
+    }
+}
