@@ -190,9 +190,17 @@ mod tests {
 
         #[test]
         fn never_panics(s in "\\PC{0,12}") {
-            let _ = parse_size_bytes(&s);
-            let _ = parse_rate_bytes_per_s(&s);
-            let _ = parse_duration_s(&s, "ms");
+            // Whatever the text, a parse either fails or gives a finite, non-negative value.
+            for v in [
+                parse_size_bytes(&s),
+                parse_rate_bytes_per_s(&s),
+                parse_duration_s(&s, "ms"),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                prop_assert!(v.is_finite() && v >= 0.0, "{s:?} -> {v}");
+            }
         }
     }
 }
