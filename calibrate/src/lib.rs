@@ -11,6 +11,8 @@ pub mod output;
 pub mod precopy;
 pub mod qemu;
 pub mod qmp;
+pub mod report;
+pub mod summary;
 pub mod units;
 pub mod xen;
 
