@@ -141,6 +141,17 @@ pub fn migrate(
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Collected, CalibrateError> {
+    migrate_with(opts, cancel, progress, &mut |_| {})
+}
+
+/// [`migrate`], also handing every `query-migrate` reply to `on_poll` (progress bars, live
+/// emulated power).
+pub fn migrate_with(
+    opts: &MigrateOptions,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(&str),
+    on_poll: &mut dyn FnMut(&Value),
+) -> Result<Collected, CalibrateError> {
     let connect_timeout = Duration::from_secs(10);
     let mut src = Qmp::connect(&opts.source_qmp, connect_timeout)?;
     let mut dst = Qmp::connect(&opts.dest_qmp, connect_timeout)?;
@@ -218,6 +229,7 @@ pub fn migrate(
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        on_poll(&r);
         rec.push(
             qemu::LINE_REPLY,
             t,

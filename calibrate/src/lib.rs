@@ -3,6 +3,7 @@
 //! QMP collector that drives a live migration and records it. Every source yields the
 //! migrations and rounds datasets of the `datasets` crate.
 
+pub mod campaign;
 pub mod collect;
 pub mod demo;
 pub mod error;

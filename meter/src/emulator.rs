@@ -63,6 +63,76 @@ pub enum Profile {
         burst_s: f64,
         start_s: f64,
     },
+    /// Power set live by the program embedding the emulator (a campaign's emulated hosts);
+    /// each record is the exact mean of the power set since the previous record.
+    Live(LivePower),
+}
+
+/// A power level set while the emulator runs; cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct LivePower(std::sync::Arc<std::sync::Mutex<LiveState>>);
+
+#[derive(Debug)]
+struct LiveState {
+    watts: f64,
+    since: std::time::Instant,
+    // Energy since the last read, J: records report means, as the real meter does.
+    energy_j: f64,
+    window_start: std::time::Instant,
+}
+
+impl LivePower {
+    /// A power source starting at `watts`.
+    pub fn new(watts: f64) -> Self {
+        let now = std::time::Instant::now();
+        LivePower(std::sync::Arc::new(std::sync::Mutex::new(LiveState {
+            watts,
+            since: now,
+            energy_j: 0.0,
+            window_start: now,
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LiveState> {
+        // A panic elsewhere cannot leave the state half-updated: every update is one step.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Set the power from now on, W.
+    pub fn set_watts(&self, watts: f64) {
+        let mut s = self.lock();
+        let now = std::time::Instant::now();
+        s.energy_j += s.watts * now.duration_since(s.since).as_secs_f64();
+        s.since = now;
+        s.watts = watts;
+    }
+
+    /// The power currently set, W.
+    pub fn watts(&self) -> f64 {
+        self.lock().watts
+    }
+
+    /// Mean power since the previous call (or since creation), W; starts a new window.
+    pub fn take_mean_watts(&self) -> f64 {
+        let mut s = self.lock();
+        let now = std::time::Instant::now();
+        let e = s.energy_j + s.watts * now.duration_since(s.since).as_secs_f64();
+        let dt = now.duration_since(s.window_start).as_secs_f64();
+        s.energy_j = 0.0;
+        s.since = now;
+        s.window_start = now;
+        if dt > 1e-6 {
+            e / dt
+        } else {
+            s.watts
+        }
+    }
+}
+
+impl PartialEq for LivePower {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Default for Profile {
@@ -188,6 +258,7 @@ impl Profile {
     pub fn watts_at(&self, t_s: f64) -> f64 {
         match self {
             Profile::Constant(w) => *w,
+            Profile::Live(p) => p.watts(),
             Profile::Trace(pts) => {
                 let i = pts.partition_point(|&(t, _)| t <= t_s);
                 if i == 0 {
@@ -832,14 +903,18 @@ impl Meter {
         let dt = f64::from(self.interval_s);
         // The meter reports the mean power over its interval: average a few points.
         let n = 8;
-        let w: f64 = (0..n)
-            .map(|i| {
-                self.cfg
-                    .profile
-                    .watts_at(t_end - dt + dt * (i as f64 + 0.5) / n as f64)
-            })
-            .sum::<f64>()
-            / n as f64;
+        let w: f64 = if let Profile::Live(p) = &self.cfg.profile {
+            p.take_mean_watts()
+        } else {
+            (0..n)
+                .map(|i| {
+                    self.cfg
+                        .profile
+                        .watts_at(t_end - dt + dt * (i as f64 + 0.5) / n as f64)
+                })
+                .sum::<f64>()
+                / n as f64
+        };
         // Sum of uniforms: cheap, bounded, roughly normal measurement noise.
         let noise = if self.cfg.noise_w > 0.0 {
             let u: f64 = (0..4).map(|_| self.rng.gen::<f64>() - 0.5).sum();

@@ -128,6 +128,11 @@ pub struct IntegrateOptions {
     pub min_coverage: f64,
     /// Sampling interval for every host; None = each host's median spacing.
     pub interval_ns: Option<i64>,
+    /// Place each record at the middle of the interval it averages (its stamp minus half
+    /// the interval) instead of at its arrival. A Watts up? record is the mean of the
+    /// interval before it arrives, so arrival stamps see every change one interval late
+    /// and a window loses about one interval of its extra power.
+    pub midpoint: bool,
 }
 
 impl Default for IntegrateOptions {
@@ -136,6 +141,7 @@ impl Default for IntegrateOptions {
             rule: Rule::Trapezoid,
             min_coverage: 0.95,
             interval_ns: None,
+            midpoint: false,
         }
     }
 }
@@ -378,6 +384,11 @@ pub fn integrate(
             .interval_ns
             .or(estimated)
             .unwrap_or(DEFAULT_INTERVAL_NS);
+        if opts.midpoint {
+            for t in &mut series.utc_ns {
+                *t -= interval_ns / 2;
+            }
+        }
         let tr = Trace {
             utc_ns: &series.utc_ns,
             watts: &series.watts,

@@ -14,12 +14,41 @@ use calibrate::{ingest_file, IngestOptions, LogKind};
 /// `migwatt calibrate` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum CalibrateCommand {
+    /// Calibrate a pair of hosts end to end from a campaign config (resumable)
+    Run(super::campaign::RunArgs),
+    /// Write a commented example campaign config
+    Init(super::campaign::InitArgs),
     /// Read hypervisor migration logs into the migrations and rounds datasets
     Ingest(IngestArgs),
     /// Drive one live QEMU migration through QMP, record it and write its rows
     Migrate(MigrateArgs),
     /// Write the integration windows (source and destination) of a migrations dataset
     Windows(WindowsArgs),
+    /// Render a campaign folder's report (report.html, report.md) from its summary.json
+    #[command(long_about = REPORT_ABOUT)]
+    Report(ReportArgs),
+}
+
+const REPORT_ABOUT: &str = "\
+Render the report of a calibration campaign from DIR/summary.json.
+
+Writes DIR/report.html, one self-contained page to open in any browser (inline CSS and \
+SVG plots, no scripts, nothing fetched from the network), and DIR/report.md with the same \
+sections, its plots as DIR/report-plots/*.svg. Sections: summary (accepted or not, what \
+was emulated and what was real), verdicts (each acceptance threshold, measured against \
+required), power (each host's trace with P_0 and the migration windows), energy \
+(E_mig against V_mig with the fitted line), gamma (observed against predicted), residuals \
+(of every model), migrations (with failures and their reasons) and files.
+
+Only summary.json is required: an input it names that is missing or unreadable (no gamma \
+model, no rounds, ...) is reported in its section and printed as a warning. Re-running \
+replaces the report atomically.";
+
+/// Arguments of `calibrate report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Campaign folder holding summary.json (the report is written there)
+    pub dir: PathBuf,
 }
 
 /// Log formats of `ingest`.
@@ -129,9 +158,12 @@ pub struct WindowsArgs {
 /// Run a `calibrate` subcommand.
 pub fn run(c: CalibrateCommand) -> anyhow::Result<ExitCode> {
     match c {
+        CalibrateCommand::Run(a) => super::campaign::run(a),
+        CalibrateCommand::Init(a) => super::campaign::init(a),
         CalibrateCommand::Ingest(a) => ingest(a),
         CalibrateCommand::Migrate(a) => migrate(a),
         CalibrateCommand::Windows(a) => windows(a),
+        CalibrateCommand::Report(a) => report(a),
     }
 }
 
@@ -264,5 +296,20 @@ fn windows(a: WindowsArgs) -> anyhow::Result<ExitCode> {
     }
     datasets::windows::write_windows(&a.out, &w)?;
     println!("{} windows -> {}", w.len(), a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let files = calibrate::report::render(&a.dir)?;
+    for w in &files.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!("report: {}", files.html.display());
+    println!(
+        "markdown: {} ({} plots in {})",
+        files.markdown.display(),
+        files.plots.len(),
+        a.dir.join(calibrate::report::PLOTS_DIR).display()
+    );
     Ok(ExitCode::SUCCESS)
 }

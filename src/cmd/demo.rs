@@ -1,100 +1,129 @@
 //! `migwatt demo`: the README's main job.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use calibrate::demo::{run_demo, DemoOptions, DemoPlan};
+use anyhow::{bail, Context};
+use calibrate::campaign::{Progress, RunOptions};
+use calibrate::demo::{run_demo, DemoMigrations};
 
 /// Arguments of `migwatt demo`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+The demo runs `migwatt calibrate run` on built-in defaults, without hardware: two emulated \
+Watts up? PRO meters on pseudo-terminals whose power follows the running migration, and \
+migrations replayed from real QEMU migrations shipped in datasets/examples/campaign (or, \
+with --qemu, real live migrations of a tiny local QEMU guest). It captures, measures P_0, \
+integrates, trains, evaluates against the acceptance thresholds and writes report.html. \
+Its config is saved as demo.toml in the run folder.")]
 pub struct DemoArgs {
     /// Folder for the demo's runs; each run gets its own timestamped subfolder
     #[arg(long, default_value = "migwatt-demo")]
     pub out: PathBuf,
-    /// Shipped example campaign whose real QEMU migrations the emulated power follows
+    /// Shipped example campaign whose real QEMU migrations are replayed
     #[arg(long, default_value = "datasets/examples/campaign")]
     pub examples: PathBuf,
     /// How many of its migrations to replay (spread over their V_mig range)
     #[arg(long, default_value_t = 6)]
     pub migrations: usize,
+    /// Run real live migrations of a local QEMU guest instead (needs QEMU and the guest of
+    /// scripts/setup-qemu.sh; takes a few minutes)
+    #[arg(long)]
+    pub qemu: bool,
+    /// Guest folder for --qemu (vmlinuz, initramfs.cpio.gz)
+    #[arg(
+        long,
+        env = "MIGWATT_QEMU_GUEST_DIR",
+        default_value = "target/qemu-guest"
+    )]
+    pub guest: PathBuf,
 }
 
 /// Run the demo.
 pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let out_dir = a.out.join(format!("run-{stamp}"));
-    let cancel = super::meter::cancel_on_signals()?;
-    let migrations_dir = a.examples.join("migrations");
-    let plan = match datasets::migrations::read_migrations(&migrations_dir) {
-        Ok(rows) => match DemoPlan::from_migrations(&rows, a.migrations) {
-            Some(p) => {
-                println!(
-                    "replaying {} real QEMU migrations recorded by the collector in {}",
-                    p.migrations.len(),
-                    migrations_dir.display()
-                );
-                println!(
-                    "emulated extra power while migrating: source {} W + {} J per MB sent, destination {} W + {} J per MB",
-                    calibrate::demo::MIGRATING_CONST_W,
-                    calibrate::demo::SOURCE_J_PER_MB,
-                    calibrate::demo::MIGRATING_CONST_W,
-                    calibrate::demo::DESTINATION_J_PER_MB
-                );
-                p
-            }
-            None => {
-                println!(
-                    "{}: fewer than 3 usable migrations; using the built-in plan",
-                    migrations_dir.display()
-                );
-                DemoPlan::builtin()
-            }
-        },
-        Err(e) => {
-            println!(
-                "no example migrations ({e}); using the built-in plan of synthetic migrations"
+    let migrations = if a.qemu {
+        if !a.guest.join("vmlinuz").is_file() {
+            bail!(
+                "{}: no guest kernel; run scripts/setup-qemu.sh (it installs QEMU and builds the guest), or pass --guest DIR",
+                a.guest.display()
             );
-            DemoPlan::builtin()
+        }
+        DemoMigrations::Qemu {
+            guest: std::fs::canonicalize(&a.guest)
+                .with_context(|| a.guest.display().to_string())?,
+        }
+    } else {
+        if !a.examples.join("migrations").is_dir() {
+            bail!(
+                "{}: no migrations/ folder; run the demo from the repository root or pass --examples",
+                a.examples.display()
+            );
+        }
+        DemoMigrations::Replay {
+            examples: std::fs::canonicalize(&a.examples)
+                .with_context(|| a.examples.display().to_string())?,
+            count: a.migrations,
         }
     };
-    let opts = DemoOptions {
-        out_dir: out_dir.clone(),
-        plan,
-    };
     println!(
-        "migwatt demo: the measurement pipeline on emulated hardware; output in {}",
+        "migwatt demo: the calibration campaign (`migwatt calibrate run`) on emulated meters; output in {}",
         out_dir.display()
     );
-    let progress = Arc::new(super::meter::StderrProgress::new());
-    let report = run_demo(
-        &opts,
-        &cancel,
-        &mut |line| println!("{line}"),
-        Some(progress),
-    )?;
-    println!();
-    println!("Where everything went:");
-    println!(
-        "  samples (Parquet, hive-partitioned): {}",
-        report.samples_dir.display()
-    );
-    for (b, p) in &report.baselines {
-        println!("  baseline of {}: {}", b.host, p.display());
+    match &migrations {
+        DemoMigrations::Replay { examples, count } => println!(
+            "EMULATED: {count} migrations replayed from real QEMU migrations recorded by the collector in {}",
+            examples.join("migrations").display()
+        ),
+        DemoMigrations::Qemu { guest } => println!(
+            "REAL: live migrations of a tiny QEMU guest ({}) between two local QEMU processes",
+            guest.display()
+        ),
     }
-    println!("  migration windows: {}", report.windows_path.display());
-    println!("  energy observations: {}", report.energy_path.display());
     println!(
-        "  per-window data quality: {}",
-        report.quality_path.display()
+        "EMULATED: two Watts up? PRO meters on pseudo-terminals; each host idles at a fixed P_0 and draws extra power \
+         while a migration runs (source {} W + {} J per MB, destination {} W + {} J per MB)",
+        calibrate::campaign::config::EmulationConfig::default().migrating_w,
+        calibrate::campaign::config::EmulationConfig::default().source_j_per_mb,
+        calibrate::campaign::config::EmulationConfig::default().migrating_w,
+        calibrate::campaign::config::EmulationConfig::default().destination_j_per_mb,
     );
-    if let Some(m) = &report.energy_model {
-        println!("  energy model (coefficient file): {}", m.display());
-    }
+    println!(
+        "REAL: the serial protocol, capture, journal, Parquet datasets, P_0, integration, model fits, verdicts and report"
+    );
+    let cancel = super::meter::cancel_on_signals()?;
+    let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
+        Arc::new(super::campaign::Bars::new())
+    } else {
+        Arc::new(super::campaign::Lines::default())
+    };
+    let opts = RunOptions {
+        cancel,
+        progress: progress.clone(),
+        redo: Vec::new(),
+        emulated_notes: Vec::new(),
+    };
+    let got = run_demo(&out_dir, &migrations, &opts);
+    drop(opts);
+    drop(progress);
+    let (config, outcome) = got?;
+    super::campaign::print_outcome(&outcome);
     println!();
+    println!("the demo's config: {}", config.display());
     println!(
-        "Emulated: the two power meters and the hosts' power draw (following the migrations' times and volumes as said above)."
+        "rerun or resume it with: migwatt calibrate run {}",
+        config.display()
     );
-    println!("Real: serial protocol over pseudo-terminals, capture, journal, Parquet, baseline, integration, model fit.");
+    match outcome
+        .report
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "html"))
+    {
+        Some(r) => println!("open the report: {}", r.display()),
+        None => println!("no report was written (see the messages above)"),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -97,6 +97,11 @@ pub struct IntegrateArgs {
     /// above 1.5 x this is a gap
     #[arg(long, value_name = "S")]
     interval_s: Option<f64>,
+    /// Place each record at the middle of the interval it averages instead of at its
+    /// arrival (a Watts up? record is the mean of the second before it arrives; without
+    /// this a window loses about one interval of its extra power)
+    #[arg(long)]
+    midpoint: bool,
 }
 
 fn parse_p0(s: &str) -> Result<(String, f64), String> {
@@ -190,6 +195,7 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
         rule,
         min_coverage: a.min_coverage,
         interval_ns: interval_ns(a.interval_s)?,
+        midpoint: a.midpoint,
     };
     let p0 = collect_p0(&a)?;
     let windows = read_windows(&a.windows)?;

@@ -2,6 +2,7 @@
 //! library functions.
 
 pub mod calibrate;
+pub mod campaign;
 pub mod datasets;
 pub mod demo;
 pub mod energy;

@@ -1,0 +1,159 @@
+//! Local QEMU processes for one migration (`[hypervisor.launch]`): a source guest and an
+//! incoming destination on this machine, joined over loopback TCP.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::config::LaunchConfig;
+use super::plan::PlannedRun;
+use super::CampaignError;
+
+/// A source and a destination QEMU, both killed when dropped (and when migwatt dies).
+#[derive(Debug)]
+pub struct LocalPair {
+    children: Vec<Child>,
+    /// Source QMP socket.
+    pub source_qmp: PathBuf,
+    /// Destination QMP socket.
+    pub destination_qmp: PathBuf,
+    /// Migration URI (loopback TCP).
+    pub uri: String,
+    /// Source serial console log.
+    pub source_serial: PathBuf,
+}
+
+impl Drop for LocalPair {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16, CampaignError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| CampaignError::Launch(format!("no free loopback port: {e}")))?;
+    Ok(l.local_addr()
+        .map_err(|e| CampaignError::Launch(e.to_string()))?
+        .port())
+}
+
+fn spawn(
+    l: &LaunchConfig,
+    run: &PlannedRun,
+    dir: &Path,
+    name: &str,
+    incoming: Option<&str>,
+) -> Result<Child, CampaignError> {
+    let workload_args = l
+        .workload_args
+        .get(&run.workload)
+        .cloned()
+        .unwrap_or_default();
+    let mut cmd = Command::new(&l.qemu);
+    for a in &l.args {
+        cmd.arg(run.expand(a, &[("workload_args", workload_args.clone())]));
+    }
+    cmd.arg("-m")
+        .arg(format!("{}M", (run.vm_mem_bytes >> 20).max(16)))
+        .arg("-qmp")
+        .arg(format!(
+            "unix:{},server=on,wait=off",
+            dir.join(format!("{name}.qmp")).display()
+        ))
+        .arg("-serial")
+        .arg(format!(
+            "file:{}",
+            dir.join(format!("{name}.serial")).display()
+        ));
+    if let Some(uri) = incoming {
+        cmd.arg("-incoming").arg(uri);
+    }
+    let stderr = std::fs::File::create(dir.join(format!("{name}.stderr")))
+        .map_err(|e| CampaignError::Launch(format!("{}: {e}", dir.display())))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr));
+    // SAFETY: prctl is async-signal-safe; a guest must not outlive a killed campaign (the
+    // resumed run starts its own).
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL))
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd.spawn().map_err(|e| {
+        CampaignError::Launch(format!(
+            "{}: {e} (is QEMU installed? scripts/setup-qemu.sh installs it)",
+            l.qemu
+        ))
+    })
+}
+
+/// Start the pair for `run` in `dir` and wait until the source guest is ready.
+pub fn start(
+    l: &LaunchConfig,
+    run: &PlannedRun,
+    dir: &Path,
+    cancel: &meter::Cancel,
+) -> Result<LocalPair, CampaignError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CampaignError::Launch(format!("{}: {e}", dir.display())))?;
+    for f in [
+        "source.qmp",
+        "destination.qmp",
+        "source.serial",
+        "destination.serial",
+    ] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let port = free_port()?;
+    let uri = format!("tcp:127.0.0.1:{port}");
+    let mut pair = LocalPair {
+        children: Vec::new(),
+        source_qmp: dir.join("source.qmp"),
+        destination_qmp: dir.join("destination.qmp"),
+        uri: uri.clone(),
+        source_serial: dir.join("source.serial"),
+    };
+    pair.children
+        .push(spawn(l, run, dir, "destination", Some(&uri))?);
+    pair.children.push(spawn(l, run, dir, "source", None)?);
+    let deadline = Instant::now() + Duration::from_secs_f64(l.ready_timeout_s);
+    loop {
+        for (c, name) in pair.children.iter_mut().zip(["destination", "source"]) {
+            if let Ok(Some(st)) = c.try_wait() {
+                let err =
+                    std::fs::read_to_string(dir.join(format!("{name}.stderr"))).unwrap_or_default();
+                return Err(CampaignError::Launch(format!(
+                    "{name} QEMU exited ({st}) before the migration: {}",
+                    err.trim()
+                )));
+            }
+        }
+        let sockets = pair.source_qmp.exists() && pair.destination_qmp.exists();
+        let ready = match &l.ready {
+            None => true,
+            Some(text) => std::fs::read_to_string(&pair.source_serial)
+                .is_ok_and(|s| s.contains(text.as_str())),
+        };
+        if sockets && ready {
+            return Ok(pair);
+        }
+        if cancel.is_cancelled() {
+            return Err(CampaignError::Cancelled);
+        }
+        if Instant::now() > deadline {
+            return Err(CampaignError::Launch(format!(
+                "the source guest was not ready after {:.0} s (waiting for {:?} in {})",
+                l.ready_timeout_s,
+                l.ready.as_deref().unwrap_or("its QMP socket"),
+                pair.source_serial.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,1209 @@
+//! The campaign engine (see the module docs of [`super`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use datasets::energy::{write_energy, write_window_quality, Format};
+use datasets::migrations::MigrationRow;
+use datasets::rounds::RoundRow;
+use meter::baseline::{baseline_from_dir, write_baseline, BaselineOptions};
+use meter::capture::{run_capture, CaptureConfig, CaptureReport, MeterSpec, MeterStatus};
+use meter::emulator::{EmulatorConfig, EmulatorHandle, LivePower, Profile};
+use meter::integrate::{integrate, IntegrateOptions};
+use meter::Cancel;
+use trainer::coef::CoefficientFile;
+
+use super::config::{HypervisorKind, LoadedConfig};
+use super::journal::{Entry, Journal};
+use super::plan::{self, PlannedRun};
+use super::{launch, step, CampaignError, Event, Progress};
+use crate::output::{safe_name, write_datasets};
+use crate::summary::{
+    CampaignSummary, FailedMigration, HostSummary, MigrationCounts, ModelSummary, ProducedFile,
+    SummaryPaths, SUMMARY_VERSION,
+};
+use crate::{IngestOptions, LogKind, Migration};
+
+/// How to run a campaign.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Stop request (Ctrl-C): the current migration is cancelled, finished work is kept.
+    pub cancel: Cancel,
+    /// Where events go.
+    pub progress: Arc<dyn Progress>,
+    /// Migrations to redo even if the journal says they are done.
+    pub redo: Vec<String>,
+    /// Extra sentences for the summary's `emulated` list (the demo says what it emulates).
+    pub emulated_notes: Vec<String>,
+}
+
+/// What a finished campaign produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The campaign folder.
+    pub out_dir: PathBuf,
+    /// The summary written.
+    pub summary: CampaignSummary,
+    /// `summary.json`.
+    pub summary_path: PathBuf,
+    /// `report.html` and `report.md`.
+    pub report: Vec<PathBuf>,
+    /// Migrations skipped because an earlier run finished them.
+    pub resumed_migrations: usize,
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CampaignError + '_ {
+    move |source| CampaignError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The emulated hosts' power, set from what the running migration does.
+struct EmulatedPower {
+    hosts: Vec<(LivePower, f64, f64)>, // (power, idle W, J/MB)
+    migrating_w: f64,
+}
+
+impl EmulatedPower {
+    /// Idle, or migrating at `bytes_per_s`.
+    fn set(&self, bytes_per_s: Option<f64>) {
+        for (p, idle, j_per_mb) in &self.hosts {
+            let w = match bytes_per_s {
+                None => *idle,
+                Some(r) => idle + self.migrating_w + j_per_mb * r.max(0.0) / 1e6,
+            };
+            p.set_watts(w);
+        }
+    }
+}
+
+/// Forwards the capture's status to the campaign's progress, and keeps the latest.
+struct CaptureSink {
+    progress: Arc<dyn Progress>,
+    latest: Mutex<Vec<MeterStatus>>,
+}
+
+impl meter::capture::ProgressSink for CaptureSink {
+    fn status(&self, meters: &[MeterStatus]) {
+        if let Ok(mut l) = self.latest.lock() {
+            *l = meters.to_vec();
+        }
+        self.progress.event(&Event::Meters(
+            meters
+                .iter()
+                .map(|m| (m.name.clone(), m.samples, m.watts))
+                .collect(),
+        ));
+    }
+    fn event(&self, message: &str) {
+        self.progress
+            .event(&Event::Log(format!("capture: {message}")));
+    }
+}
+
+/// A running capture of both meters (and their emulators, if any).
+struct Capture {
+    cancel: Cancel,
+    thread: Option<std::thread::JoinHandle<Result<CaptureReport, meter::capture::CaptureError>>>,
+    sink: Arc<CaptureSink>,
+    emulators: Vec<EmulatorHandle>,
+}
+
+impl Capture {
+    fn samples_of_all(&self) -> Vec<u64> {
+        self.sink
+            .latest
+            .lock()
+            .map(|l| l.iter().map(|m| m.samples).collect())
+            .unwrap_or_default()
+    }
+
+    fn check_alive(&mut self) -> Result<(), CampaignError> {
+        if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            let t = self.thread.take().expect("checked above");
+            return match t.join() {
+                Ok(Ok(_)) => Err(CampaignError::Step {
+                    step: "capture",
+                    message: "the capture stopped early".into(),
+                }),
+                Ok(Err(e)) => Err(CampaignError::Step {
+                    step: "capture",
+                    message: e.to_string(),
+                }),
+                Err(_) => Err(CampaignError::Step {
+                    step: "capture",
+                    message: "the capture thread panicked".into(),
+                }),
+            };
+        }
+        Ok(())
+    }
+
+    fn stop(mut self) -> Result<Option<CaptureReport>, CampaignError> {
+        self.cancel.cancel();
+        let r = match self.thread.take() {
+            Some(t) => match t.join() {
+                Ok(r) => Some(r.map_err(step("capture"))?),
+                Err(_) => {
+                    return Err(CampaignError::Step {
+                        step: "capture",
+                        message: "the capture thread panicked".into(),
+                    })
+                }
+            },
+            None => None,
+        };
+        for e in self.emulators.drain(..) {
+            let _ = e.stop();
+        }
+        Ok(r)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sleep `total_s` in small steps, reporting progress; false when cancelled.
+fn wait(
+    what: &'static str,
+    total_s: f64,
+    opts: &RunOptions,
+    cap: &mut Capture,
+) -> Result<(), CampaignError> {
+    let start = Instant::now();
+    loop {
+        let e = start.elapsed().as_secs_f64();
+        opts.progress.event(&Event::Wait {
+            what,
+            elapsed_s: e.min(total_s),
+            total_s,
+        });
+        if e >= total_s {
+            return Ok(());
+        }
+        if opts.cancel.is_cancelled() {
+            return Err(CampaignError::Cancelled);
+        }
+        cap.check_alive()?;
+        std::thread::sleep(Duration::from_secs_f64((total_s - e).clamp(0.0, 0.25)));
+    }
+}
+
+fn say(opts: &RunOptions, s: impl Into<String>) {
+    opts.progress.event(&Event::Log(s.into()));
+}
+
+fn start_capture(
+    lc: &LoadedConfig,
+    out: &Path,
+    opts: &RunOptions,
+) -> Result<(Capture, Option<EmulatedPower>), CampaignError> {
+    let c = &lc.config;
+    let cancel = Cancel::new();
+    let mut emulators = Vec::new();
+    let mut live = Vec::new();
+    let mut meters = Vec::new();
+    let e = &c.emulation;
+    for (h, role, idle, j_per_mb, seed) in [
+        (&c.source, "source", e.source_idle_w, e.source_j_per_mb, 11),
+        (
+            &c.destination,
+            "destination",
+            e.destination_idle_w,
+            e.destination_j_per_mb,
+            12,
+        ),
+    ] {
+        let device = if h.is_emulated() {
+            let links = out.join(".meters");
+            std::fs::create_dir_all(&links).map_err(io(&links))?;
+            let power = LivePower::new(idle);
+            let cfg = EmulatorConfig {
+                profile: Profile::Live(power.clone()),
+                link: Some(links.join(role)),
+                noise_w: e.noise_w,
+                seed: seed + now_ns() as u64 % 1000,
+                ..EmulatorConfig::default()
+            };
+            let em = meter::emulator::start(cfg, cancel.clone())
+                .map_err(step("starting the emulated meter"))?;
+            let p = em.path().to_path_buf();
+            emulators.push(em);
+            live.push((power, idle, j_per_mb));
+            p
+        } else {
+            lc.resolve(Path::new(&h.meter))
+        };
+        meters.push(MeterSpec {
+            name: h.host.clone(),
+            device,
+        });
+    }
+    let samples = out.join("samples");
+    let mut cfg = CaptureConfig::new(meters, &samples);
+    cfg.settle = Duration::from_millis(100);
+    let sink = Arc::new(CaptureSink {
+        progress: opts.progress.clone(),
+        latest: Mutex::new(Vec::new()),
+    });
+    let (cc, s2) = (cancel.clone(), sink.clone());
+    let thread = std::thread::Builder::new()
+        .name("capture".into())
+        .spawn(move || run_capture(cfg, cc, s2))
+        .map_err(step("starting the capture"))?;
+    let power = (!live.is_empty()).then_some(EmulatedPower {
+        hosts: live,
+        migrating_w: e.migrating_w,
+    });
+    Ok((
+        Capture {
+            cancel,
+            thread: Some(thread),
+            sink,
+            emulators,
+        },
+        power,
+    ))
+}
+
+/// Lock the campaign folder for this process (released when the file closes).
+fn lock(out: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, CampaignError> {
+    let p = out.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(io(&p))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| CampaignError::Locked(out.to_path_buf()))
+}
+
+/// Run (or resume) the campaign of `lc`.
+pub fn run(lc: &LoadedConfig, opts: &RunOptions) -> Result<Outcome, CampaignError> {
+    let c = &lc.config;
+    let out = lc.out_dir();
+    std::fs::create_dir_all(&out).map_err(io(&out))?;
+    let _lock = lock(&out)?;
+    let config_copy = out.join("campaign.toml");
+    let text = std::fs::read(&lc.path).map_err(io(&lc.path))?;
+    datasets::io::write_bytes_atomic(&config_copy, &text).map_err(step("copying the config"))?;
+    let mut journal = Journal::open(&out.join("journal.jsonl"))?;
+    let resumed = journal.state().runs > 0;
+    journal.record(Entry::Started {
+        utc_ns: now_ns(),
+        toolkit_version: env!("CARGO_PKG_VERSION").into(),
+    })?;
+    let replay = match (&c.hypervisor.kind, &c.hypervisor.replay) {
+        (HypervisorKind::Replay, Some(dir)) => Some(read_replay(&lc.resolve(dir))?),
+        _ => None,
+    };
+    let planned = plan::build(c, replay.as_deref())?;
+    if planned.is_empty() {
+        return Err(CampaignError::Plan("the plan has no migration".into()));
+    }
+    for id in &opts.redo {
+        if !planned.iter().any(|p| &p.migration_id == id) {
+            return Err(CampaignError::Plan(format!(
+                "--redo {id}: no such migration in the plan (ids look like {})",
+                planned[0].migration_id
+            )));
+        }
+    }
+    let is_done =
+        |j: &Journal, id: &str| j.state().done.contains(id) && !opts.redo.iter().any(|r| r == id);
+    let todo: Vec<&PlannedRun> = planned
+        .iter()
+        .filter(|p| !is_done(&journal, &p.migration_id))
+        .collect();
+    let already = planned.len() - todo.len();
+    if resumed {
+        say(
+            opts,
+            format!(
+                "resuming {}: {} of {} migrations already done{}",
+                out.display(),
+                already,
+                planned.len(),
+                if journal.state().unreadable.is_empty() {
+                    String::new()
+                } else {
+                    " (the last journal line was cut by the kill; its step is redone)".into()
+                }
+            ),
+        );
+    }
+    let need_capture = journal.state().baseline.is_none() || !todo.is_empty();
+    if need_capture {
+        opts.progress.event(&Event::Phase("capture"));
+        let (mut cap, power) = start_capture(lc, &out, opts)?;
+        say(
+            opts,
+            format!(
+                "capturing {} and {} into {}",
+                c.source.host,
+                c.destination.host,
+                out.join("samples").display()
+            ),
+        );
+        // Every meter must be logging before anything is measured.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = cap.samples_of_all();
+            if s.len() == 2 && s.iter().all(|n| *n > 0) {
+                break;
+            }
+            cap.check_alive()?;
+            if opts.cancel.is_cancelled() {
+                cap.stop()?;
+                return Err(CampaignError::Cancelled);
+            }
+            if Instant::now() > deadline {
+                cap.stop()?;
+                return Err(CampaignError::Step {
+                    step: "capture",
+                    message: "a meter sent no sample within 60 s: check its serial device, cable and power".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let r = run_migrations(
+            lc,
+            &out,
+            opts,
+            &mut journal,
+            &mut cap,
+            power.as_ref(),
+            &todo,
+            planned.len(),
+        );
+        let stopped = cap.stop();
+        r?;
+        if let Some(rep) = stopped? {
+            for m in &rep.meters {
+                say(
+                    opts,
+                    format!(
+                        "  {}: {} samples this run, {} gaps",
+                        m.name, m.samples, m.gaps
+                    ),
+                );
+            }
+        }
+    }
+    let failed: Vec<FailedMigration> = journal
+        .state()
+        .unfinished
+        .iter()
+        .filter(|(id, _)| planned.iter().any(|p| &&p.migration_id == id))
+        .map(|(id, reason)| FailedMigration {
+            migration_id: id.clone(),
+            reason: reason.clone().unwrap_or_else(|| "cut".into()),
+        })
+        .collect();
+    let outcome = analyse(lc, &out, opts, &mut journal, &planned, failed)?;
+    journal.record(Entry::Finished { utc_ns: now_ns() })?;
+    Ok(Outcome {
+        resumed_migrations: already,
+        ..outcome
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_migrations(
+    lc: &LoadedConfig,
+    out: &Path,
+    opts: &RunOptions,
+    journal: &mut Journal,
+    cap: &mut Capture,
+    power: Option<&EmulatedPower>,
+    todo: &[&PlannedRun],
+    total: usize,
+) -> Result<(), CampaignError> {
+    let c = &lc.config;
+    if journal.state().baseline.is_none() {
+        opts.progress.event(&Event::Phase("baseline"));
+        say(
+            opts,
+            format!(
+                "measuring P_0: keep both hosts idle for {:.0} s",
+                c.baseline_s
+            ),
+        );
+        let start = now_ns();
+        wait("baseline", c.baseline_s, opts, cap)?;
+        journal.record(Entry::Baseline {
+            start_utc_ns: start,
+            end_utc_ns: now_ns(),
+        })?;
+    } else if !todo.is_empty() {
+        // The capture just started again: let the hosts settle and the meters cover the
+        // stretch before the next window.
+        wait("settle", c.settle_s.max(2.0), opts, cap)?;
+    }
+    if todo.is_empty() {
+        return Ok(());
+    }
+    opts.progress.event(&Event::Phase("migrations"));
+    for (k, run) in todo.iter().enumerate() {
+        opts.progress.event(&Event::MigrationStarted {
+            index: run.index,
+            total,
+            migration_id: run.migration_id.clone(),
+        });
+        journal.record(Entry::MigrationStarted {
+            migration_id: run.migration_id.clone(),
+            utc_ns: now_ns(),
+        })?;
+        let got = execute(lc, out, opts, run, power);
+        if let Some(p) = power {
+            p.set(None);
+        }
+        match got {
+            Ok((m, raw, ext)) => {
+                let rawp = out
+                    .join("raw")
+                    .join(format!("{}.{ext}", safe_name(&run.migration_id)));
+                datasets::io::write_bytes_atomic(&rawp, &raw)
+                    .map_err(step("writing the raw log"))?;
+                write_datasets(out, std::slice::from_ref(&m))
+                    .map_err(step("writing the migration"))?;
+                journal.record(Entry::MigrationDone {
+                    migration_id: run.migration_id.clone(),
+                    utc_ns: now_ns(),
+                })?;
+                opts.progress.event(&Event::MigrationFinished {
+                    index: run.index,
+                    total,
+                    migration_id: run.migration_id.clone(),
+                    outcome: format!(
+                        "{}: {:.1} MB in {:.2} s, {} rounds",
+                        m.row.status,
+                        m.row.v_mig_bytes as f64 / 1e6,
+                        m.row.t_mig_s,
+                        m.row.rounds
+                    ),
+                });
+            }
+            Err(CampaignError::Cancelled) => return Err(CampaignError::Cancelled),
+            Err(e) => {
+                journal.record(Entry::MigrationFailed {
+                    migration_id: run.migration_id.clone(),
+                    reason: e.to_string(),
+                })?;
+                opts.progress.event(&Event::MigrationFinished {
+                    index: run.index,
+                    total,
+                    migration_id: run.migration_id.clone(),
+                    outcome: format!("failed: {e}"),
+                });
+            }
+        }
+        cap.check_alive()?;
+        // Settle after every migration, the last included: its window needs samples after
+        // its end, and the next one must start from P_0.
+        let _ = k;
+        wait("settle", c.settle_s, opts, cap)?;
+    }
+    Ok(())
+}
+
+/// Run one planned migration; returns its rows, the raw log and the log's extension.
+fn execute(
+    lc: &LoadedConfig,
+    out: &Path,
+    opts: &RunOptions,
+    run: &PlannedRun,
+    power: Option<&EmulatedPower>,
+) -> Result<(Migration, Vec<u8>, &'static str), CampaignError> {
+    let c = &lc.config;
+    let h = &c.hypervisor;
+    let (mut m, raw, ext) = match h.kind {
+        HypervisorKind::Replay => replay_one(run, opts, power)?,
+        HypervisorKind::Qemu => {
+            let work = out.join(".qemu").join(safe_name(&run.migration_id));
+            let mut pair = None;
+            let (src, dst, uri) = match &h.launch {
+                Some(l) => {
+                    say(
+                        opts,
+                        format!("{}: starting source and destination QEMU", run.migration_id),
+                    );
+                    let p = launch::start(l, run, &work, &opts.cancel)?;
+                    let t = (
+                        p.source_qmp.clone(),
+                        p.destination_qmp.clone(),
+                        p.uri.clone(),
+                    );
+                    pair = Some(p);
+                    t
+                }
+                None => {
+                    hook(lc, "prepare", h.prepare.as_deref(), run, &[])?;
+                    (
+                        lc.resolve(h.source_qmp.as_deref().unwrap_or(Path::new(""))),
+                        lc.resolve(h.destination_qmp.as_deref().unwrap_or(Path::new(""))),
+                        h.uri.clone().unwrap_or_default(),
+                    )
+                }
+            };
+            let mo = crate::collect::MigrateOptions {
+                source_qmp: src,
+                dest_qmp: dst,
+                uri,
+                bandwidth_bytes_per_s: run.bandwidth_bytes_per_s,
+                downtime_limit_ms: h.downtime_limit_ms,
+                auto_converge: false,
+                timeout: Duration::from_secs_f64(h.timeout_s),
+                poll_interval: Duration::from_millis(50),
+                dirty_rate_sample_s: h.dirty_rate_sample_s,
+                vm: run.vm.clone(),
+                workload: Some(run.workload.clone()),
+                source_host: c.source.host.clone(),
+                destination_host: c.destination.host.clone(),
+            };
+            let stop = AtomicBool::new(false);
+            let mut last: Option<(Instant, u64)> = None;
+            let got = crate::collect::migrate_with(
+                &mo,
+                &stop,
+                &mut |line| say(opts, format!("{}: {line}", run.migration_id)),
+                &mut |reply| {
+                    if opts.cancel.is_cancelled() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    let ram = &reply["ram"];
+                    let Some(sent) = ram["transferred"].as_u64() else {
+                        return;
+                    };
+                    let now = Instant::now();
+                    if let (Some(p), Some((t, b))) = (power, last) {
+                        let dt = now.duration_since(t).as_secs_f64();
+                        if dt > 0.0 {
+                            p.set(Some(sent.saturating_sub(b) as f64 / dt));
+                        }
+                    }
+                    last = Some((now, sent));
+                    opts.progress.event(&Event::MigrationProgress {
+                        migration_id: run.migration_id.clone(),
+                        transferred_bytes: sent,
+                        expected_bytes: ram["total"].as_u64().unwrap_or(run.vm_mem_bytes).max(sent),
+                    });
+                },
+            );
+            drop(pair);
+            if h.launch.is_none() {
+                hook(lc, "cleanup", h.cleanup.as_deref(), run, &[])?;
+            }
+            if opts.cancel.is_cancelled() {
+                return Err(CampaignError::Cancelled);
+            }
+            let got = got.map_err(step("migration"))?;
+            (got.migration, got.log, "qmp.jsonl")
+        }
+        HypervisorKind::Xen | HypervisorKind::Libvirt | HypervisorKind::QemuLog => {
+            let log = lc.resolve(Path::new(&run.expand(h.log.as_deref().unwrap_or(""), &[])));
+            let extra = [("log", log.display().to_string())];
+            hook(lc, "prepare", h.prepare.as_deref(), run, &extra)?;
+            if let Some(p) = power {
+                p.set(Some(0.0));
+            }
+            let r = hook(lc, "migrate", h.migrate.as_deref(), run, &extra);
+            if let Some(p) = power {
+                p.set(None);
+            }
+            hook(lc, "cleanup", h.cleanup.as_deref(), run, &extra)?;
+            r?;
+            let kind = match h.kind {
+                HypervisorKind::Xen => LogKind::Xen,
+                HypervisorKind::Libvirt => LogKind::Libvirt,
+                _ => LogKind::Qemu,
+            };
+            let parsed = crate::ingest_file(kind, &log, &IngestOptions::default())
+                .map_err(step("ingesting the log"))?;
+            let raw = std::fs::read(&log).map_err(io(&log))?;
+            let m = parsed
+                .migrations
+                .into_iter()
+                .last()
+                .ok_or_else(|| CampaignError::Step {
+                    step: "ingesting the log",
+                    message: format!("{}: no migration", log.display()),
+                })?;
+            (m, raw, "log")
+        }
+    };
+    // The plan names what ran: ids, labels and hosts are the campaign's.
+    m.row.migration_id = run.migration_id.clone();
+    m.row.vm = run.vm.clone();
+    m.row.workload = Some(run.workload.clone());
+    m.row.source_host = c.source.host.clone();
+    m.row.destination_host = c.destination.host.clone();
+    for r in &mut m.rounds {
+        r.migration_id = run.migration_id.clone();
+    }
+    Ok((m, raw, ext))
+}
+
+/// Run a hook command through `sh -c`; a non-zero exit is an error naming the hook.
+fn hook(
+    lc: &LoadedConfig,
+    name: &'static str,
+    template: Option<&str>,
+    run: &PlannedRun,
+    extra: &[(&str, String)],
+) -> Result<(), CampaignError> {
+    let Some(t) = template else {
+        return Ok(());
+    };
+    let c = &lc.config;
+    let mut vars: Vec<(&str, String)> = vec![
+        ("source_host", c.source.host.clone()),
+        ("destination_host", c.destination.host.clone()),
+        (
+            "source_qmp",
+            c.hypervisor
+                .source_qmp
+                .as_ref()
+                .map(|p| lc.resolve(p).display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "destination_qmp",
+            c.hypervisor
+                .destination_qmp
+                .as_ref()
+                .map(|p| lc.resolve(p).display().to_string())
+                .unwrap_or_default(),
+        ),
+    ];
+    vars.extend(extra.iter().cloned());
+    let cmd = run.expand(t, &vars);
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .current_dir(&lc.base)
+        .status()
+        .map_err(|e| CampaignError::Step {
+            step: "hook",
+            message: format!("{name}: `{cmd}`: {e}"),
+        })?;
+    if !st.success() {
+        return Err(CampaignError::Step {
+            step: "hook",
+            message: format!("{name}: `{cmd}` exited with {st}"),
+        });
+    }
+    Ok(())
+}
+
+/// Replay a recorded migration: the emulated hosts draw power for its recorded duration at
+/// its recorded throughput; the rows are the recorded ones, re-timed to now.
+fn replay_one(
+    run: &PlannedRun,
+    opts: &RunOptions,
+    power: Option<&EmulatedPower>,
+) -> Result<(Migration, Vec<u8>, &'static str), CampaignError> {
+    let Some((row, rounds)) = &run.replay else {
+        return Err(CampaignError::Plan(format!(
+            "{}: nothing to replay",
+            run.migration_id
+        )));
+    };
+    let rate = row.v_mig_bytes as f64 / row.t_mig_s;
+    let start = now_ns();
+    let t0 = Instant::now();
+    if let Some(p) = power {
+        p.set(Some(rate));
+    }
+    loop {
+        let e = t0.elapsed().as_secs_f64();
+        opts.progress.event(&Event::MigrationProgress {
+            migration_id: run.migration_id.clone(),
+            transferred_bytes: (rate * e).min(row.v_mig_bytes as f64) as u64,
+            expected_bytes: row.v_mig_bytes,
+        });
+        if e >= row.t_mig_s {
+            break;
+        }
+        if opts.cancel.is_cancelled() {
+            return Err(CampaignError::Cancelled);
+        }
+        std::thread::sleep(Duration::from_secs_f64((row.t_mig_s - e).clamp(0.0, 0.1)));
+    }
+    let end = now_ns();
+    let shift = row.start_utc_ns.map_or(0, |s| start - s);
+    let mut r = row.clone();
+    r.start_utc_ns = Some(start);
+    r.end_utc_ns = Some(end);
+    let rounds: Vec<RoundRow> = rounds
+        .iter()
+        .map(|x| {
+            let mut x = x.clone();
+            x.start_utc_ns = x.start_utc_ns.map(|t| t + shift);
+            x
+        })
+        .collect();
+    let raw = serde_json::json!({
+        "replayed": row.migration_id,
+        "start_utc_ns": start,
+        "end_utc_ns": end,
+        "recorded": row,
+    });
+    Ok((
+        Migration { row: r, rounds },
+        format!("{raw}\n").into_bytes(),
+        "replay.json",
+    ))
+}
+
+fn read_replay(dir: &Path) -> Result<Vec<(MigrationRow, Vec<RoundRow>)>, CampaignError> {
+    let rows = datasets::migrations::read_migrations(&dir.join("migrations"))
+        .or_else(|_| datasets::migrations::read_migrations(dir))
+        .map_err(step("reading the migrations to replay"))?;
+    let rounds_dir = if dir.join("rounds").is_dir() {
+        dir.join("rounds")
+    } else {
+        dir.parent().map(|p| p.join("rounds")).unwrap_or_default()
+    };
+    let rounds = datasets::rounds::read_rounds(&rounds_dir).unwrap_or_default();
+    let mut by_id: BTreeMap<String, Vec<RoundRow>> = BTreeMap::new();
+    for r in rounds {
+        by_id.entry(r.migration_id.clone()).or_default().push(r);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|m| {
+            let mut r = by_id.remove(&m.migration_id).unwrap_or_default();
+            r.sort_by_key(|x| x.round);
+            (m, r)
+        })
+        .collect())
+}
+
+fn rel(out: &Path, p: &Path) -> PathBuf {
+    p.strip_prefix(out)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Baselines, windows, integration, training, verdicts, summary and report.
+fn analyse(
+    lc: &LoadedConfig,
+    out: &Path,
+    opts: &RunOptions,
+    journal: &mut Journal,
+    planned: &[PlannedRun],
+    failed: Vec<FailedMigration>,
+) -> Result<Outcome, CampaignError> {
+    let c = &lc.config;
+    let samples = out.join("samples");
+    let pair = format!(
+        "{}--{}",
+        safe_name(&c.source.host),
+        safe_name(&c.destination.host)
+    );
+    opts.progress.event(&Event::Phase("integrate"));
+    let (b0, b1) = journal
+        .state()
+        .baseline
+        .ok_or_else(|| CampaignError::Step {
+            step: "baseline",
+            message: "no idle stretch was recorded".into(),
+        })?;
+    let mut hosts = Vec::new();
+    let mut p0 = BTreeMap::new();
+    let sample_counts = sample_counts(&samples);
+    for (h, role) in [(&c.source, "source"), (&c.destination, "destination")] {
+        let b = baseline_from_dir(
+            &samples,
+            &h.host,
+            &BaselineOptions {
+                range_utc_ns: Some((b0, b1)),
+                max_spread_w: c.baseline_max_spread_w,
+                ..BaselineOptions::default()
+            },
+        )
+        .map_err(step("baseline"))?;
+        let path = out
+            .join("baselines")
+            .join(format!("p0-{}.json", safe_name(&h.host)));
+        std::fs::create_dir_all(out.join("baselines")).map_err(io(out))?;
+        write_baseline(&path, &b).map_err(step("baseline"))?;
+        say(
+            opts,
+            format!(
+                "P_0 of {} ({role}): {:.2} W (spread {:.2} W over {} samples)",
+                h.host, b.p0_watts, b.spread_w, b.sample_count
+            ),
+        );
+        p0.insert(h.host.clone(), b.p0_watts);
+        hosts.push(HostSummary {
+            role: role.into(),
+            host: h.host.clone(),
+            meter: h.meter.clone(),
+            p0_w: Some(b.p0_watts),
+            baseline: Some(rel(out, &path)),
+            samples: sample_counts.get(&h.host).copied().unwrap_or(0),
+        });
+    }
+    let done = &journal.state().done;
+    let mut rows: Vec<MigrationRow> = if out.join("migrations").is_dir() {
+        datasets::migrations::read_migrations(&out.join("migrations"))
+            .map_err(step("reading migrations"))?
+    } else {
+        Vec::new()
+    };
+    rows.retain(|r| {
+        done.contains(&r.migration_id) && planned.iter().any(|p| p.migration_id == r.migration_id)
+    });
+    rows.sort_by_key(|r| {
+        planned
+            .iter()
+            .position(|p| p.migration_id == r.migration_id)
+    });
+    let (mut windows, _) = datasets::migrations::windows_of(&rows);
+    let pad_ns = (c.window_pad_s * 1e9) as i64;
+    for w in &mut windows {
+        w.start_utc_ns -= pad_ns;
+        w.end_utc_ns += pad_ns;
+    }
+    let windows_path = out.join("windows.parquet");
+    let energy_path = out.join("energy.parquet");
+    let quality_path = out.join("window-quality.parquet");
+    let mut worst = None;
+    let mut n_obs = 0;
+    if !windows.is_empty() {
+        datasets::windows::write_windows(&windows_path, &windows)
+            .map_err(step("writing windows"))?;
+        let integ = integrate(
+            &samples,
+            &windows_path,
+            &windows,
+            &p0,
+            &IntegrateOptions {
+                min_coverage: c.thresholds.coverage_pct / 100.0,
+                midpoint: true,
+                ..IntegrateOptions::default()
+            },
+            &opts.cancel,
+            &mut |_| {},
+        )
+        .map_err(step("integrate"))?;
+        write_energy(&energy_path, Format::Parquet, &integ.observations, &[])
+            .map_err(step("writing energy"))?;
+        write_window_quality(&quality_path, Format::Parquet, &integ.windows, &[])
+            .map_err(step("writing window quality"))?;
+        n_obs = integ.observations.len();
+        for w in &integ.windows {
+            let cov = w.coverage;
+            if worst
+                .as_ref()
+                .is_none_or(|(_, _, c): &(String, String, f64)| cov < *c)
+            {
+                worst = Some((w.migration_id.clone(), w.host.clone(), cov));
+            }
+        }
+        say(
+            opts,
+            format!(
+                "energy of {} migration(s) integrated ({} window(s) left out for coverage)",
+                n_obs,
+                integ.windows.iter().filter(|w| !w.included).count()
+            ),
+        );
+    }
+    opts.progress.event(&Event::Phase("train"));
+    let models_dir = out.join("models").join(&pair);
+    let (energy_model, gamma_model) = match journal.state().trained.clone() {
+        Some((e, g)) if e.as_ref().is_none_or(|p| out.join(p).is_file()) => {
+            (e.map(|p| out.join(p)), g.map(|p| out.join(p)))
+        }
+        _ => {
+            let e = if n_obs >= 3 {
+                let mut t =
+                    trainer::TrainOptions::new(vec![energy_path.clone()], models_dir.clone());
+                t.name = Some("energy".into());
+                // Five folds when there are enough migrations, else leave-one-out.
+                t.folds = if n_obs >= 10 { 5 } else { n_obs };
+                match trainer::train::train_energy(&t, false, &trainer::Control::none()) {
+                    Ok(v) => v.into_iter().next().map(|t| t.path),
+                    Err(e) => {
+                        say(opts, format!("energy model not fitted: {e}"));
+                        None
+                    }
+                }
+            } else {
+                say(
+                    opts,
+                    format!(
+                        "energy model not fitted: {n_obs} usable migration(s), at least 3 needed"
+                    ),
+                );
+                None
+            };
+            let g = if !rows.is_empty() && out.join("rounds").is_dir() {
+                let mut t =
+                    trainer::TrainOptions::new(vec![out.join("rounds")], models_dir.clone());
+                t.folds = 0;
+                t.name = Some("gamma".into());
+                let go = trainer::train::GammaOptions {
+                    hypervisor: None,
+                    workload: None,
+                    migrations: vec![out.join("migrations")],
+                    include_last: false,
+                };
+                match trainer::train::train_gamma(&t, &go, &trainer::Control::none()) {
+                    Ok(t) => Some(t.path),
+                    Err(e) => {
+                        say(opts, format!("gamma model not fitted: {e}"));
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            journal.record(Entry::Trained {
+                energy_model: e.as_ref().map(|p| rel(out, p)),
+                gamma_model: g.as_ref().map(|p| rel(out, p)),
+            })?;
+            (e, g)
+        }
+    };
+    opts.progress.event(&Event::Phase("evaluate"));
+    let load = |p: &Option<PathBuf>| -> Result<Option<CoefficientFile>, CampaignError> {
+        p.as_ref()
+            .map(|p| trainer::coef::load(p).map_err(step("reading a model")))
+            .transpose()
+    };
+    let (ef, gf) = (load(&energy_model)?, load(&gamma_model)?);
+    let verdicts = super::verdicts(&c.thresholds, ef.as_ref(), worst.as_ref(), n_obs);
+    let mut models = Vec::new();
+    for (kind, f, p) in [("energy", &ef, &energy_model), ("gamma", &gf, &gamma_model)] {
+        if let (Some(f), Some(p)) = (f, p) {
+            models.push(ModelSummary {
+                kind: kind.into(),
+                path: rel(out, p),
+                equation: equation(f),
+                r_squared: f.fit.r_squared,
+                n_rows: f.fit.n_rows as usize,
+                cv_mape: f
+                    .fit
+                    .cross_validation
+                    .as_ref()
+                    .and_then(|c| c.mape_percent)
+                    .map(|m| m / 100.0),
+            });
+        }
+    }
+    let mut emulated = opts.emulated_notes.clone();
+    for h in [&c.source, &c.destination] {
+        if h.is_emulated() {
+            emulated.push(format!(
+                "the power meter of {}: an emulated Watts up? PRO on a pseudo-terminal whose power follows the running migration's throughput (idle {} W + {} W + {} J per MB)",
+                h.host,
+                if h.host == c.source.host { c.emulation.source_idle_w } else { c.emulation.destination_idle_w },
+                c.emulation.migrating_w,
+                if h.host == c.source.host { c.emulation.source_j_per_mb } else { c.emulation.destination_j_per_mb },
+            ));
+        }
+    }
+    if c.hypervisor.kind == HypervisorKind::Replay {
+        emulated.push("the migrations: replays of recorded real QEMU migrations (their volumes, durations and rounds), re-timed to this run".into());
+    }
+    let mut real = vec![
+        "serial protocol, capture, journal and Parquet samples".to_string(),
+        "P_0, window integration, model fits, cross-validation and verdicts".to_string(),
+    ];
+    match c.hypervisor.kind {
+        HypervisorKind::Qemu => real.push("live migrations of QEMU guests driven over QMP".into()),
+        HypervisorKind::Replay => {}
+        k => real.push(format!(
+            "{} migrations run by the `migrate` command and ingested from their logs",
+            k.as_str()
+        )),
+    }
+    let accepted = verdicts.iter().all(|v| v.passed);
+    let converged = rows.iter().filter(|r| r.converged).count();
+    let mut files = vec![
+        ProducedFile {
+            path: "campaign.toml".into(),
+            description: "the config this campaign ran with".into(),
+        },
+        ProducedFile {
+            path: "journal.jsonl".into(),
+            description: "the campaign journal (what finished when; makes the campaign resumable)"
+                .into(),
+        },
+        ProducedFile {
+            path: "samples".into(),
+            description: "power samples of both meters (Parquet, host=/date= partitions)".into(),
+        },
+        ProducedFile {
+            path: "baselines".into(),
+            description: "P_0 of each host (JSON)".into(),
+        },
+        ProducedFile {
+            path: "raw".into(),
+            description: "raw migration logs (replayable with `migwatt calibrate ingest`)".into(),
+        },
+        ProducedFile {
+            path: "migrations".into(),
+            description: "migrations dataset (Parquet)".into(),
+        },
+        ProducedFile {
+            path: "rounds".into(),
+            description: "rounds dataset (Parquet)".into(),
+        },
+        ProducedFile {
+            path: "windows.parquet".into(),
+            description: "migration windows per host".into(),
+        },
+        ProducedFile {
+            path: "energy.parquet".into(),
+            description: "energy observations (V_mig, E_mig per migration)".into(),
+        },
+        ProducedFile {
+            path: "window-quality.parquet".into(),
+            description: "coverage, gaps and inclusion of every window".into(),
+        },
+    ];
+    for m in &models {
+        files.push(ProducedFile {
+            path: m.path.clone(),
+            description: format!("{} model coefficient file", m.kind),
+        });
+    }
+    files.push(ProducedFile {
+        path: "summary.json".into(),
+        description: "this summary (machine-readable)".into(),
+    });
+    files.push(ProducedFile {
+        path: "report.html".into(),
+        description: "the report (self-contained)".into(),
+    });
+    files.push(ProducedFile {
+        path: "report.md".into(),
+        description: "the report in Markdown (plots in report-plots/)".into(),
+    });
+    files.retain(|f| {
+        let p = f.path.to_string_lossy();
+        out.join(&f.path).exists() || p.starts_with("summary") || p.starts_with("report")
+    });
+    let summary = CampaignSummary {
+        summary_version: SUMMARY_VERSION.into(),
+        name: c.name.clone(),
+        hardware_pair: pair,
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        toolkit_version: env!("CARGO_PKG_VERSION").into(),
+        hypervisor: c.hypervisor.kind.as_str().into(),
+        hosts,
+        emulated,
+        real,
+        paths: SummaryPaths {
+            samples_dir: "samples".into(),
+            migrations_dir: out.join("migrations").is_dir().then(|| "migrations".into()),
+            rounds_dir: out.join("rounds").is_dir().then(|| "rounds".into()),
+            windows: "windows.parquet".into(),
+            energy: "energy.parquet".into(),
+            window_quality: "window-quality.parquet".into(),
+            energy_model: energy_model.as_ref().map(|p| rel(out, p)),
+            gamma_model: gamma_model.as_ref().map(|p| rel(out, p)),
+        },
+        migrations: MigrationCounts {
+            planned: planned.len(),
+            done: rows.len(),
+            converged,
+            failed,
+        },
+        models,
+        verdicts,
+        accepted,
+        files,
+    };
+    let summary_path = summary.write(out).map_err(step("writing the summary"))?;
+    opts.progress.event(&Event::Phase("report"));
+    let report = render_report(out, opts);
+    Ok(Outcome {
+        out_dir: out.to_path_buf(),
+        summary,
+        summary_path,
+        report,
+        resumed_migrations: 0,
+    })
+}
+
+/// Samples per host over the whole dataset.
+fn sample_counts(samples: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    if let Ok(by_host) = datasets::samples::sample_files_by_host(samples) {
+        for (h, files) in by_host {
+            if let Ok(s) = datasets::samples::read_power_series(&h, &files, None) {
+                out.insert(h, s.len() as u64);
+            }
+        }
+    }
+    out
+}
+
+/// The model as an equation with units, e.g. `E_mig [J] = 7.5e-7 J/B * V_mig [B] + 2.1 J`.
+fn equation(f: &CoefficientFile) -> String {
+    let mut rhs = String::new();
+    for c in &f.coefficients {
+        let term = match &c.feature {
+            Some(col) => {
+                let v = f.features.iter().find(|v| &v.column == col);
+                format!(
+                    "{:.4e} {} * {} [{}]",
+                    c.estimate.abs(),
+                    c.unit,
+                    v.map_or(col.as_str(), |v| v.symbol.as_str()),
+                    v.map_or("", |v| v.unit.as_str())
+                )
+            }
+            None => format!("{:.4} {}", c.estimate.abs(), c.unit),
+        };
+        let sign = if c.estimate < 0.0 { "-" } else { "+" };
+        if rhs.is_empty() {
+            rhs = if c.estimate < 0.0 {
+                format!("-{term}")
+            } else {
+                term
+            };
+        } else {
+            rhs = format!("{rhs} {sign} {term}");
+        }
+    }
+    format!("{} [{}] = {rhs}", f.target.symbol, f.target.unit)
+}
+
+/// Render report.html and report.md; a failure is reported, not fatal (the data is all there
+/// and `migwatt calibrate report DIR` can render it again).
+fn render_report(out: &Path, opts: &RunOptions) -> Vec<PathBuf> {
+    match crate::report::render(out) {
+        Ok(r) => {
+            for w in &r.warnings {
+                say(opts, format!("report: {w}"));
+            }
+            vec![r.html, r.markdown]
+        }
+        Err(e) => {
+            say(opts, format!("report not written: {e}"));
+            Vec::new()
+        }
+    }
+}
