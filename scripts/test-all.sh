@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run every test of migwatt: Rust unit, property and end-to-end tests (the real binary, the
 # meter emulator on real pseudo-terminals, real Parquet), and the migration tests that drive
-# real QEMU processes. Installs what the tests need first (Debian packages through
-# scripts/setup-qemu.sh, Python packages into .venv through scripts/setup-python.sh).
+# real QEMU processes, and the campaign report checked in headless Chromium. Installs what the
+# tests need first (Debian packages through scripts/setup-qemu.sh and scripts/setup-browser.sh,
+# Python packages into .venv through scripts/setup-python.sh).
 # This is the README's test command; .ci/run calls it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,11 @@ cargo test --workspace --doc --locked
 step "real QEMU migrations (installs qemu-system-x86 and builds a tiny guest when missing)"
 guest=$(scripts/setup-qemu.sh | tail -n1)
 # --workspace keeps the feature set of the run above, so nothing is rebuilt.
-MIGWATT_QEMU_GUEST_DIR="$guest" cargo test --workspace --locked --test qemu_migrate -- --ignored --test-threads=1
+MIGWATT_QEMU_GUEST_DIR="$guest" cargo test --workspace --locked --test qemu_migrate --test calibrate_run -- --ignored --test-threads=1
+
+step "the campaign report in headless Chromium (installs Debian's chromium when missing)"
+scripts/setup-browser.sh
+cargo test --workspace --locked --test report_browser -- --ignored
 
 step "notebooks (executed with nbclient on datasets/examples)"
 scripts/test-notebooks.sh

@@ -22,7 +22,10 @@ fn demo_runs_the_campaign_on_the_shipped_examples() {
         stdout.contains("EMULATED: 6 migrations replayed from real QEMU migrations"),
         "{stdout}"
     );
-    assert!(stdout.contains("EMULATED: two Watts up? PRO meters"), "{stdout}");
+    assert!(
+        stdout.contains("EMULATED: two Watts up? PRO meters"),
+        "{stdout}"
+    );
     assert!(stdout.contains("open the report: "), "{stdout}");
     let run = std::fs::read_dir(dir.path())
         .unwrap()
@@ -37,14 +40,18 @@ fn demo_runs_the_campaign_on_the_shipped_examples() {
     }
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
-    for (h, want) in summary["hosts"].as_array().unwrap().iter().zip([118.0, 96.0]) {
+    for (h, want) in summary["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip([118.0, 96.0])
+    {
         assert!((h["p0_w"].as_f64().unwrap() - want).abs() < 0.5, "{h}");
     }
     // The emulated hosts draw 0.45 + 0.30 J per MB plus 3 W while migrating: alpha lies
     // above 0.75 J/MB (the constant draw grows with the duration, which grows with V_mig).
     let pair = summary["hardware_pair"].as_str().unwrap();
-    let model =
-        trainer::coef::load(&run.join(format!("models/{pair}/energy/v1.json"))).unwrap();
+    let model = trainer::coef::load(&run.join(format!("models/{pair}/energy/v1.json"))).unwrap();
     let alpha = model
         .coefficients
         .iter()
@@ -52,9 +59,20 @@ fn demo_runs_the_campaign_on_the_shipped_examples() {
         .unwrap()
         .estimate;
     assert!(alpha > 0.75e-6 && alpha < 1.5e-6, "alpha {alpha} J/B");
-    assert!(summary["emulated"].as_array().unwrap().len() >= 3, "{summary}");
+    assert!(
+        summary["emulated"].as_array().unwrap().len() >= 3,
+        "{summary}"
+    );
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
-    for id in ["summary", "verdicts", "power", "energy", "gamma", "residuals", "files"] {
+    for id in [
+        "summary",
+        "verdicts",
+        "power",
+        "energy",
+        "gamma",
+        "residuals",
+        "files",
+    ] {
         assert!(html.contains(&format!("id=\"{id}\"")), "no section {id}");
     }
     assert!(html.contains("EMULATED"));

@@ -134,7 +134,9 @@ fn replay_plan(rows: &[(MigrationRow, Vec<RoundRow>)], count: usize) -> Vec<Plan
     let per = n.div_ceil(groups.len()).max(1);
     let mut picks = Vec::new();
     for g in groups.values_mut() {
-        g.sort_by(|a, b| (a.0.v_mig_bytes, &a.0.migration_id).cmp(&(b.0.v_mig_bytes, &b.0.migration_id)));
+        g.sort_by(|a, b| {
+            (a.0.v_mig_bytes, &a.0.migration_id).cmp(&(b.0.v_mig_bytes, &b.0.migration_id))
+        });
         let k = per.min(g.len());
         if k == 1 {
             picks.push(g[g.len() - 1]);
@@ -142,7 +144,9 @@ fn replay_plan(rows: &[(MigrationRow, Vec<RoundRow>)], count: usize) -> Vec<Plan
             picks.extend((0..k).map(|i| g[i * (g.len() - 1) / (k - 1)]));
         }
     }
-    picks.sort_by(|a, b| (a.0.v_mig_bytes, &a.0.migration_id).cmp(&(b.0.v_mig_bytes, &b.0.migration_id)));
+    picks.sort_by(|a, b| {
+        (a.0.v_mig_bytes, &a.0.migration_id).cmp(&(b.0.v_mig_bytes, &b.0.migration_id))
+    });
     picks.dedup_by(|a, b| a.0.migration_id == b.0.migration_id);
     // Too many when the groups do not divide `count`: thin evenly, keeping both ends.
     if picks.len() > n {
