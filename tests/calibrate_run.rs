@@ -377,3 +377,93 @@ bandwidths = ["24MiB/s", "48MiB/s"]
     assert!(out.join("models/qa--qb/energy/v1.json").is_file(), "{text}");
     assert!(out.join("report.html").is_file());
 }
+
+/// Log kinds: the campaign runs `migrate` for every planned migration and ingests the log it
+/// wrote. Here `migrate` copies real QMP logs recorded on 2026-11-25 at 16:09 UTC, long before
+/// this capture, so no sample covers their windows: the campaign must still record the
+/// migrations, then fail the thresholds saying why, and exit with status 3.
+#[test]
+fn log_kind_ingests_what_migrate_wrote_and_fails_thresholds_it_cannot_meet() {
+    let d = tempfile::tempdir().unwrap();
+    let raws = d.path().join("raws");
+    std::fs::create_dir_all(&raws).unwrap();
+    let mut src: Vec<_> = std::fs::read_dir(examples().join("raw"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    src.sort();
+    let mut want = Vec::new();
+    for (i, p) in src.iter().take(3).enumerate() {
+        std::fs::copy(p, raws.join(format!("{}.qmp.jsonl", i + 1))).unwrap();
+        let parsed =
+            calibrate::ingest_file(calibrate::LogKind::Qemu, p, &Default::default()).unwrap();
+        want.push(parsed.migrations[0].row.v_mig_bytes);
+    }
+    let p = d.path().join("logs.toml");
+    std::fs::write(
+        &p,
+        r#"name = "logs"
+out = "out"
+baseline_s = 5
+settle_s = 0.5
+
+[source]
+host = "la"
+meter = "emulated"
+
+[destination]
+host = "lb"
+meter = "emulated"
+
+[hypervisor]
+kind = "qemu-log"
+migrate = "mkdir -p logs && cp raws/{repetition}.qmp.jsonl {log}"
+log = "logs/{migration_id}.jsonl"
+
+[[vms]]
+name = "vm"
+mem = "128MiB"
+
+[plan]
+workloads = ["w"]
+repetitions = 3
+"#,
+    )
+    .unwrap();
+    let out = run_cmd(&p).output().unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    let rows = migrations(&d.path().join("out"));
+    assert_eq!(rows.len(), 3, "{text}");
+    for (i, v) in want.iter().enumerate() {
+        let r = &rows[&format!("vm-w-default-r{}", i + 1)];
+        assert_eq!(r.v_mig_bytes, *v);
+        assert_eq!(r.workload.as_deref(), Some("w"));
+        assert_eq!(
+            (r.source_host.as_str(), r.destination_host.as_str()),
+            ("la", "lb")
+        );
+        assert!(d
+            .path()
+            .join(format!("out/raw/{}.log", r.migration_id))
+            .is_file());
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("out/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["accepted"], false);
+    let verdicts = summary["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 3);
+    assert!(verdicts.iter().all(|v| v["passed"] == false), "{summary}");
+    let coverage = &verdicts[2];
+    assert_eq!(coverage["value"].as_f64(), Some(0.0), "{coverage}");
+    assert!(
+        coverage["detail"].as_str().unwrap().contains("--redo"),
+        "{coverage}"
+    );
+    assert!(text.contains("NOT ACCEPTED"), "{text}");
+    assert!(d.path().join("out/report.html").is_file(), "{text}");
+}

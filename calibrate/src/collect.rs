@@ -263,7 +263,14 @@ pub fn migrate_with(
         }
     };
     if final_status == "completed" {
-        dst.wait_event("RESUME", Duration::from_secs(10));
+        // The polling loop may already have recorded the destination's RESUME.
+        let resumed = rec
+            .lines
+            .iter()
+            .any(|l| l["side"] == "destination" && l["event"]["event"].as_str() == Some("RESUME"));
+        if !resumed {
+            dst.wait_event("RESUME", Duration::from_secs(10));
+        }
         // QEMU can report `completed` before filling total-time and downtime: ask again.
         std::thread::sleep(Duration::from_millis(100));
         let (t, r) = src.execute("query-migrate", None, cmd_timeout)?;

@@ -144,7 +144,8 @@ pub struct HypervisorConfig {
     /// Shell command run after each migration, whatever its outcome.
     #[serde(default)]
     pub cleanup: Option<String>,
-    /// Log kinds: the shell command that runs one migration.
+    /// Log kinds: the shell command that runs one migration (None: wait for its log to
+    /// appear, for migrations someone else runs).
     #[serde(default)]
     pub migrate: Option<String>,
     /// Log kinds: the log file `migrate` writes (placeholders allowed), relative to the
@@ -434,7 +435,6 @@ impl Config {
                 }
             }
             HypervisorKind::Xen | HypervisorKind::Libvirt | HypervisorKind::QemuLog => {
-                need("migrate", h.migrate.is_some())?;
                 need("log", h.log.is_some())?;
             }
             HypervisorKind::Replay => need("replay", h.replay.is_some())?,

@@ -586,6 +586,15 @@ fn execute(
                     if opts.cancel.is_cancelled() {
                         stop.store(true, Ordering::Relaxed);
                     }
+                    if matches!(
+                        reply["status"].as_str(),
+                        Some("completed" | "failed" | "cancelled")
+                    ) {
+                        if let Some(p) = power {
+                            p.set(None);
+                        }
+                        return;
+                    }
                     let ram = &reply["ram"];
                     let Some(sent) = ram["transferred"].as_u64() else {
                         return;
@@ -622,17 +631,17 @@ fn execute(
             if let Some(p) = power {
                 p.set(Some(0.0));
             }
-            let r = hook(lc, "migrate", h.migrate.as_deref(), run, &extra);
+            let r = match h.migrate.as_deref() {
+                Some(cmd) => hook(lc, "migrate", Some(cmd), run, &extra),
+                // No command: someone else runs the migration; its log appearing says so.
+                None => wait_for_log(&log, kind_of(h.kind), h.timeout_s, run, opts),
+            };
             if let Some(p) = power {
                 p.set(None);
             }
             hook(lc, "cleanup", h.cleanup.as_deref(), run, &extra)?;
             r?;
-            let kind = match h.kind {
-                HypervisorKind::Xen => LogKind::Xen,
-                HypervisorKind::Libvirt => LogKind::Libvirt,
-                _ => LogKind::Qemu,
-            };
+            let kind = kind_of(h.kind);
             let parsed = crate::ingest_file(kind, &log, &IngestOptions::default())
                 .map_err(step("ingesting the log"))?;
             let raw = std::fs::read(&log).map_err(io(&log))?;
@@ -657,6 +666,61 @@ fn execute(
         r.migration_id = run.migration_id.clone();
     }
     Ok((m, raw, ext))
+}
+
+fn kind_of(k: HypervisorKind) -> LogKind {
+    match k {
+        HypervisorKind::Xen => LogKind::Xen,
+        HypervisorKind::Libvirt => LogKind::Libvirt,
+        _ => LogKind::Qemu,
+    }
+}
+
+/// Wait until `log` exists and holds a complete migration (the engineer or a lab script
+/// runs it), at most `timeout_s`.
+fn wait_for_log(
+    log: &Path,
+    kind: LogKind,
+    timeout_s: f64,
+    run: &PlannedRun,
+    opts: &RunOptions,
+) -> Result<(), CampaignError> {
+    say(
+        opts,
+        format!(
+            "{}: waiting for {} (run the migration of {} now: workload {}, bandwidth {})",
+            run.migration_id,
+            log.display(),
+            run.vm,
+            run.workload,
+            run.bandwidth_bytes_per_s
+                .map_or("default".into(), |b| format!("{b} B/s"))
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout_s);
+    loop {
+        if let Ok(bytes) = std::fs::read(log) {
+            if !crate::parse_log(kind, log, &bytes, &IngestOptions::default())
+                .migrations
+                .is_empty()
+            {
+                return Ok(());
+            }
+        }
+        if opts.cancel.is_cancelled() {
+            return Err(CampaignError::Cancelled);
+        }
+        if Instant::now() > deadline {
+            return Err(CampaignError::Step {
+                step: "migration",
+                message: format!(
+                    "{}: no complete migration after {timeout_s:.0} s",
+                    log.display()
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Run a hook command through `sh -c`; a non-zero exit is an error naming the hook.
