@@ -170,6 +170,9 @@ impl Progress for Lines {
         let line = match e {
             Event::Log(s) => s.clone(),
             Event::Phase(p) => format!("== {p}"),
+            Event::Planned { total, done } => {
+                format!("{total} planned migrations, {done} already done")
+            }
             Event::Wait {
                 what,
                 elapsed_s,
@@ -282,6 +285,10 @@ impl Progress for Bars {
             }
             Event::Phase(p) => {
                 self.campaign.set_message(p.to_string());
+            }
+            Event::Planned { total, done } => {
+                self.campaign.set_length(*total as u64);
+                self.campaign.set_position(*done as u64);
             }
             Event::Wait {
                 what,

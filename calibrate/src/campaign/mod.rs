@@ -76,6 +76,13 @@ pub enum Event {
     /// A phase began: `capture`, `baseline`, `migrations`, `integrate`, `train`,
     /// `evaluate`, `report`.
     Phase(&'static str),
+    /// The plan: `total` migrations, of which `done` finished in earlier runs.
+    Planned {
+        /// Planned migrations.
+        total: usize,
+        /// Already done.
+        done: usize,
+    },
     /// Waiting (baseline or settle): seconds elapsed of the total.
     Wait {
         /// `baseline` or `settle`.

@@ -331,6 +331,10 @@ pub fn run(lc: &LoadedConfig, opts: &RunOptions) -> Result<Outcome, CampaignErro
         .filter(|p| !is_done(&journal, &p.migration_id))
         .collect();
     let already = planned.len() - todo.len();
+    opts.progress.event(&Event::Planned {
+        total: planned.len(),
+        done: already,
+    });
     if resumed {
         say(
             opts,
