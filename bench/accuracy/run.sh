@@ -6,8 +6,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-data=bench/accuracy/data
-out=bench/out/accuracy
+# MIGWATT_ACCURACY_DATA: another recorded campaign (e.g. bench/accuracy/validation).
+data=${MIGWATT_ACCURACY_DATA:-bench/accuracy/data}
+out=bench/out/$(basename "$(dirname "$data/x")")-accuracy
 rm -rf "$out" && mkdir -p "$out/train/migrations" "$out/train/rounds"
 for f in "$data"/migrations/*-r1.parquet; do cp "$f" "$out/train/migrations/"; done
 for f in "$data"/rounds/*-r1.parquet; do cp "$f" "$out/train/rounds/"; done
