@@ -379,6 +379,7 @@ bandwidths = ["24MiB/s", "48MiB/s"]
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["hypervisor"], "qemu");
     assert!(out.join("models/qa--qb/energy/v1.json").is_file(), "{text}");
+    assert!(common::validate_coefficient_files(&out.join("models")) >= 1);
     assert!(out.join("report.html").is_file());
 }
 

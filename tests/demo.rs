@@ -1,6 +1,8 @@
 //! The README's main job: `migwatt demo` runs the calibration campaign on emulated meters
 //! replaying the shipped example migrations, writes the report, and says what was emulated.
 
+mod common;
+
 use std::process::Command;
 
 #[test]
@@ -77,4 +79,5 @@ fn demo_runs_the_campaign_on_the_shipped_examples() {
     }
     assert!(html.contains("EMULATED"));
     assert!(run.join("demo.toml").is_file());
+    assert_eq!(common::validate_coefficient_files(&run.join("models")), 2);
 }

@@ -1,5 +1,7 @@
 //! End-to-end tests of `migwatt predict`, `migwatt rank` and `migwatt evaluate` (issue 6).
 
+mod common;
+
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -27,7 +29,7 @@ fn paper_models(dir: &Path) {
                     "residual_sd": 0.0, "rmse": 0.0, "mae": 0.0, "mape_percent": null,
                     "condition_number": 1.0, "cross_validation": null},
             "provenance": {"inputs": [{"path": "paper", "sha256": "0".repeat(64), "rows": 10, "rows_used": 10}],
-                           "filters": [], "rows_read": 10, "rows_used": 10, "notes": [], "residuals_file": "none"},
+                           "filters": [], "rows_read": 10, "rows_used": 10, "notes": [], "residuals_file": "v1.residuals.parquet"},
             "hardware": {"hosts": [], "cpu_models": [], "memory_bytes": [], "meters": []},
             "toolkit": {"name": "migwatt", "version": "0.1.0"},
             "created_at": "2011-06-08T00:00:00Z"
@@ -59,6 +61,8 @@ fn paper_models(dir: &Path) {
     );
     std::fs::write(dir.join("energy.json"), energy.to_string()).unwrap();
     std::fs::write(dir.join("gamma.json"), gamma.to_string()).unwrap();
+    common::validate_coefficient_file(&dir.join("energy.json"));
+    common::validate_coefficient_file(&dir.join("gamma.json"));
 }
 
 fn json_of(cmd: &mut Command) -> Value {

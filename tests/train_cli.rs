@@ -1,6 +1,8 @@
 //! `migwatt train` and `migwatt models` end to end: real files in, coefficient files out,
 //! every file written loaded back through the validating loader.
 
+mod common;
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 
@@ -71,6 +73,7 @@ fn train_linear_then_list_and_show() {
         assert_eq!(f.model.version, n);
         assert!(models.join(format!("m/v{n}.residuals.parquet")).is_file());
     }
+    assert_eq!(common::validate_coefficient_files(&models), 2);
     migwatt()
         .args(["models", "list", models.to_str().unwrap()])
         .assert()

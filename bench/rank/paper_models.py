@@ -33,7 +33,7 @@ def model(kind, name, equation, target, features, coefs, r2):
         "provenance": {"inputs": [{"path": "paper", "sha256": "0" * 64, "rows": n, "rows_used": n}],
                        "filters": [], "rows_read": n, "rows_used": n,
                        "notes": ["coefficients as published, not fitted here"],
-                       "residuals_file": "none"},
+                       "residuals_file": "v1.residuals.parquet"},
         "hardware": {"hosts": [], "cpu_models": [], "memory_bytes": [], "meters": []},
         "toolkit": {"name": "migwatt", "version": "0.1.0"},
         "created_at": "2011-06-08T00:00:00Z",

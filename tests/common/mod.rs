@@ -116,3 +116,32 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Validate one coefficient file against the JSON Schema in the repository, then load it.
+pub fn validate_coefficient_file(p: &Path) {
+    let schema: serde_json::Value = serde_json::from_str(trainer::coef::SCHEMA_JSON).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{}: {errors:?}", p.display());
+    trainer::coef::load(p).unwrap();
+}
+
+/// Validate every coefficient file (`v<N>.json`) under `dir`; returns how many there were.
+pub fn validate_coefficient_files(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                stack.push(p);
+            } else if name.starts_with('v') && name.ends_with(".json") {
+                validate_coefficient_file(&p);
+                n += 1;
+            }
+        }
+    }
+    n
+}

@@ -327,6 +327,16 @@ impl CoefficientFile {
         if self.model.version == 0 {
             return Err("model.version must be >= 1".into());
         }
+        // The schema's pattern ^v[0-9]+\.residuals\.parquet$, checked without a regex crate.
+        let rf = &self.provenance.residuals_file;
+        let digits = rf
+            .strip_prefix('v')
+            .and_then(|r| r.strip_suffix(".residuals.parquet"));
+        if !digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(format!(
+                "provenance.residuals_file '{rf}' must be v<N>.residuals.parquet"
+            ));
+        }
         if chrono::DateTime::parse_from_rfc3339(&self.created_at).is_err() {
             return Err(format!("created_at '{}' is not RFC 3339", self.created_at));
         }
