@@ -342,6 +342,80 @@ fn evaluate_writes_a_dataset_and_history_uses_earlier_migrations() {
     // Both measured 100 MB; the refined model's second prediction starts from 49 MB.
     let eval = datasets::io::read_parquet_checked(&out, datasets::evaluation::EVALUATION).unwrap();
     assert_eq!(eval.height(), 6);
+    // E_mig (Figure 13): the paper's energy model on the predicted V_mig against measured
+    // energy observations; m2 has none.
+    paper_models(d.path());
+    let energy_obs = d.path().join("energy.parquet");
+    let obs = datasets::energy::EnergyRow {
+        migration_id: "m1".into(),
+        v_mig_bytes: 100_000_000,
+        e_mig_j: 80.0,
+        e_source_j: 50.0,
+        e_destination_j: 30.0,
+        coverage: 1.0,
+        p0_source_w: 100.0,
+        p0_destination_w: 90.0,
+        source_host: "a".into(),
+        destination_host: "b".into(),
+        start_utc_ns: 1_700_000_000_000_000_000,
+        end_utc_ns: 1_700_000_010_000_000_000,
+        workload: None,
+        vm: Some("vm1".into()),
+        vm_mem_bytes: None,
+    };
+    datasets::energy::write_energy(&energy_obs, datasets::energy::Format::Parquet, &[obs], &[])
+        .unwrap();
+    let mut cmd = migwatt();
+    cmd.args(["evaluate", "--migrations"])
+        .arg(&data)
+        .arg("--energy-model")
+        .arg(d.path().join("energy.json"))
+        .arg("--energy")
+        .arg(&energy_obs)
+        .args(["--format", "json", "--out"])
+        .arg(&out);
+    let v = json_of(&mut cmd);
+    let all_sim = v["mape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["model"] == "sim" && g["workload"].is_null())
+        .unwrap()
+        .clone();
+    let df = datasets::io::read_parquet_checked(&out, datasets::evaluation::EVALUATION).unwrap();
+    let f64s = |c: &str| -> Vec<Option<f64>> {
+        let ca = df.column(c).unwrap().f64().unwrap();
+        (0..ca.len()).map(|i| ca.get(i)).collect()
+    };
+    let strs = |c: &str| -> Vec<String> {
+        let ca = df.column(c).unwrap().str().unwrap();
+        (0..ca.len())
+            .map(|i| ca.get(i).unwrap().to_string())
+            .collect()
+    };
+    let (ids, models) = (strs("migration_id"), strs("model"));
+    let at = |id: &str| {
+        (0..ids.len())
+            .find(|&i| ids[i] == id && models[i] == "sim")
+            .unwrap()
+    };
+    let (pv, pe, me, re) = (
+        f64s("predicted_v_mig_bytes"),
+        f64s("predicted_e_mig_j"),
+        f64s("measured_e_mig_j"),
+        f64s("rel_err_e_mig"),
+    );
+    let (i1, i2) = (at("m1"), at("m2"));
+    let want = 0.512 * pv[i1].unwrap() / 1e6 + 20.165;
+    assert!((pe[i1].unwrap() - want).abs() < 1e-9 * want);
+    assert_eq!(me[i1], Some(80.0));
+    assert!((re[i1].unwrap() - (want - 80.0) / 80.0).abs() < 1e-12);
+    assert!(pe[i2].is_some() && me[i2].is_none() && re[i2].is_none());
+    let e = all_sim["e_mig_percent"].as_f64().unwrap();
+    assert!(
+        (e - 100.0 * ((want - 80.0) / 80.0).abs()).abs() < 1e-9,
+        "{e}"
+    );
     // History-driven prediction for m2 from the dataset, through `predict --history`.
     let p = json_of(migwatt().args([
         "predict",

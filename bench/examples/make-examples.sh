@@ -83,7 +83,7 @@ rm -rf "$pty"
   mkdir -p evaluation
   "$mw" evaluate --migrations . --energy-model models/energy --gamma-model models/gamma-qemu \
     --hypervisor qemu --downtime-limit 50 --history --decision-trials 20 --candidates 8 --seed 1 \
-    --out evaluation/evaluation.parquet --format json > evaluation/evaluate.json
+    --energy energy.parquet --out evaluation/evaluation.parquet --format json > evaluation/evaluate.json
   "$mw" datasets check .
 )
 sed -i "s#$out.tmp/#$out/#g" "$out.tmp/campaign.jsonl"

@@ -15,7 +15,7 @@ pub const EVALUATION: DatasetKind = DatasetKind {
     name: "evaluation",
     version: SchemaVersion {
         major: 1,
-        minor: 0,
+        minor: 1,
         patch: 0,
     },
 };
@@ -65,6 +65,12 @@ pub struct EvaluationRow {
     pub rel_err_t_mig: Option<f64>,
     /// Relative error of T_down.
     pub rel_err_t_down: Option<f64>,
+    /// Predicted energy (the energy model applied to the predicted V_mig), J.
+    pub predicted_e_mig_j: Option<f64>,
+    /// Measured energy (the energy observations, eq 14), J.
+    pub measured_e_mig_j: Option<f64>,
+    /// (predicted - measured) / measured E_mig (Figure 13).
+    pub rel_err_e_mig: Option<f64>,
 }
 
 /// Build the columns of an evaluation file.
@@ -96,6 +102,9 @@ pub fn evaluation_frame(rows: &[EvaluationRow]) -> Result<DataFrame, PolarsError
         col!("rel_err_v_mig", |r| r.rel_err_v_mig),
         col!("rel_err_t_mig", |r| r.rel_err_t_mig),
         col!("rel_err_t_down", |r| r.rel_err_t_down),
+        col!("predicted_e_mig_j", |r| r.predicted_e_mig_j),
+        col!("measured_e_mig_j", |r| r.measured_e_mig_j),
+        col!("rel_err_e_mig", |r| r.rel_err_e_mig),
     ];
     DataFrame::new(rows.len(), cols)
 }
@@ -136,10 +145,13 @@ mod tests {
             rel_err_v_mig: None,
             rel_err_t_mig: Some(-0.8),
             rel_err_t_down: None,
+            predicted_e_mig_j: Some(10.0),
+            measured_e_mig_j: None,
+            rel_err_e_mig: None,
         };
         write_evaluation_file(&p, &[row.clone(), row]).unwrap();
         let df = crate::io::read_parquet_checked(&p, EVALUATION).unwrap();
         assert_eq!(df.height(), 2);
-        assert_eq!(df.width(), 21);
+        assert_eq!(df.width(), 24);
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use datasets::candidates::read_candidates;
 use datasets::migrations::read_migrations;
 use datasets::rounds::read_rounds;
-use trainer::evaluate::{decision_trials, evaluate, mape, vm_history, EvalOptions};
+use trainer::evaluate::{decision_trials, evaluate_with_energy, mape, vm_history, EvalOptions};
 use trainer::history::{d_tilde, DEFAULT_MU, DEFAULT_PHI};
 use trainer::predict::{
     base_model, simulate_trajectory, EnergyModel, GammaModel, Hypervisor, Prediction, RatePolicy,
@@ -530,6 +530,10 @@ pub struct EvaluateArgs {
     /// Blend phi of eq 13
     #[arg(long, default_value_t = DEFAULT_PHI)]
     phi: f64,
+    /// Measured energy (energy observations from `migwatt integrate` or a calibration
+    /// campaign): also evaluate E_mig predicted by --energy-model from the predicted V_mig
+    #[arg(long, value_name = "FILE")]
+    energy: Option<PathBuf>,
     /// Write the per-migration evaluation here (Parquet)
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -570,7 +574,28 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         phi: a.phi,
         default_rate_bytes_per_s: default_rate,
     };
-    let (rows, skipped) = evaluate(&migs, &rounds, &opts);
+    let measured_energy: std::collections::HashMap<String, f64> = match &a.energy {
+        Some(p) => {
+            if m.energy.is_none() {
+                bail!(
+                    "--energy {}: give --energy-model to predict E_mig",
+                    p.display()
+                );
+            }
+            datasets::energy::read_energy(p)?
+                .into_iter()
+                .map(|r| (r.migration_id, r.e_mig_j))
+                .collect()
+        }
+        None => Default::default(),
+    };
+    let (rows, skipped) = evaluate_with_energy(&migs, &rounds, &opts, &measured_energy);
+    if a.energy.is_some() && rows.iter().all(|r| r.measured_e_mig_j.is_none()) {
+        eprintln!(
+            "warning: no migration of {} has an energy observation (the migration ids differ)",
+            a.migrations.display()
+        );
+    }
     if let Some(out) = &a.out {
         datasets::evaluation::write_evaluation_file(out, &rows)?;
     }
@@ -612,19 +637,27 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
                 println!("  skipped {}: {}", s.migration_id, s.reason);
             }
             println!(
-                "{:<8} {:<16} {:>3} {:>10} {:>10} {:>11} {:>12}",
-                "model", "workload", "n", "MAPE_V_%", "MAPE_T_%", "MAPE_Td_%", "converge_ok"
+                "{:<8} {:<16} {:>3} {:>10} {:>10} {:>11} {:>10} {:>12}",
+                "model",
+                "workload",
+                "n",
+                "MAPE_V_%",
+                "MAPE_T_%",
+                "MAPE_Td_%",
+                "MAPE_E_%",
+                "converge_ok"
             );
             let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.1}"));
             for g in &groups {
                 println!(
-                    "{:<8} {:<16} {:>3} {:>10} {:>10} {:>11} {:>9}/{}",
+                    "{:<8} {:<16} {:>3} {:>10} {:>10} {:>11} {:>10} {:>9}/{}",
                     g.model,
                     g.workload.as_deref().unwrap_or("ALL"),
                     g.n,
                     f(g.v_mig_percent),
                     f(g.t_mig_percent),
                     f(g.t_down_percent),
+                    f(g.e_mig_percent),
                     g.convergence_agreement,
                     g.total
                 );

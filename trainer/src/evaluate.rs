@@ -66,6 +66,18 @@ pub fn evaluate(
     rounds: &[RoundRow],
     opts: &EvalOptions,
 ) -> (Vec<EvaluationRow>, Vec<Skipped>) {
+    evaluate_with_energy(migrations, rounds, opts, &HashMap::new())
+}
+
+/// [`evaluate`], also comparing predicted E_mig (the energy model applied to the predicted
+/// V_mig, as the paper's Figure 13 does) with the measured energy of each migration
+/// (`measured_e_mig_j`: migration id -> E_mig of the energy observations, J).
+pub fn evaluate_with_energy(
+    migrations: &[MigrationRow],
+    rounds: &[RoundRow],
+    opts: &EvalOptions,
+    measured_e_mig_j: &HashMap<String, f64>,
+) -> (Vec<EvaluationRow>, Vec<Skipped>) {
     let mut by_mig: HashMap<&str, Vec<&RoundRow>> = HashMap::new();
     for r in rounds {
         by_mig.entry(r.migration_id.as_str()).or_default().push(r);
@@ -141,6 +153,12 @@ pub fn evaluate(
                 .then(|| rel(p.t_mig_s, Some(m.t_mig_s)))
                 .flatten(),
             rel_err_t_down: m.converged.then(|| rel(p.t_down_s, m.t_down_s)).flatten(),
+            predicted_e_mig_j: p.e_mig_j,
+            measured_e_mig_j: measured_e_mig_j.get(&m.migration_id).copied(),
+            rel_err_e_mig: m
+                .converged
+                .then(|| rel(p.e_mig_j, measured_e_mig_j.get(&m.migration_id).copied()))
+                .flatten(),
         };
         let sim = simulate(&base_scenario, &opts.gamma, opts.energy.as_ref());
         out.push(row("sim", &base_scenario, sim, 0));
@@ -300,6 +318,8 @@ pub struct Mape {
     pub t_mig_percent: Option<f64>,
     /// MAPE of T_down, %.
     pub t_down_percent: Option<f64>,
+    /// MAPE of E_mig, % (None without an energy model and measured energy).
+    pub e_mig_percent: Option<f64>,
     /// Measured migrations whose convergence the model got right.
     pub convergence_agreement: usize,
     /// Measured migrations in the group.
@@ -338,6 +358,7 @@ pub fn mape(rows: &[EvaluationRow]) -> Vec<Mape> {
                 v_mig_percent: mean_abs(g.iter().map(|r| r.rel_err_v_mig)),
                 t_mig_percent: mean_abs(g.iter().map(|r| r.rel_err_t_mig)),
                 t_down_percent: mean_abs(g.iter().map(|r| r.rel_err_t_down)),
+                e_mig_percent: mean_abs(g.iter().map(|r| r.rel_err_e_mig)),
                 convergence_agreement: g
                     .iter()
                     .filter(|r| r.measured_converged == r.predicted_t_mig_s.is_some())
