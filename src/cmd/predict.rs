@@ -565,6 +565,12 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let w: Weights = a.weights.parse()?;
+    if a.decision_trials > 0 && w.e_mig > 0.0 && m.energy.is_none() {
+        bail!(
+            "--weights gives E_mig weight {}: give --energy-model (and --energy for measured savings)",
+            w.e_mig
+        );
+    }
     let (migs, rounds) = read_history(&a.migrations)?;
     let opts = EvalOptions {
         gamma: m.gamma,
@@ -664,8 +670,14 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
             }
             for s in &savings {
                 println!(
-                    "decision ({}, {} trials of {} candidates): model-guided cuts T_mig {:.1} %, T_down {:.1} %, V_mig {:.1} % against random",
-                    s.model, s.trials, s.candidates, s.t_mig_percent, s.t_down_percent, s.v_mig_percent
+                    "decision ({}, {} trials of {} candidates): model-guided cuts T_mig {:.1} %, T_down {:.1} %, V_mig {:.1} %{} against random",
+                    s.model,
+                    s.trials,
+                    s.candidates,
+                    s.t_mig_percent,
+                    s.t_down_percent,
+                    s.v_mig_percent,
+                    s.e_mig_percent.map_or(String::new(), |e| format!(", E_mig {e:.1} %"))
                 );
             }
         }

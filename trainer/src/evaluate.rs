@@ -386,6 +386,8 @@ pub struct Savings {
     pub t_down_percent: f64,
     /// Cut in measured V_mig, %.
     pub v_mig_percent: f64,
+    /// Cut in measured E_mig, % (None unless every candidate has measured energy).
+    pub e_mig_percent: Option<f64>,
 }
 
 /// SplitMix64: a small, seedable generator (reproducible trials without a dependency).
@@ -405,8 +407,9 @@ impl SplitMix {
 }
 
 /// Decision trials: each draws `k` measured (completed) migrations as candidates; the model
-/// picks the least predicted cost C (eq 18, E_mig weight ignored: no energy measured), random
-/// choice picks any; savings compare the measured metrics summed over trials.
+/// picks the least predicted cost C (eq 18; the E_mig term needs predicted energy: rows
+/// without it cost infinity when its weight is not 0), random choice picks any; savings
+/// compare the measured metrics summed over trials (E_mig when every candidate has it).
 pub fn decision_trials(
     rows: &[EvaluationRow],
     model: &str,
@@ -424,12 +427,14 @@ pub fn decision_trials(
     }
     let k = k.min(pool.len()).max(2);
     let mut rng = SplitMix(seed);
-    let (mut guided, mut random) = ([0.0f64; 3], [0.0f64; 3]);
+    let (mut guided, mut random) = ([0.0f64; 4], [0.0f64; 4]);
+    let energy_measured = pool.iter().all(|r| r.measured_e_mig_j.is_some());
     let metrics = |r: &EvaluationRow| {
         [
             r.measured_t_mig_s,
             r.measured_t_down_s.unwrap_or(0.0),
             r.measured_v_mig_bytes,
+            r.measured_e_mig_j.unwrap_or(0.0),
         ]
     };
     for _ in 0..trials {
@@ -443,10 +448,11 @@ pub fn decision_trials(
         let max = |f: &dyn Fn(&EvaluationRow) -> Option<f64>| {
             cands.iter().filter_map(|r| f(r)).fold(0.0, f64::max)
         };
-        let (mt, md, mv) = (
+        let (mt, md, mv, me) = (
             max(&|r| r.predicted_t_mig_s),
             max(&|r| r.predicted_t_down_s),
             max(&|r| r.predicted_v_mig_bytes),
+            max(&|r| r.predicted_e_mig_j),
         );
         let norm = |x: Option<f64>, m: f64| match x {
             Some(x) if m > 0.0 => Some(x / m),
@@ -459,7 +465,17 @@ pub fn decision_trials(
                 norm(r.predicted_t_mig_s, mt),
                 norm(r.predicted_v_mig_bytes, mv),
             ) {
-                (Some(d), Some(t), Some(v)) => w.t_down * d + w.t_mig * t + w.v_mig * v,
+                (Some(d), Some(t), Some(v)) => {
+                    let e = if w.e_mig == 0.0 {
+                        0.0
+                    } else {
+                        match norm(r.predicted_e_mig_j, me) {
+                            Some(e) => w.e_mig * e,
+                            None => return f64::INFINITY,
+                        }
+                    };
+                    w.t_down * d + w.t_mig * t + w.v_mig * v + e
+                }
                 _ => f64::INFINITY,
             }
         };
@@ -483,6 +499,7 @@ pub fn decision_trials(
         t_mig_percent: cut(guided[0], random[0]),
         t_down_percent: cut(guided[1], random[1]),
         v_mig_percent: cut(guided[2], random[2]),
+        e_mig_percent: energy_measured.then(|| cut(guided[3], random[3])),
     })
 }
 
@@ -650,5 +667,17 @@ mod tests {
         let s = decision_trials(&rows, "sim", 200, 4, 7, &w).unwrap();
         assert!(s.t_mig_percent > 30.0 && s.v_mig_percent > 30.0, "{s:?}");
         assert_eq!(s, decision_trials(&rows, "sim", 200, 4, 7, &w).unwrap());
+        assert_eq!(s.e_mig_percent, None, "no measured energy");
+        // Energy alone: predicted E_mig ranks the candidates in the opposite order to V_mig
+        // (made up, so that only the E_mig term can find the best), and is measured exactly.
+        for r in &mut rows {
+            let e = 1e9 / r.predicted_v_mig_bytes.unwrap();
+            r.predicted_e_mig_j = Some(e);
+            r.measured_e_mig_j = Some(e);
+        }
+        let w: Weights = "0,0,0,1".parse().unwrap();
+        let s = decision_trials(&rows, "sim", 200, 4, 7, &w).unwrap();
+        assert!(s.e_mig_percent.unwrap() > 30.0, "{s:?}");
+        assert!(s.v_mig_percent < 0.0, "{s:?}");
     }
 }
