@@ -15,6 +15,9 @@ Timings:
 - numpy / statsmodels: inside one Python process (imports excluded), from reading the
   Parquet file (pyarrow) to having the coefficients (numpy) or the fitted results with
   standard errors (statsmodels); they write nothing.
+- "as a process": the same fits as a Python script run per fit (interpreter start-up and
+  imports included, coefficients written to a JSON file), which is how a lab pipeline runs
+  them next to `migwatt train`.
 """
 import argparse
 import json
@@ -100,6 +103,40 @@ def fit_migwatt(binary, path, out):
     return [c["estimate"] for c in doc["coefficients"]]
 
 
+# The same fits as whole processes, as a lab script would run them: interpreter start-up and
+# imports included, coefficients written to a JSON file (without fsync).
+PROCESS_SCRIPT = r"""
+import json, sys
+import numpy as np, pyarrow.parquet as pq
+kind, path, out = sys.argv[1:4]
+t = pq.read_table(path, columns=["y", "x1", "x2", "x3"])
+y = t.column("y").to_numpy()
+X = np.column_stack([t.column(c).to_numpy() for c in ("x1", "x2", "x3")])
+A = np.column_stack([X, np.ones(len(y))])
+if kind == "numpy":
+    norms = np.linalg.norm(A, axis=0)
+    coef = list(np.linalg.lstsq(A / norms, y, rcond=None)[0] / norms)
+else:
+    import statsmodels.api as sm
+    res = sm.OLS(y, A).fit()
+    _ = res.bse, res.rsquared
+    coef = list(res.params)
+json.dump({"coefficients": [float(c) for c in coef]}, open(out, "w"))
+"""
+
+
+def fit_process(kind, path, work):
+    import sys
+    script = os.path.join(work, "fit.py")
+    if not os.path.exists(script):
+        with open(script, "w") as f:
+            f.write(PROCESS_SCRIPT)
+    out = os.path.join(work, f"{kind}.json")
+    subprocess.run([sys.executable, script, kind, path, out], check=True)
+    with open(out) as f:
+        return json.load(f)["coefficients"]
+
+
 def timed(fn, repeat):
     times, result = [], None
     for _ in range(repeat):
@@ -136,11 +173,15 @@ def main():
         tn, tnmin, cn = timed(lambda: fit_numpy(data), args.repeat)
         tq, tqmin, cq = timed(lambda: fit_numpy_scaled(data), args.repeat)
         ts, tsmin, cs = timed(lambda: fit_statsmodels(data), args.repeat)
+        tpn, tpnmin, cpn = timed(lambda: fit_process("numpy", data, work), args.repeat)
+        tps, tpsmin, cps = timed(lambda: fit_process("statsmodels", data, work), args.repeat)
         ref = reference(data)
         rows = [("migwatt train linear", tm, tmin, cm),
                 ("numpy.linalg.lstsq (raw columns, rcond=None)", tn, tnmin, cn),
                 ("numpy.linalg.lstsq (columns scaled by norm)", tq, tqmin, cq),
-                ("statsmodels OLS", ts, tsmin, cs)]
+                ("statsmodels OLS", ts, tsmin, cs),
+                ("numpy lstsq (scaled), as a process", tpn, tpnmin, cpn),
+                ("statsmodels OLS, as a process", tps, tpsmin, cps)]
         print(f"{args.rows} rows x 3 features + intercept, {os.path.getsize(data) / 1e6:.1f} MB Parquet, "
               f"median of {args.repeat} runs, {os.cpu_count()} CPUs")
         print("| tool | median s | min s | coefficients (x1, x2, x3, intercept) | digits vs migwatt | digits vs reference |")
