@@ -472,3 +472,68 @@ repetitions = 3
     assert!(text.contains("NOT ACCEPTED"), "{text}");
     assert!(d.path().join("out/report.html").is_file(), "{text}");
 }
+
+/// Ctrl-C: the campaign stops at once (the running migration is abandoned, the capture is
+/// closed cleanly), says how to resume, and the same command finishes the campaign.
+#[test]
+fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let config = replay_config(d.path(), 3);
+    let out = d.path().join("out");
+    let log = d.path().join("first.log");
+    let mut child = spawn(&config, &log);
+    // Until the first migration has finished: the journal says so.
+    let journal = out.join("journal.jsonl");
+    let guard = Instant::now() + Duration::from_secs(300);
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains("migration-done")
+    {
+        assert!(Instant::now() < guard, "no migration finished");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let st = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(st.code(), Some(2), "{st}: {text}");
+    assert!(
+        text.contains("run the same command again to resume"),
+        "{text}"
+    );
+    // The capture closed its segments: no journal left behind, every sample in Parquet.
+    let leftovers: Vec<_> = walk(&out.join("samples"))
+        .into_iter()
+        .filter(|p| !p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let j = std::fs::read_to_string(&journal).unwrap();
+    assert!(!j.contains("\"finished\""), "{j}");
+    let text = run_to_end(&config);
+    assert!(text.contains("resuming"), "{text}");
+    assert_eq!(migrations(&out).len(), 3, "{text}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

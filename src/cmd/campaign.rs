@@ -22,7 +22,7 @@ Interrupted (Ctrl-C, a crash, a kill), run the same command again: finished migr
 kept, the cut one is redone, and every captured sample is kept.
 
 Exit status: 0 when every threshold passed, 3 when the models were written but a threshold \
-failed (the report says which and what to try), 1 on an error.")]
+failed (the report says which and what to try), 2 on an error or Ctrl-C.")]
 pub struct RunArgs {
     /// The campaign config (TOML; `migwatt calibrate init` writes a commented example)
     pub config: PathBuf,
