@@ -512,7 +512,7 @@ fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
     // The capture closed its segments: no journal left behind, every sample in Parquet.
     let leftovers: Vec<_> = walk(&out.join("samples"))
         .into_iter()
-        .filter(|p| !p.extension().is_some_and(|e| e == "parquet"))
+        .filter(|p| p.extension().is_none_or(|e| e != "parquet"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let j = std::fs::read_to_string(&journal).unwrap();
