@@ -286,6 +286,22 @@ fn init_writes_a_config_that_run_accepts_and_bad_configs_name_the_key() {
         .stderr(predicates::str::contains("setle_s"))
         .stderr(predicates::str::contains("c.toml"));
     assert!(!d.path().join("calibration-node-a-to-node-b").exists());
+    // The example's meters are not plugged in here: named at once, nothing created.
+    std::fs::write(
+        &p,
+        text.replace("/dev/ttyUSB0", "/dev/migwatt-test-no-such-meter"),
+    )
+    .unwrap();
+    Command::cargo_bin("migwatt")
+        .unwrap()
+        .args(["calibrate", "run"])
+        .arg(&p)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "source.meter = \"/dev/ttyUSB0\": no such device",
+        ));
+    assert!(!d.path().join("calibration-node-a-to-node-b").exists());
 }
 
 /// Real QEMU: three live migrations of the test guest between two local QEMU processes,

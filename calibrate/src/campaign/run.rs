@@ -296,6 +296,21 @@ fn lock(out: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, CampaignError> {
 /// Run (or resume) the campaign of `lc`.
 pub fn run(lc: &LoadedConfig, opts: &RunOptions) -> Result<Outcome, CampaignError> {
     let c = &lc.config;
+    // A missing serial device is a typo or an unplugged cable: say so before creating anything.
+    for (key, h) in [
+        ("source.meter", &c.source),
+        ("destination.meter", &c.destination),
+    ] {
+        if !h.is_emulated() && !lc.resolve(Path::new(&h.meter)).exists() {
+            return Err(CampaignError::Config {
+                path: lc.path.clone(),
+                message: format!(
+                    "{key} = \"{}\": no such device (is the meter plugged in? `migwatt meter list` shows serial ports)",
+                    h.meter
+                ),
+            });
+        }
+    }
     let out = lc.out_dir();
     std::fs::create_dir_all(&out).map_err(io(&out))?;
     let _lock = lock(&out)?;
