@@ -299,7 +299,7 @@ fn init_writes_a_config_that_run_accepts_and_bad_configs_name_the_key() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains(
-            "source.meter = \"/dev/ttyUSB0\": no such device",
+            "source.meter = \"/dev/migwatt-test-no-such-meter\": no such device",
         ));
     assert!(!d.path().join("calibration-node-a-to-node-b").exists());
 }
