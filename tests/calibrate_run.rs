@@ -553,3 +553,102 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The real-lab path: QMP sockets named in the config, `prepare` starting the VM and the
+/// incoming QEMU (here: shell scripts daemonizing two local QEMU processes), `cleanup`
+/// stopping them. Two live migrations of the test guest.
+#[test]
+#[ignore = "needs QEMU and the guest of scripts/setup-qemu.sh (run by scripts/test-all.sh)"]
+fn calibrate_run_drives_qemu_through_prepare_and_cleanup_hooks() {
+    let g = common::qemu::guest_dir();
+    let d = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // $1: guest memory in MiB, $2: kernel parameters of the workload.
+    std::fs::write(
+        d.path().join("start.sh"),
+        format!(
+            r#"set -e
+common="-accel tcg -cpu qemu64 -nodefaults -display none -no-reboot -m $1M
+  -kernel {g}/vmlinuz -initrd {g}/initramfs.cpio.gz"
+rm -f src.serial
+qemu-system-x86_64 $common -append "console=ttyS0 rdinit=/init quiet $2" \
+  -qmp unix:dst.qmp,server=on,wait=off -serial file:dst.serial \
+  -incoming tcp:127.0.0.1:{port} -daemonize -pidfile dst.pid
+qemu-system-x86_64 $common -append "console=ttyS0 rdinit=/init quiet $2" \
+  -qmp unix:src.qmp,server=on,wait=off -serial file:src.serial \
+  -daemonize -pidfile src.pid
+i=0
+until grep -q "dirtier: ready" src.serial 2>/dev/null; do
+  i=$((i+1)); [ $i -lt 3000 ] || {{ echo "guest not ready" >&2; exit 1; }}
+  sleep 0.2
+done
+"#,
+            g = g.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("stop.sh"),
+        "for p in src.pid dst.pid; do [ -f $p ] && kill $(cat $p) 2>/dev/null; rm -f $p; done\n\
+         while pgrep -f 'pidfile (src|dst).pid' >/dev/null 2>&1 && [ ${n:=0} -lt 100 ]; do n=$((n+1)); sleep 0.1; done\n\
+         rm -f src.qmp dst.qmp\n",
+    )
+    .unwrap();
+    let p = d.path().join("hooks.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"name = "hooks"
+out = "out"
+baseline_s = 5
+settle_s = 2.5
+
+[source]
+host = "ha"
+meter = "emulated"
+
+[destination]
+host = "hb"
+meter = "emulated"
+
+[hypervisor]
+kind = "qemu"
+source_qmp = "src.qmp"
+destination_qmp = "dst.qmp"
+uri = "tcp:127.0.0.1:{port}"
+downtime_limit_ms = 50
+timeout_s = 120
+dirty_rate_sample_s = 1
+prepare = "sh start.sh {{vm_mem_mib}} 'dirty_pages_per_s=1024 dirty_hot_mib=16'"
+cleanup = "sh stop.sh"
+
+[[vms]]
+name = "tiny128m"
+mem = "128MiB"
+
+[plan]
+workloads = ["dirty1024"]
+bandwidths = ["32MiB/s"]
+repetitions = 2
+"#
+        ),
+    )
+    .unwrap();
+    let text = run_to_end(&p);
+    let out = d.path().join("out");
+    let rows = migrations(&out);
+    assert_eq!(rows.len(), 2, "{text}");
+    for r in rows.values() {
+        assert!(r.converged && r.v_mig_bytes > 10_000_000, "{r:?}\n{text}");
+        assert_eq!(r.bandwidth_limit_bytes_per_s, Some(33_554_432.0), "{r:?}");
+        assert_eq!(r.workload.as_deref(), Some("dirty1024"));
+    }
+    // cleanup ran after each migration: no QEMU left, no socket left.
+    assert!(!d.path().join("src.pid").exists() && !d.path().join("src.qmp").exists());
+    let energy = datasets::energy::read_energy(&out.join("energy.parquet")).unwrap();
+    assert_eq!(energy.len(), 2, "{text}");
+}
