@@ -472,13 +472,13 @@ fn run_migrations(
     } else if !todo.is_empty() {
         // The capture just started again: let the hosts settle and the meters cover the
         // stretch before the next window.
-        wait("settle", c.settle_s.max(2.0), opts, cap)?;
+        wait("settle", c.settle_s.max(c.window_pad_s + 2.5), opts, cap)?;
     }
     if todo.is_empty() {
         return Ok(());
     }
     opts.progress.event(&Event::Phase("migrations"));
-    for (k, run) in todo.iter().enumerate() {
+    for run in todo {
         opts.progress.event(&Event::MigrationStarted {
             index: run.index,
             total,
@@ -492,6 +492,7 @@ fn run_migrations(
         if let Some(p) = power {
             p.set(None);
         }
+        let got_ok = got.is_ok();
         match got {
             Ok((m, raw, ext)) => {
                 let rawp = out
@@ -501,6 +502,11 @@ fn run_migrations(
                     .map_err(step("writing the raw log"))?;
                 write_datasets(out, std::slice::from_ref(&m))
                     .map_err(step("writing the migration"))?;
+                // Done only once the meters have recorded the window's padded tail (and the
+                // record that averages it): a campaign killed before then redoes the
+                // migration instead of keeping a window it cannot fully integrate.
+                let tail_s = c.window_pad_s + 1.5;
+                wait("settle", tail_s, opts, cap)?;
                 journal.record(Entry::MigrationDone {
                     migration_id: run.migration_id.clone(),
                     utc_ns: now_ns(),
@@ -535,8 +541,8 @@ fn run_migrations(
         cap.check_alive()?;
         // Settle after every migration, the last included: its window needs samples after
         // its end, and the next one must start from P_0.
-        let _ = k;
-        wait("settle", c.settle_s, opts, cap)?;
+        let tail_s = if got_ok { c.window_pad_s + 1.5 } else { 0.0 };
+        wait("settle", (c.settle_s - tail_s).max(0.0), opts, cap)?;
     }
     Ok(())
 }
