@@ -526,7 +526,7 @@ fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
         "{text}"
     );
     // The capture closed its segments: no journal left behind, every sample in Parquet.
-    let leftovers: Vec<_> = walk(&out.join("samples"))
+    let leftovers: Vec<_> = common::files_under(&out.join("samples"))
         .into_iter()
         .filter(|p| p.extension().is_none_or(|e| e != "parquet"))
         .collect();
@@ -536,22 +536,6 @@ fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
     let text = run_to_end(&config);
     assert!(text.contains("resuming"), "{text}");
     assert_eq!(migrations(&out).len(), 3, "{text}");
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// The real-lab path: QMP sockets named in the config, `prepare` starting the VM and the

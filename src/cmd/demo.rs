@@ -83,13 +83,11 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             guest.display()
         ),
     }
+    let e = calibrate::campaign::config::EmulationConfig::default();
     println!(
         "EMULATED: two Watts up? PRO meters on pseudo-terminals; each host idles at a fixed P_0 and draws extra power \
          while a migration runs (source {} W + {} J per MB, destination {} W + {} J per MB)",
-        calibrate::campaign::config::EmulationConfig::default().migrating_w,
-        calibrate::campaign::config::EmulationConfig::default().source_j_per_mb,
-        calibrate::campaign::config::EmulationConfig::default().migrating_w,
-        calibrate::campaign::config::EmulationConfig::default().destination_j_per_mb,
+        e.migrating_w, e.source_j_per_mb, e.migrating_w, e.destination_j_per_mb,
     );
     println!(
         "REAL: the serial protocol, capture, journal, Parquet datasets, P_0, integration, model fits, verdicts and report"

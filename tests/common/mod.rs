@@ -130,18 +130,29 @@ pub fn validate_coefficient_file(p: &Path) {
 /// Validate every coefficient file (`v<N>.json`) under `dir`; returns how many there were.
 pub fn validate_coefficient_files(dir: &Path) -> usize {
     let mut n = 0;
+    for p in files_under(dir) {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('v') && name.ends_with(".json") {
+            validate_coefficient_file(&p);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Every file below `dir`, at any depth.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
             if p.is_dir() {
                 stack.push(p);
-            } else if name.starts_with('v') && name.ends_with(".json") {
-                validate_coefficient_file(&p);
-                n += 1;
+            } else {
+                out.push(p);
             }
         }
     }
-    n
+    out
 }

@@ -21,6 +21,7 @@ use super::journal::{Entry, Journal};
 use super::plan::{self, PlannedRun};
 use super::{launch, step, CampaignError, Event, Progress};
 use crate::output::{safe_name, write_datasets};
+use crate::qmp::utc_now_ns;
 use crate::summary::{
     CampaignSummary, FailedMigration, HostSummary, MigrationCounts, ModelSummary, ProducedFile,
     SummaryPaths, SUMMARY_VERSION,
@@ -53,10 +54,6 @@ pub struct Outcome {
     pub report: Vec<PathBuf>,
     /// Migrations skipped because an earlier run finished them.
     pub resumed_migrations: usize,
-}
-
-fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CampaignError + '_ {
@@ -236,7 +233,7 @@ fn start_capture(
                 profile: Profile::Live(power.clone()),
                 link: Some(links.join(role)),
                 noise_w: e.noise_w,
-                seed: seed + now_ns() as u64 % 1000,
+                seed: seed + utc_now_ns() as u64 % 1000,
                 ..EmulatorConfig::default()
             };
             let em = meter::emulator::start(cfg, cancel.clone())
@@ -320,7 +317,7 @@ pub fn run(lc: &LoadedConfig, opts: &RunOptions) -> Result<Outcome, CampaignErro
     let mut journal = Journal::open(&out.join("journal.jsonl"))?;
     let resumed = journal.state().runs > 0;
     journal.record(Entry::Started {
-        utc_ns: now_ns(),
+        utc_ns: utc_now_ns(),
         toolkit_version: env!("CARGO_PKG_VERSION").into(),
     })?;
     let replay = match (&c.hypervisor.kind, &c.hypervisor.replay) {
@@ -435,7 +432,9 @@ pub fn run(lc: &LoadedConfig, opts: &RunOptions) -> Result<Outcome, CampaignErro
         })
         .collect();
     let outcome = analyse(lc, &out, opts, &mut journal, &planned, failed)?;
-    journal.record(Entry::Finished { utc_ns: now_ns() })?;
+    journal.record(Entry::Finished {
+        utc_ns: utc_now_ns(),
+    })?;
     Ok(Outcome {
         resumed_migrations: already,
         ..outcome
@@ -463,11 +462,11 @@ fn run_migrations(
                 c.baseline_s
             ),
         );
-        let start = now_ns();
+        let start = utc_now_ns();
         wait("baseline", c.baseline_s, opts, cap)?;
         journal.record(Entry::Baseline {
             start_utc_ns: start,
-            end_utc_ns: now_ns(),
+            end_utc_ns: utc_now_ns(),
         })?;
     } else if !todo.is_empty() {
         // The capture just started again: let the hosts settle and the meters cover the
@@ -478,6 +477,8 @@ fn run_migrations(
         return Ok(());
     }
     opts.progress.event(&Event::Phase("migrations"));
+    // The padded tail of a window plus the record that averages it.
+    let tail_s = c.window_pad_s + 1.5;
     for run in todo {
         opts.progress.event(&Event::MigrationStarted {
             index: run.index,
@@ -486,7 +487,7 @@ fn run_migrations(
         });
         journal.record(Entry::MigrationStarted {
             migration_id: run.migration_id.clone(),
-            utc_ns: now_ns(),
+            utc_ns: utc_now_ns(),
         })?;
         let got = execute(lc, out, opts, run, power);
         if let Some(p) = power {
@@ -505,11 +506,10 @@ fn run_migrations(
                 // Done only once the meters have recorded the window's padded tail (and the
                 // record that averages it): a campaign killed before then redoes the
                 // migration instead of keeping a window it cannot fully integrate.
-                let tail_s = c.window_pad_s + 1.5;
                 wait("settle", tail_s, opts, cap)?;
                 journal.record(Entry::MigrationDone {
                     migration_id: run.migration_id.clone(),
-                    utc_ns: now_ns(),
+                    utc_ns: utc_now_ns(),
                 })?;
                 opts.progress.event(&Event::MigrationFinished {
                     index: run.index,
@@ -541,8 +541,8 @@ fn run_migrations(
         cap.check_alive()?;
         // Settle after every migration, the last included: its window needs samples after
         // its end, and the next one must start from P_0.
-        let tail_s = if got_ok { c.window_pad_s + 1.5 } else { 0.0 };
-        wait("settle", (c.settle_s - tail_s).max(0.0), opts, cap)?;
+        let waited_s = if got_ok { tail_s } else { 0.0 };
+        wait("settle", (c.settle_s - waited_s).max(0.0), opts, cap)?;
     }
     Ok(())
 }
@@ -814,7 +814,7 @@ fn replay_one(
         )));
     };
     let rate = row.v_mig_bytes as f64 / row.t_mig_s;
-    let start = now_ns();
+    let start = utc_now_ns();
     let t0 = Instant::now();
     if let Some(p) = power {
         p.set(Some(rate));
@@ -834,7 +834,7 @@ fn replay_one(
         }
         std::thread::sleep(Duration::from_secs_f64((row.t_mig_s - e).clamp(0.0, 0.1)));
     }
-    let end = now_ns();
+    let end = utc_now_ns();
     let shift = row.start_utc_ns.map_or(0, |s| start - s);
     let mut r = row.clone();
     r.start_utc_ns = Some(start);
