@@ -463,3 +463,49 @@ fn predict_a_table_of_vms_with_per_row_rates_and_stop_rules() {
     assert_eq!(rows[1]["prediction"]["stop"], "diverging");
     assert_eq!(rows[1]["scenario"]["hypervisor"], "xen4");
 }
+
+#[test]
+fn predict_with_a_hot_set_caps_the_dirty_data() {
+    // 96 MB at 16 MB/s, D = 12 MB/s, limit 50 ms, hot set 34 MB: round 1 dirties
+    // min(72, 34) MB, then 3/4 of each round (hand-computed in trainer's predict tests).
+    let args = [
+        "predict",
+        "--vm-mem",
+        "96MB",
+        "--dirty-rate",
+        "12MB/s",
+        "--rate",
+        "16MB/s",
+        "--downtime-limit",
+        "50",
+        "--hot-set",
+        "34MB",
+    ];
+    let p = json_of(migwatt().args(args).args(["--format", "json"]));
+    assert_eq!(p["hot_set_bytes"], 34e6);
+    assert_eq!(p["scenario"]["hot_set_bytes"], 34e6);
+    assert_eq!(p["gamma"]["psi"], 0.0);
+    let v = p["prediction"]["v_mig_bytes"].as_f64().unwrap();
+    assert!((v / 230.1825693026185e6 - 1.0).abs() < 1e-9, "{v}");
+    assert_eq!(p["prediction"]["trajectory"][1]["sent_bytes"], 34e6);
+    // Units as --vm-mem; the text output names the hot set and where it came from.
+    let out = migwatt().args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("hot set H 34.000 MB (--hot-set)"), "{text}");
+    // Without it, no cap (null in JSON).
+    let p = json_of(migwatt().args(&args[..9]).args(["--format", "json"]));
+    assert!(p["scenario"]["hot_set_bytes"].is_null() && p["hot_set_bytes"].is_null());
+    // The closed form has no cap; a bad size is refused.
+    let out = migwatt()
+        .args(args)
+        .args(["--model", "base"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--model sim"));
+    let out = migwatt().args(&args[..10]).arg("0MB").output().unwrap();
+    assert!(!out.status.success());
+    let help = migwatt().args(["predict", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--hot-set <SIZE>"));
+}

@@ -14,6 +14,13 @@ for f in sorted(glob.glob(os.path.join(data, "migrations", "*.parquet"))):
     ids = pl.read_parquet(f)["migration_id"].to_list()
     runs += [(i, run, run.rsplit("-r", 1)[1] != "1") for i in ids]
 split = pl.DataFrame(runs, schema=["migration_id", "run", "held_out"], orient="row")
+# The refined model of each file, side by side (names of the files run.sh writes).
+LABELS = {
+    "evaluation.parquet": "refined (hot-set cap; gamma = 0 once H is known)",
+    "evaluation-nocap.parquet": "refined, no cap, trained gamma (eqs 11-13)",
+    "evaluation-gamma0.parquet": "refined, no cap, gamma = 0",
+}
+summary = []
 for path in sys.argv[2:]:
     ev = pl.read_parquet(path).join(split, on="migration_id")
     test = ev.filter(pl.col("held_out") & pl.col("measured_converged"))
@@ -31,6 +38,9 @@ for path in sys.argv[2:]:
         )
         .sort("model")
     )
+    ref = agg.filter(pl.col("model") == "refined")
+    if ref.height:
+        summary.append((LABELS.get(os.path.basename(path), os.path.basename(path)), ref.row(0, named=True)))
     with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=200):
         print(agg)
         if "evaluation.parquet" == os.path.basename(path):
@@ -47,3 +57,12 @@ for path in sys.argv[2:]:
             )
             print("refined model, per workload (held out):")
             print(per)
+
+if summary:
+    print("\nrefined model variants, held-out MAPE %:")
+    print(f"{'variant':52s} {'n':>3s} {'T_mig':>6s} {'V_mig':>6s} {'T_down':>6s} {'biasT':>6s} {'biasV':>6s}")
+    for label, r in summary:
+        print(
+            f"{label:52s} {r['n']:3d} {r['MAPE_T_mig_%']:6.1f} {r['MAPE_V_mig_%']:6.1f} {r['MAPE_T_down_%']:6.1f}"
+            f" {r['bias_T_mig_%']:+6.1f} {r['bias_V_mig_%']:+6.1f}"
+        )

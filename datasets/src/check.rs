@@ -343,6 +343,7 @@ pub const KINDS: &[KindSpec] = &[
             col("dirty_rate_bytes_per_s", F64, false, "bytes/s", NonNegative),
             col("rate_bytes_per_s", F64, false, "bytes/s", NonNegative),
             col("first_round_bytes", F64, false, "bytes", NonNegative),
+            col("hot_set_bytes", F64, true, "bytes", NonNegative),
             col("predicted_v_mig_bytes", F64, true, "bytes", NonNegative),
             col("predicted_t_mig_s", F64, true, "s", NonNegative),
             col("predicted_t_down_s", F64, true, "s", NonNegative),
@@ -1024,13 +1025,13 @@ mod tests {
             model_id: "energy/v1/x".into(),
             target: "e_mig_j".into(),
             unit: "J".into(),
-            input_file: vec![0, 0],
-            input_row: vec![0, 1],
-            observed: vec![1.0, 2.0],
-            fitted: vec![1.5, 1.5],
+            input_file: vec![0, 0].into(),
+            input_row: vec![0, 1].into(),
+            observed: vec![1.0, 2.0].into(),
+            fitted: vec![1.5, 1.5].into(),
             cv_predicted: None,
         };
-        crate::residuals::write_residuals(&d.path().join("v1.residuals.parquet"), &residuals)
+        crate::residuals::write_residuals(&d.path().join("v1.residuals.parquet"), residuals)
             .unwrap();
         let r = check_path(d.path()).unwrap();
         assert_eq!(r.violations, vec![]);

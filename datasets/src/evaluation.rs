@@ -15,7 +15,7 @@ pub const EVALUATION: DatasetKind = DatasetKind {
     name: "evaluation",
     version: SchemaVersion {
         major: 1,
-        minor: 1,
+        minor: 2,
         patch: 0,
     },
 };
@@ -39,6 +39,9 @@ pub struct EvaluationRow {
     pub rate_bytes_per_s: f64,
     /// Data the model's first round sends, bytes.
     pub first_round_bytes: f64,
+    /// Hot set (writable working set) the refined model learned and capped dirty data with,
+    /// bytes (None: no cap; sim and base rows, or no earlier round 1 capped by it).
+    pub hot_set_bytes: Option<f64>,
     /// Predicted V_mig, bytes (None: predicted never to complete).
     pub predicted_v_mig_bytes: Option<f64>,
     /// Predicted T_mig, s.
@@ -89,6 +92,7 @@ pub fn evaluation_frame(rows: &[EvaluationRow]) -> Result<DataFrame, PolarsError
         col!("dirty_rate_bytes_per_s", |r| r.dirty_rate_bytes_per_s),
         col!("rate_bytes_per_s", |r| r.rate_bytes_per_s),
         col!("first_round_bytes", |r| r.first_round_bytes),
+        col!("hot_set_bytes", |r| r.hot_set_bytes),
         col!("predicted_v_mig_bytes", |r| r.predicted_v_mig_bytes),
         col!("predicted_t_mig_s", |r| r.predicted_t_mig_s),
         col!("predicted_t_down_s", |r| r.predicted_t_down_s),
@@ -132,6 +136,7 @@ mod tests {
             dirty_rate_bytes_per_s: 1.0,
             rate_bytes_per_s: 2.0,
             first_round_bytes: 3.0,
+            hot_set_bytes: None,
             predicted_v_mig_bytes: None,
             predicted_t_mig_s: Some(1.0),
             predicted_t_down_s: None,
@@ -152,6 +157,6 @@ mod tests {
         write_evaluation_file(&p, &[row.clone(), row]).unwrap();
         let df = crate::io::read_parquet_checked(&p, EVALUATION).unwrap();
         assert_eq!(df.height(), 2);
-        assert_eq!(df.width(), 24);
+        assert_eq!(df.width(), 25);
     }
 }

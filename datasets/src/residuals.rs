@@ -7,6 +7,7 @@
 //! cross-validation), all f64 in the target's unit, which the key-value metadata names
 //! (`migwatt.target`, `migwatt.unit`) together with `migwatt.model_id`.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use polars::prelude::*;
@@ -25,9 +26,10 @@ pub const RESIDUALS: DatasetKind = DatasetKind {
     },
 };
 
-/// Residuals of one fit, column by column (all the same length).
+/// Residuals of one fit, column by column (all the same length). Columns are borrowed or
+/// owned: owned ones go into the file without another copy.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Residuals {
+pub struct Residuals<'a> {
     /// Model id of the coefficient file.
     pub model_id: String,
     /// Target column name.
@@ -35,19 +37,31 @@ pub struct Residuals {
     /// Target unit.
     pub unit: String,
     /// Index of each row's input file.
-    pub input_file: Vec<u32>,
+    pub input_file: Cow<'a, [u32]>,
     /// Row within that file (0-based).
-    pub input_row: Vec<u64>,
+    pub input_row: Cow<'a, [u64]>,
     /// Observed target.
-    pub observed: Vec<f64>,
+    pub observed: Cow<'a, [f64]>,
     /// Fitted target.
-    pub fitted: Vec<f64>,
+    pub fitted: Cow<'a, [f64]>,
     /// Out-of-fold prediction, if cross-validated.
-    pub cv_predicted: Option<Vec<f64>>,
+    pub cv_predicted: Option<Cow<'a, [f64]>>,
+}
+
+/// A column from borrowed (copied) or owned (moved) values.
+fn column<T>(name: &str, values: Cow<'_, [T]>) -> Column
+where
+    T: Clone,
+    Series: NamedFrom<Vec<T>, [T]> + for<'s> NamedFrom<&'s [T], [T]>,
+{
+    match values {
+        Cow::Owned(v) => Column::new(name.into(), v),
+        Cow::Borrowed(v) => Column::new(name.into(), v),
+    }
 }
 
 /// Write the residuals atomically (temp file, fsync, rename).
-pub fn write_residuals(path: &Path, r: &Residuals) -> Result<(), DatasetError> {
+pub fn write_residuals(path: &Path, r: Residuals<'_>) -> Result<(), DatasetError> {
     let n = r.observed.len();
     let err = |e| DatasetError::Polars {
         path: path.to_path_buf(),
@@ -56,27 +70,28 @@ pub fn write_residuals(path: &Path, r: &Residuals) -> Result<(), DatasetError> {
     let residual: Vec<f64> = r
         .observed
         .iter()
-        .zip(&r.fitted)
+        .zip(r.fitted.iter())
         .map(|(o, f)| o - f)
         .collect();
-    let cv: Column = match &r.cv_predicted {
-        Some(v) => Column::new("cv_predicted".into(), v),
+    let cv: Column = match r.cv_predicted {
+        Some(v) => column("cv_predicted", v),
         None => Column::full_null("cv_predicted".into(), n, &DataType::Float64),
     };
     let mut df = DataFrame::new(
         n,
         vec![
-            Column::new("input_file".into(), &r.input_file),
-            Column::new("input_row".into(), &r.input_row),
-            Column::new("observed".into(), &r.observed),
-            Column::new("fitted".into(), &r.fitted),
+            column("input_file", r.input_file),
+            column("input_row", r.input_row),
+            column("observed", r.observed),
+            column("fitted", r.fitted),
             Column::new("residual".into(), residual),
             cv,
         ],
     )
     .map_err(err)?;
-    // Residuals are incompressible floats: LZ4 instead of the shared zstd writer keeps a
-    // million-row fit from spending most of its time compressing them.
+    // Residuals are incompressible floats and nobody filters a residuals file by value:
+    // no compression and no min/max statistics keep a million-row fit from spending most of
+    // its time encoding them.
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| DatasetError::Io {
         path: dir.to_path_buf(),
@@ -104,7 +119,14 @@ pub fn write_residuals(path: &Path, r: &Residuals) -> Result<(), DatasetError> {
             ("migwatt.unit".to_string(), r.unit.clone()),
         ];
         ParquetWriter::new(&mut file)
-            .with_compression(ParquetCompression::Lz4Raw)
+            .with_compression(ParquetCompression::Uncompressed)
+            .with_statistics(StatisticsOptions {
+                min_value: false,
+                max_value: false,
+                distinct_count: false,
+                null_count: true,
+                binary_statistics_truncate_length: None,
+            })
             .with_key_value_metadata(Some(KeyValueMetadata::from_static(kv)))
             .finish(&mut df)
             .map_err(|e| DatasetError::Polars {
@@ -152,13 +174,13 @@ mod tests {
             model_id: "m/v1/x".into(),
             target: "e_mig_j".into(),
             unit: "J".into(),
-            input_file: vec![0, 0],
-            input_row: vec![0, 1],
-            observed: vec![1.0, 2.0],
-            fitted: vec![0.5, 2.5],
+            input_file: vec![0, 0].into(),
+            input_row: vec![0, 1].into(),
+            observed: vec![1.0, 2.0].into(),
+            fitted: [0.5, 2.5][..].into(),
             cv_predicted: None,
         };
-        write_residuals(&p, &r).unwrap();
+        write_residuals(&p, r).unwrap();
         assert_eq!(read_residual_column(&p).unwrap(), vec![0.5, -0.5]);
     }
 }

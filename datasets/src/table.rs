@@ -568,6 +568,22 @@ impl Table {
         Ok(out)
     }
 
+    /// [`Table::f64_column`] without a copy when the column already is one run of f64
+    /// values without nulls in a single file (the common case of a large training file).
+    pub fn f64_column_cow(&self, name: &str) -> Result<std::borrow::Cow<'_, [f64]>, TableError> {
+        if let [p] = self.parts.as_slice() {
+            let col = self.col(p, name)?;
+            if col.dtype() == &DataType::Float64 {
+                if let Ok(ca) = col.as_materialized_series().f64() {
+                    if let Ok(values) = ca.cont_slice() {
+                        return Ok(std::borrow::Cow::Borrowed(values));
+                    }
+                }
+            }
+        }
+        self.f64_column(name).map(std::borrow::Cow::Owned)
+    }
+
     /// A column as strings (numbers are formatted); nulls are None.
     pub fn str_column(&self, name: &str) -> Result<Vec<Option<String>>, TableError> {
         let mut out = Vec::with_capacity(self.n_rows());
@@ -692,6 +708,37 @@ mod tests {
     }
 
     #[test]
+    fn borrows_a_plain_f64_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let pq = dir.path().join("f.parquet");
+        let mut df = DataFrame::new(
+            3,
+            vec![
+                Column::new("x".into(), [1.5f64, 2.5, 3.5]),
+                Column::new("n".into(), [1i32, 2, 3]),
+            ],
+        )
+        .unwrap();
+        ParquetWriter::new(File::create(&pq).unwrap())
+            .finish(&mut df)
+            .unwrap();
+        let t = load_table(
+            &resolve_inputs(&[pq]).unwrap(),
+            &LoadOptions {
+                required: &["x", "n"],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let x = t.f64_column_cow("x").unwrap();
+        assert!(matches!(x, std::borrow::Cow::Borrowed(_)));
+        assert_eq!(x.as_ref(), &[1.5, 2.5, 3.5]);
+        let n = t.f64_column_cow("n").unwrap();
+        assert!(matches!(n, std::borrow::Cow::Owned(_)));
+        assert_eq!(n.as_ref(), &[1.0, 2.0, 3.0]);
+    }
+
+    #[test]
     fn loads_csv_and_hive_parquet_with_filters() {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("a.csv");
@@ -724,6 +771,10 @@ mod tests {
         let y = t.f64_column("y").unwrap();
         assert_eq!(&y[..4], &[2.0, 4.0, 6.5, 1.0]);
         assert!(y[4].is_nan());
+        // Two files (and a null): the borrowed view falls back to a copy with NaN.
+        let yc = t.f64_column_cow("y").unwrap();
+        assert!(matches!(yc, std::borrow::Cow::Owned(_)));
+        assert_eq!(&yc[..4], &y[..4]);
         assert!(
             t.row_label(4).ends_with("p.parquet row 2"),
             "{}",
@@ -759,6 +810,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.f64_column("x").unwrap(), vec![3.0]);
+        assert_eq!(t.f64_column_cow("x").unwrap().as_ref(), &[3.0]);
         assert_eq!(t.origin(0).unwrap().1, 2);
         let none = [Filter::parse("w=zzz").unwrap()];
         let e = load_table(

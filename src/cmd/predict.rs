@@ -13,7 +13,7 @@ use trainer::evaluate::{decision_trials, evaluate_with_energy, mape, vm_history,
 use trainer::history::{d_tilde, DEFAULT_MU, DEFAULT_PHI};
 use trainer::predict::{
     base_model, simulate_trajectory, EnergyModel, GammaModel, Hypervisor, Prediction, RatePolicy,
-    Scenario,
+    Scenario, NO_HOT_SET,
 };
 use trainer::quantity::{parse_duration_s, parse_rate_bytes_per_s, parse_size_bytes};
 use trainer::rank::{predict_all, rank, Defaults, Weights};
@@ -144,14 +144,21 @@ pub struct PredictArgs {
     #[arg(long, value_enum, default_value = "sim")]
     model: ModelChoice,
     /// Predict every VM of a table (Parquet/CSV: vm, vm_mem_bytes, dirty_rate_bytes_per_s[, rate_bytes_per_s, downtime_limit_s, hypervisor])
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["vm_mem", "history"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["vm_mem", "history", "hot_set"])]
     vms: Option<PathBuf>,
     /// Refined model: a dataset folder of past migrations (migrations/ and rounds/)
     #[arg(long, value_name = "DIR", requires = "vm")]
     history: Option<PathBuf>,
-    /// The VM whose history to use
+    /// The VM whose history to use (the refined model also learns the VM's hot set H from it:
+    /// the largest round-1 dirty set capped below the later rounds' rate)
     #[arg(long, value_name = "NAME")]
     vm: Option<String>,
+    /// Hot set H, e.g. 32MiB: the writable working set, the most memory the guest can have
+    /// dirty however long a round lasts (data dirtied per round = min(T D, H), gamma then 0);
+    /// give it when the guest's writes are confined to a region of known size (overrides the
+    /// H learned by --history)
+    #[arg(long, value_name = "SIZE")]
+    hot_set: Option<String>,
     /// EWMA weight mu of eq 12 (> 0.5)
     #[arg(long, default_value_t = DEFAULT_MU)]
     mu: f64,
@@ -235,6 +242,10 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         Some(s) => Some(parse_rate_bytes_per_s(s).context("--dirty-rate")?),
         None => None,
     };
+    let mut hot_set = match &a.hot_set {
+        Some(s) => Some(parse_size_bytes(s).context("--hot-set")?),
+        None => None,
+    };
     let mut refined = None;
     let dirty = if let (Some(dir), Some(vm)) = (&a.history, &a.vm) {
         if !(a.mu > 0.5 && a.mu <= 1.0 && (0.0..=1.0).contains(&a.phi)) {
@@ -247,6 +258,9 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         }
         if vm_mem.is_none() {
             vm_mem = h.first_round_bytes;
+        }
+        if hot_set.is_none() {
+            hot_set = h.hot_set_bytes;
         }
         let d = match (sampled, h.d_hat_bytes_per_s) {
             (Some(s), Some(dh)) => d_tilde(s, dh, a.phi),
@@ -270,10 +284,24 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         dirty_rate_bytes_per_s: dirty,
         rate: policy,
         downtime_limit_s: limit,
+        hot_set_bytes: hot_set.unwrap_or(NO_HOT_SET),
     };
-    s.check()?;
+    s.check().context(if a.hot_set.is_some() {
+        "--hot-set"
+    } else {
+        "inputs"
+    })?;
+    // A known hot set caps the dirty data; it replaces the coalescing gamma modelled.
+    let gamma = if hot_set.is_some() {
+        GammaModel::ZERO
+    } else {
+        m.gamma
+    };
     let p = match a.model {
-        ModelChoice::Sim => simulate_trajectory(&s, &m.gamma, m.energy.as_ref()),
+        ModelChoice::Sim => simulate_trajectory(&s, &gamma, m.energy.as_ref()),
+        ModelChoice::Base if a.hot_set.is_some() => {
+            bail!("--hot-set needs --model sim (the closed form has no hot-set cap)")
+        }
         ModelChoice::Base => {
             let Some(summary) = base_model(&s, m.energy.as_ref()) else {
                 bail!("--model base needs a fixed --rate (the closed form has one rate)");
@@ -292,13 +320,15 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
                 "gamma_model": m.gamma_id,
                 "energy_model": m.energy_id,
                 "scenario": s,
-                "gamma": m.gamma,
+                "gamma": if a.model == ModelChoice::Sim { gamma } else { m.gamma },
+                "hot_set_bytes": hot_set.filter(|_| a.model == ModelChoice::Sim),
                 "refined": refined,
                 "prediction": p,
             });
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Text => {
+            let capped = a.model == ModelChoice::Sim && hot_set.is_some();
             println!(
                 "{} model, {:?} stop rule, gamma model {}, energy model {}",
                 match a.model {
@@ -306,17 +336,33 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
                     ModelChoice::Base => "closed-form base (eqs 5-8)",
                 },
                 s.hypervisor,
-                m.gamma_id.as_deref().unwrap_or("none (gamma = 0)"),
+                match (capped, m.gamma_id.as_deref()) {
+                    (true, Some(_)) => "not used (gamma = 0 under the hot-set cap)",
+                    (_, Some(id)) => id,
+                    (_, None) => "none (gamma = 0)",
+                },
                 m.energy_id.as_deref().unwrap_or("none")
             );
             if let Some(h) = &refined {
                 println!(
-                    "history of {}: {} migrations, D_bar {:?} MB/s, D_hat {} MB/s -> D_tilde {:.3} MB/s",
+                    "history of {}: {} migrations, D_bar {:?} MB/s, D_hat {} MB/s -> D_tilde {:.3} MB/s, hot set H_hat {} MB",
                     h.vm,
                     h.migrations,
                     h.d_bar_bytes_per_s.iter().map(|d| (d / 1e4).round() / 100.0).collect::<Vec<_>>(),
                     fmt_opt(h.d_hat_bytes_per_s, 1e6, 3),
-                    dirty / 1e6
+                    dirty / 1e6,
+                    fmt_opt(h.hot_set_bytes, 1e6, 3)
+                );
+            }
+            if capped {
+                println!(
+                    "hot set H {:.3} MB ({}): dirty data per round = min(T D, H)",
+                    s.hot_set_bytes / 1e6,
+                    if a.hot_set.is_some() {
+                        "--hot-set"
+                    } else {
+                        "learned from the history"
+                    }
                 );
             }
             print_prediction(&p);
@@ -521,7 +567,8 @@ pub struct EvaluateArgs {
     /// Measured migrations: a dataset folder (migrations/ and rounds/) or a migrations folder
     #[arg(long, value_name = "DIR")]
     migrations: PathBuf,
-    /// Also evaluate the refined model (eqs 11-13) from each VM's earlier migrations
+    /// Also evaluate the refined model (eqs 11-13, with the hot set learned per VM: see
+    /// --no-hot-set) from each VM's earlier migrations
     #[arg(long)]
     history: bool,
     /// EWMA weight mu of eq 12 (> 0.5)
@@ -530,6 +577,10 @@ pub struct EvaluateArgs {
     /// Blend phi of eq 13
     #[arg(long, default_value_t = DEFAULT_PHI)]
     phi: f64,
+    /// Refined model without the hot-set cap (eqs 11-13 as published): D_bar over every round,
+    /// the gamma model throughout
+    #[arg(long, requires = "history")]
+    no_hot_set: bool,
     /// Measured energy (energy observations from `migwatt integrate` or a calibration
     /// campaign): also evaluate E_mig predicted by --energy-model from the predicted V_mig
     #[arg(long, value_name = "FILE")]
@@ -578,6 +629,7 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         refined: a.history,
         mu: a.mu,
         phi: a.phi,
+        hot_set: !a.no_hot_set,
         default_rate_bytes_per_s: default_rate,
     };
     let measured_energy: std::collections::HashMap<String, f64> = match &a.energy {

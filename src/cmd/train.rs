@@ -119,12 +119,17 @@ pub enum ModelsCommand {
     },
 }
 
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Phases on stderr with the time since the command started, so a slow step is visible.
 fn progress(phase: &str) {
-    eprintln!("train: {phase}");
+    let t = START.get_or_init(std::time::Instant::now).elapsed();
+    eprintln!("train: [{:7.3} s] {phase}", t.as_secs_f64());
 }
 
 /// Run a `train` subcommand.
 pub fn run_train(c: TrainCommand) -> anyhow::Result<ExitCode> {
+    START.get_or_init(std::time::Instant::now);
     let quiet = std::env::var_os("MIGWATT_QUIET").is_some();
     let sink: &(dyn Fn(&str) + Sync) = &progress;
     let ctl = Control {

@@ -10,10 +10,10 @@ use datasets::migrations::MigrationRow;
 use datasets::rounds::RoundRow;
 use serde::Serialize;
 
-use crate::history::{d_bar, d_tilde, ewma, RoundRate};
+use crate::history::{d_bar, d_tilde, ewma, hot_set_hat, wws_fit, RoundRate};
 use crate::predict::{
     base_model, simulate, EnergyModel, GammaModel, Hypervisor, RatePolicy, Scenario, Summary,
-    QEMU_DEFAULT_DOWNTIME_LIMIT_S, T_RESUME_S,
+    NO_HOT_SET, QEMU_DEFAULT_DOWNTIME_LIMIT_S, T_RESUME_S,
 };
 use crate::rank::Weights;
 
@@ -30,6 +30,10 @@ pub struct EvalOptions {
     pub mu: f64,
     /// Blend phi (eq 13).
     pub phi: f64,
+    /// Refined model with the hot-set cap (this project's extension, see
+    /// [`Scenario::hot_set_bytes`]): D_m from the rounds the hot set did not cap, H_hat the
+    /// largest hot set seen, gamma = 0 once H_hat is known. False: eqs 11-13 as published.
+    pub hot_set: bool,
     /// Rate for migrations that recorded no bandwidth limit, bytes/s.
     pub default_rate_bytes_per_s: Option<f64>,
 }
@@ -52,7 +56,12 @@ fn rel(pred: Option<f64>, meas: Option<f64>) -> Option<f64> {
 
 /// What one earlier migration of a VM leaves for the refined model.
 struct Past {
+    /// eq 11 over every pre-copy round (the paper's D_bar).
     d_bar: Option<f64>,
+    /// D_m: eq 11 over the rounds the hot set did not cap ([`wws_fit`]).
+    d_m: Option<f64>,
+    /// H_m: the hot set when it capped round 1, bytes.
+    hot_set: Option<f64>,
     first_round_bytes: Option<f64>,
     /// Measured downtime beyond the stop-and-copy round's own duration (T_resume of eq 7), s.
     resume_s: Option<f64>,
@@ -120,6 +129,7 @@ pub fn evaluate_with_energy(
                 rate_bytes_per_s: rate,
             },
             downtime_limit_s: m.downtime_limit_s.unwrap_or(QEMU_DEFAULT_DOWNTIME_LIMIT_S),
+            hot_set_bytes: NO_HOT_SET,
         };
         if let Err(e) = base_scenario.check() {
             skipped.push(skip(&e.to_string()));
@@ -134,6 +144,7 @@ pub fn evaluate_with_energy(
             dirty_rate_bytes_per_s: s.dirty_rate_bytes_per_s,
             rate_bytes_per_s: rate,
             first_round_bytes: s.vm_mem_bytes,
+            hot_set_bytes: s.hot_set_bytes.is_finite().then_some(s.hot_set_bytes),
             predicted_v_mig_bytes: p.v_mig_bytes,
             predicted_t_mig_s: p.t_mig_s,
             predicted_t_down_s: p.t_down_s,
@@ -170,9 +181,21 @@ pub fn evaluate_with_energy(
             let hist = past.get(m.vm.as_str());
             let n = hist.map_or(0, |h| h.len() as u32);
             let mut s = base_scenario;
-            if let Some(h) = ewma(hist.into_iter().flatten().filter_map(|p| p.d_bar), opts.mu) {
+            let d_m = |p: &Past| if opts.hot_set { p.d_m } else { p.d_bar };
+            if let Some(h) = ewma(hist.into_iter().flatten().filter_map(d_m), opts.mu) {
                 s.dirty_rate_bytes_per_s = d_tilde(s_rate, h.d_hat_bytes_per_s, opts.phi);
             }
+            // The hot set: the largest seen in the VM's earlier migrations. Once known, the
+            // cap stands for the coalescing the linear gamma tried to model: gamma = 0.
+            let h_hat = hot_set_hat(hist.into_iter().flatten().filter_map(|p| p.hot_set))
+                .filter(|_| opts.hot_set);
+            let gamma = match h_hat {
+                Some(h) => {
+                    s.hot_set_bytes = h;
+                    GammaModel::ZERO
+                }
+                None => opts.gamma,
+            };
             // The first round moves the non-zero memory: learn it from earlier migrations.
             let firsts: Vec<f64> = hist
                 .into_iter()
@@ -182,7 +205,7 @@ pub fn evaluate_with_energy(
             if !firsts.is_empty() {
                 s.vm_mem_bytes = firsts.iter().sum::<f64>() / firsts.len() as f64;
             }
-            let mut p = simulate(&s, &opts.gamma, opts.energy.as_ref());
+            let mut p = simulate(&s, &gamma, opts.energy.as_ref());
             // QEMU stops the guest once the rest fits in the downtime limit, so how much of
             // its limit a VM's downtime uses is a property of the VM (its final dirty set,
             // its device state): learned from the same VM's earlier migrations, it predicts
@@ -215,11 +238,12 @@ pub fn evaluate_with_energy(
     (out, skipped)
 }
 
-/// D_bar (eq 11) and first-round volume of one measured migration. D_i of a round is what
-/// it dirtied (the next round's pages) over its duration, else the recorded rate.
+/// D_bar (eq 11), D_m and H_m ([`wws_fit`]) and first-round volume of one measured
+/// migration. D_i of a round is what it dirtied (the next round's pages) over its duration,
+/// else the recorded rate.
 fn past_of(m: &MigrationRow, rounds: &[&RoundRow]) -> Past {
     let page = m.page_size_bytes as f64;
-    let rr: Vec<RoundRate> = rounds
+    let numbered: Vec<(u32, RoundRate)> = rounds
         .iter()
         .filter(|r| !r.last)
         .filter_map(|r| {
@@ -228,12 +252,23 @@ fn past_of(m: &MigrationRow, rounds: &[&RoundRow]) -> Past {
                 Some(p) if t > 0.0 => p as f64 * page / t,
                 _ => r.dirty_rate_bytes_per_s?,
             };
-            Some(RoundRate {
-                dirty_rate_bytes_per_s: d,
-                duration_s: t,
-            })
+            Some((
+                r.round,
+                RoundRate {
+                    dirty_rate_bytes_per_s: d,
+                    duration_s: t,
+                },
+            ))
         })
         .collect();
+    let rr: Vec<RoundRate> = numbered.iter().map(|&(_, r)| r).collect();
+    let first_rate = numbered.iter().find(|(i, _)| *i == 1).map(|&(_, r)| r);
+    let later: Vec<RoundRate> = numbered
+        .iter()
+        .filter(|(i, _)| *i != 1)
+        .map(|&(_, r)| r)
+        .collect();
+    let wws = wws_fit(first_rate, &later);
     let first = rounds
         .iter()
         .find(|r| r.round == 1)
@@ -251,6 +286,8 @@ fn past_of(m: &MigrationRow, rounds: &[&RoundRow]) -> Past {
     };
     Past {
         d_bar: d_bar(&rr),
+        d_m: wws.d_bytes_per_s,
+        hot_set: wws.hot_set_bytes,
         first_round_bytes: first.filter(|_| m.converged),
         resume_s,
         limit_share,
@@ -262,17 +299,21 @@ fn past_of(m: &MigrationRow, rounds: &[&RoundRow]) -> Past {
 pub struct VmHistory {
     /// VM name.
     pub vm: String,
-    /// D_bar of each migration with rounds (eq 11), oldest first, bytes/s.
+    /// D_m of each migration with rounds, oldest first, bytes/s: eq 11 over the rounds the
+    /// hot set did not cap (every round when it capped none, the paper's D_bar).
     pub d_bar_bytes_per_s: Vec<f64>,
-    /// D_hat after the latest (eq 12), bytes/s.
+    /// D_hat after the latest (eq 12 over D_m), bytes/s.
     pub d_hat_bytes_per_s: Option<f64>,
+    /// H_hat: the largest hot set (writable working set) seen, bytes (None: no migration's
+    /// round 1 was capped by it). This project's extension, see [`Scenario::hot_set_bytes`].
+    pub hot_set_bytes: Option<f64>,
     /// Mean data the first round sent (non-zero memory), bytes.
     pub first_round_bytes: Option<f64>,
     /// Migrations of the VM found.
     pub migrations: usize,
 }
 
-/// D_bar per migration, D_hat (mu) and the first-round volume of `vm`.
+/// D_m per migration, D_hat (mu), H_hat and the first-round volume of `vm`.
 pub fn vm_history(
     migrations: &[MigrationRow],
     rounds: &[RoundRow],
@@ -291,12 +332,13 @@ pub fn vm_history(
             past_of(m, &r)
         })
         .collect();
-    let d_bars: Vec<f64> = pasts.iter().filter_map(|p| p.d_bar).collect();
+    let d_bars: Vec<f64> = pasts.iter().filter_map(|p| p.d_m).collect();
     let firsts: Vec<f64> = pasts.iter().filter_map(|p| p.first_round_bytes).collect();
     VmHistory {
         vm: vm.into(),
         d_hat_bytes_per_s: ewma(d_bars.iter().copied(), mu).map(|h| h.d_hat_bytes_per_s),
         d_bar_bytes_per_s: d_bars,
+        hot_set_bytes: hot_set_hat(pasts.iter().filter_map(|p| p.hot_set)),
         first_round_bytes: (!firsts.is_empty())
             .then(|| firsts.iter().sum::<f64>() / firsts.len() as f64),
         migrations: mine.len(),
@@ -576,6 +618,7 @@ mod tests {
             refined: true,
             mu: 0.7,
             phi: 0.5,
+            hot_set: true,
             default_rate_bytes_per_s: None,
         };
         let (rows, skipped) = evaluate(&migs, &rounds, &opts);
@@ -623,6 +666,7 @@ mod tests {
                     rate_bytes_per_s: 10e6,
                 },
                 downtime_limit_s: 0.3,
+                hot_set_bytes: NO_HOT_SET,
             }
         };
         let want = simulate(&from_50, &GammaModel::ZERO, None)
@@ -637,6 +681,176 @@ mod tests {
             .unwrap();
         assert_eq!(all_sim.n, 2);
         assert!(all_sim.t_mig_percent.unwrap() < 1e-9);
+    }
+
+    const MIB: f64 = 1048576.0;
+
+    /// A QEMU migration generated by the hot-set-capped process (Algorithm 1 with
+    /// dirty = min(T D, H)), recorded as the collector would: each pre-copy round's dirtied
+    /// pages are what the next round sends.
+    fn capped_migration(
+        id: &str,
+        start: i64,
+        d: f64,
+        r: f64,
+        h: f64,
+    ) -> (MigrationRow, Vec<RoundRow>) {
+        let s = Scenario {
+            hypervisor: Hypervisor::Qemu,
+            vm_mem_bytes: 96.0 * MIB,
+            dirty_rate_bytes_per_s: d,
+            rate: RatePolicy::Fixed {
+                rate_bytes_per_s: r,
+            },
+            downtime_limit_s: 0.05,
+            hot_set_bytes: h,
+        };
+        let p = crate::predict::simulate_trajectory(&s, &GammaModel::ZERO, None);
+        let tr = &p.trajectory;
+        let rounds = tr
+            .iter()
+            .enumerate()
+            .map(|(i, x)| RoundRow {
+                migration_id: id.into(),
+                round: x.round,
+                start_utc_ns: None,
+                duration_s: Some(x.duration_s),
+                sent_bytes: x.sent_bytes.round() as u64,
+                skipped_pages: 0,
+                dirtied_pages: (!x.last).then(|| (tr[i + 1].sent_bytes / 4096.0).round() as u64),
+                dirty_rate_bytes_per_s: None,
+                gamma: None,
+                last: x.last,
+            })
+            .collect();
+        let mut m = mig(
+            id,
+            "vm",
+            start,
+            p.summary.v_mig_bytes.unwrap().round() as u64,
+            p.summary.t_mig_s.unwrap(),
+        );
+        m.vm_mem_bytes = 256 << 20;
+        m.t_down_s = p.summary.t_down_s;
+        m.rounds = p.summary.rounds;
+        m.bandwidth_limit_bytes_per_s = Some(r);
+        m.downtime_limit_s = Some(0.05);
+        m.pre_dirty_rate_bytes_per_s = Some(d);
+        (m, rounds)
+    }
+
+    #[test]
+    fn past_of_learns_the_hot_set_from_a_capped_round_one() {
+        let (d, r) = (12.0 * MIB, 16.0 * MIB);
+        let (m1, r1) = capped_migration("m1", 1, d, r, 34.0 * MIB);
+        let (m2, r2) = capped_migration("m2", 2, d, r, NO_HOT_SET);
+        let (m3, r3) = capped_migration("m3", 3, d, r, 20.0 * MIB);
+        fn refs(r: &[RoundRow]) -> Vec<&RoundRow> {
+            r.iter().collect()
+        }
+        // Capped: round 1 (6 s) dirtied 34 MiB, under 12 MiB/s x 6 s: H_m = x_1 exactly,
+        // D_m = eq 11 over rounds 2.. = 12 MiB/s (up to the page rounding of the record).
+        let p1 = past_of(&m1, &refs(&r1));
+        assert_eq!(p1.hot_set, Some(34.0 * MIB));
+        assert!((p1.d_m.unwrap() / d - 1.0).abs() < 1e-3, "{:?}", p1.d_m);
+        let rest: Vec<RoundRate> = r1
+            .iter()
+            .filter(|x| !x.last && x.round > 1)
+            .map(|x| RoundRate {
+                dirty_rate_bytes_per_s: x.dirtied_pages.unwrap() as f64 * 4096.0
+                    / x.duration_s.unwrap(),
+                duration_s: x.duration_s.unwrap(),
+            })
+            .collect();
+        assert_eq!(p1.d_m, d_bar(&rest), "D_m = D_rest");
+        // eq 11 over every round mixes the capped round 1 in: well under D.
+        assert!(p1.d_bar.unwrap() < 0.85 * d, "{:?}", p1.d_bar);
+        // Uncapped: no hot set, D_m = today's D_bar (= D).
+        let p2 = past_of(&m2, &refs(&r2));
+        assert_eq!(p2.hot_set, None);
+        assert_eq!(p2.d_m, p2.d_bar);
+        assert!((p2.d_m.unwrap() / d - 1.0).abs() < 1e-3);
+        // H_hat is the largest H_m; D_hat (eq 12) runs over D_m.
+        let migs = vec![m3, m1, m2];
+        let rounds: Vec<RoundRow> = [r1, r2, r3].concat();
+        let h = vm_history(&migs, &rounds, "vm", 0.7);
+        assert_eq!(h.migrations, 3);
+        assert_eq!(h.hot_set_bytes, Some(34.0 * MIB));
+        assert_eq!(h.d_bar_bytes_per_s.len(), 3);
+        assert_eq!(h.d_bar_bytes_per_s[0], p1.d_m.unwrap());
+        assert!((h.d_hat_bytes_per_s.unwrap() / d - 1.0).abs() < 1e-3);
+        // A VM whose round 1 was never capped has no hot set.
+        let h = vm_history(&migs[2..], &rounds, "vm", 0.7);
+        assert_eq!(h.hot_set_bytes, None);
+    }
+
+    #[test]
+    fn capped_model_predicts_a_capped_process() {
+        // Two migrations of a VM with a 34 MiB hot set dirtying 12 MiB/s, over 16 then
+        // 20 MiB/s links. The second is predicted from the first alone.
+        let (d, h) = (12.0 * MIB, 34.0 * MIB);
+        let (m1, r1) = capped_migration("m1", 1, d, 16.0 * MIB, h);
+        let (m2, r2) = capped_migration("m2", 2, d, 20.0 * MIB, h);
+        let migs = vec![m1, m2.clone()];
+        let rounds = [r1, r2].concat();
+        let gm = GammaModel {
+            omega_per_s: -0.0463,
+            xi_s_per_byte: -1e-10,
+            psi: 0.3586,
+        };
+        let mut opts = EvalOptions {
+            gamma: gm,
+            energy: None,
+            refined: true,
+            mu: 0.7,
+            phi: 0.5,
+            hot_set: true,
+            default_rate_bytes_per_s: None,
+        };
+        let refined_m2 = |opts: &EvalOptions| {
+            let (rows, skipped) = evaluate(&migs, &rounds, opts);
+            assert!(skipped.is_empty());
+            rows.into_iter()
+                .find(|r| r.migration_id == "m2" && r.model == "refined")
+                .unwrap()
+        };
+        let r = refined_m2(&opts);
+        assert_eq!(r.hot_set_bytes, Some(h));
+        assert_eq!(r.first_round_bytes, 96.0 * MIB);
+        let err = r.rel_err_v_mig.unwrap();
+        assert!(err.abs() < 0.01, "capped: {err}");
+        assert!(r.rel_err_t_mig.unwrap().abs() < 0.01);
+        // The gamma model is not used once the hot set is known: the same with gamma = 0.
+        opts.gamma = GammaModel::ZERO;
+        assert_eq!(
+            refined_m2(&opts).predicted_v_mig_bytes,
+            r.predicted_v_mig_bytes
+        );
+        // The published refined model (no cap, eq 11 over every round) misses it.
+        opts.hot_set = false;
+        let open = refined_m2(&opts);
+        assert_eq!(open.hot_set_bytes, None);
+        assert!(open.rel_err_v_mig.unwrap().abs() > 0.05, "{open:?}");
+        // The first migration had no history: no hot set, the gamma model as before.
+        opts = EvalOptions { gamma: gm, ..opts };
+        let (rows, _) = evaluate(
+            &migs,
+            &rounds,
+            &EvalOptions {
+                hot_set: true,
+                ..opts
+            },
+        );
+        let r1 = rows
+            .iter()
+            .find(|r| r.migration_id == "m1" && r.model == "refined")
+            .unwrap();
+        let sim = rows
+            .iter()
+            .find(|r| r.migration_id == "m1" && r.model == "sim")
+            .unwrap();
+        assert_eq!(r1.hot_set_bytes, None);
+        assert_eq!(r1.predicted_v_mig_bytes, sim.predicted_v_mig_bytes);
     }
 
     #[test]
@@ -654,6 +868,7 @@ mod tests {
             refined: false,
             mu: 0.7,
             phi: 0.5,
+            hot_set: true,
             default_rate_bytes_per_s: None,
         };
         let (mut rows, _) = evaluate(&migs, &[], &opts);

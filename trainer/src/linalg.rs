@@ -68,9 +68,23 @@ impl Mat {
     }
 }
 
-/// Householder QR in place; returns the `cols x cols` upper-triangular R (rows beyond the
-/// block's height are zero). Q is not formed.
+/// Householder QR; returns the `cols x cols` upper-triangular R (rows beyond the block's
+/// height are zero). Q is not formed.
 pub fn householder_r(mut a: Mat) -> Mat {
+    householder_in_place(&mut a);
+    let (m, q) = (a.rows, a.cols);
+    let mut r = Mat::zeros(q, q);
+    for j in 0..q {
+        for i in 0..=j.min(m.saturating_sub(1)) {
+            *r.at_mut(i, j) = a.at(i, j);
+        }
+    }
+    r
+}
+
+/// Householder QR in place: R is left in the upper triangle and every entry below the
+/// diagonal is set to zero (so `[R; new rows]` can be reduced again).
+pub fn householder_in_place(a: &mut Mat) {
     let (m, q) = (a.rows, a.cols);
     let steps = m.min(q);
     for k in 0..steps {
@@ -104,13 +118,63 @@ pub fn householder_r(mut a: Mat) -> Mat {
             *v = 0.0;
         }
     }
-    let mut r = Mat::zeros(q, q);
-    for j in 0..q {
-        for i in 0..=j.min(m.saturating_sub(1)) {
-            *r.at_mut(i, j) = a.at(i, j);
+}
+
+/// Rows a [`StreamR`] gathers before reducing them: large enough to amortise the reduction,
+/// small enough to stay in cache.
+const STREAM_CHUNK: usize = 256;
+
+/// The R factor of rows pushed one at a time (TSQR over chunks: `[R; chunk]` is reduced by
+/// Householder QR whenever the chunk is full), without holding the rows.
+#[derive(Debug, Clone)]
+pub struct StreamR {
+    q: usize,
+    buf: Mat,
+    filled: usize,
+}
+
+impl StreamR {
+    /// An empty factor of `q` columns.
+    pub fn new(q: usize) -> Self {
+        StreamR {
+            q,
+            buf: Mat::zeros(q + STREAM_CHUNK, q),
+            filled: 0,
         }
     }
-    r
+
+    /// Add one row (`q` values).
+    #[inline]
+    pub fn push(&mut self, row: &[f64]) {
+        let m = self.buf.rows;
+        let r = self.q + self.filled;
+        for (j, v) in row.iter().enumerate() {
+            self.buf.data[j * m + r] = *v;
+        }
+        self.filled += 1;
+        if self.filled == STREAM_CHUNK {
+            self.reduce();
+        }
+    }
+
+    fn reduce(&mut self) {
+        householder_in_place(&mut self.buf);
+        self.filled = 0;
+    }
+
+    /// The `q x q` R factor of every row pushed.
+    pub fn finish(mut self) -> Mat {
+        if self.filled > 0 {
+            self.reduce();
+        }
+        let mut r = Mat::zeros(self.q, self.q);
+        for j in 0..self.q {
+            for i in 0..=j {
+                *r.at_mut(i, j) = self.buf.at(i, j);
+            }
+        }
+        r
+    }
 }
 
 /// The R factor of the matrix made by stacking `blocks` (each `q x q`) on top of each other.
@@ -256,6 +320,26 @@ mod tests {
             let gs = gram(&s);
             for (x, y) in ga.iter().zip(&gs) {
                 prop_assert!((2.0 * x - y).abs() <= 1e-9 * (1.0 + x.abs()));
+            }
+        }
+    }
+
+    #[test]
+    fn streamed_r_matches_the_whole_block() {
+        for rows in [1usize, 5, 255, 256, 257, 1000] {
+            let a = mat(rows, 4, |i, j| {
+                ((i * 7 + j * 3) % 11) as f64 - 5.0 + 0.01 * i as f64
+            });
+            let mut s = StreamR::new(4);
+            for i in 0..rows {
+                s.push(&(0..4).map(|j| a.at(i, j)).collect::<Vec<_>>());
+            }
+            let (gs, ga) = (gram(&s.finish()), gram(&a));
+            for (x, y) in ga.iter().zip(&gs) {
+                assert!(
+                    (x - y).abs() <= 1e-10 * (1.0 + x.abs()),
+                    "{rows}: {x} vs {y}"
+                );
             }
         }
     }

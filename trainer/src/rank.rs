@@ -6,7 +6,7 @@ use datasets::candidates::Candidates;
 
 use crate::predict::{
     simulate, simulate_fixed_batch, Batch, BatchOut, EnergyModel, GammaModel, Hypervisor,
-    PredictError, RatePolicy, Scenario, Stop,
+    PredictError, RatePolicy, Scenario, Stop, NO_HOT_SET,
 };
 
 /// Errors of ranking.
@@ -138,6 +138,7 @@ pub fn scenario(c: &Candidates, i: usize, d: &Defaults) -> Result<Scenario, Rank
             .downtime_limit_s
             .as_ref()
             .map_or(d.downtime_limit_s, |v| v[i]),
+        hot_set_bytes: NO_HOT_SET,
     })
 }
 
@@ -157,6 +158,8 @@ fn fixed_batch<'a>(c: &'a Candidates, d: &Defaults) -> Option<Batch<'a>> {
         rate_bytes_per_s: rate,
         limits: c.downtime_limit_s.as_deref(),
         downtime_limit_s: d.downtime_limit_s,
+        hot_sets: None,
+        hot_set_bytes: NO_HOT_SET,
     })
 }
 

@@ -13,6 +13,7 @@ use datasets::table::{
 };
 use datasets::DatasetError;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 use crate::coef::{self, CoefError, CoefficientFile, ModelKind};
 use crate::ols::{FitError, FittedOls, OlsParams, Problem};
@@ -130,9 +131,9 @@ struct Spec {
 }
 
 /// Rows ready to fit and where they came from.
-struct Rows {
-    y: Vec<f64>,
-    xs: Vec<Vec<f64>>,
+struct Rows<'a> {
+    y: Cow<'a, [f64]>,
+    xs: Vec<Cow<'a, [f64]>>,
     origin_file: Vec<u32>,
     origin_row: Vec<u64>,
 }
@@ -287,9 +288,9 @@ fn fit_publish(
         .features
         .iter()
         .zip(&rows.xs)
-        .map(|(v, c)| (v.column.as_str(), c.as_slice()))
+        .map(|(v, c)| (v.column.as_str(), c.as_ref()))
         .collect();
-    let fit = opts
+    let mut fit = opts
         .params(spec.intercept.is_some())
         .fit(
             &Problem {
@@ -303,7 +304,7 @@ fn fit_publish(
             model: spec.name.clone(),
             source,
         })?;
-    ctl.report("writing");
+    ctl.report("writing the residuals");
     let model_dir = opts.out.join(&spec.name);
     let version = coef::next_version(&model_dir)?;
     let created = chrono::Utc::now();
@@ -321,17 +322,21 @@ fn fit_publish(
     let target_unit = file.target.unit.clone();
     write_residuals(
         &model_dir.join(&residuals_name),
-        &Residuals {
+        Residuals {
             model_id: id,
             target: spec.target.column.clone(),
             unit: target_unit,
-            input_file: rows.origin_file.clone(),
-            input_row: rows.origin_row.clone(),
-            observed: rows.y.clone(),
-            fitted: fit.fitted.clone(),
-            cv_predicted: fit.cross_validation.as_ref().map(|c| c.predicted.clone()),
+            input_file: Cow::Borrowed(&rows.origin_file),
+            input_row: Cow::Borrowed(&rows.origin_row),
+            observed: Cow::Borrowed(&rows.y),
+            fitted: Cow::Owned(std::mem::take(&mut fit.fitted)),
+            cv_predicted: fit
+                .cross_validation
+                .as_mut()
+                .map(|c| Cow::Owned(std::mem::take(&mut c.predicted))),
         },
     )?;
+    ctl.report("writing the coefficient file");
     let path = coef::publish(&opts.out, &file)?;
     Ok(Trained { path, file })
 }
@@ -472,13 +477,13 @@ const E_MIG: &str = "e_mig_j";
 const E_SOURCE: &str = "e_source_j";
 const E_DESTINATION: &str = "e_destination_j";
 
-fn all_rows(table: &Table, target: &str, features: &[&str]) -> Result<Rows, TrainError> {
+fn all_rows<'a>(table: &'a Table, target: &str, features: &[&str]) -> Result<Rows<'a>, TrainError> {
     let (origin_file, origin_row) = table.origins();
     Ok(Rows {
-        y: table.f64_column(target)?,
+        y: table.f64_column_cow(target)?,
         xs: features
             .iter()
-            .map(|f| table.f64_column(f))
+            .map(|f| table.f64_column_cow(f))
             .collect::<Result<_, _>>()?,
         origin_file,
         origin_row,
@@ -674,8 +679,8 @@ pub fn train_gamma(
     }
     let (origin_file_all, origin_row_all) = table.origins();
     let mut rows = Rows {
-        y: Vec::new(),
-        xs: vec![Vec::new(), Vec::new()],
+        y: Cow::Owned(Vec::new()),
+        xs: vec![Cow::Owned(Vec::new()), Cow::Owned(Vec::new())],
         origin_file: Vec::new(),
         origin_row: Vec::new(),
     };
@@ -717,9 +722,9 @@ pub fn train_gamma(
             dropped[4].0 += 1;
             continue;
         }
-        rows.y.push(gamma[i]);
-        rows.xs[0].push(duration[prev]);
-        rows.xs[1].push(rate[i]);
+        rows.y.to_mut().push(gamma[i]);
+        rows.xs[0].to_mut().push(duration[prev]);
+        rows.xs[1].to_mut().push(rate[i]);
         rows.origin_file.push(origin_file_all[i]);
         rows.origin_row.push(origin_row_all[i]);
     }
@@ -874,6 +879,7 @@ pub fn train_linear(
         intercept: l.intercept.then(|| "intercept".into()),
     };
     let feats: Vec<&str> = l.features.iter().map(String::as_str).collect();
+    ctl.report("columns");
     let rows = all_rows(&table, &l.target, &feats)?;
     fit_publish(opts, &spec, &rows, &ctx, ctl)
 }

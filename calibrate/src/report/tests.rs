@@ -88,13 +88,13 @@ fn write_model(dir: &Path, name: &str, json: &str, target: &str, unit: &str) {
         model_id: format!("{name}/v1/x"),
         target: target.into(),
         unit: unit.into(),
-        input_file: vec![0; 4],
-        input_row: vec![0, 1, 2, 3],
-        observed: vec![1.0, 2.0, 3.5, 4.0],
-        fitted: vec![1.1, 1.8, 3.0, 4.2],
+        input_file: vec![0; 4].into(),
+        input_row: vec![0, 1, 2, 3].into(),
+        observed: vec![1.0, 2.0, 3.5, 4.0].into(),
+        fitted: vec![1.1, 1.8, 3.0, 4.2].into(),
         cv_predicted: None,
     };
-    datasets::residuals::write_residuals(&folder.join("v1.residuals.parquet"), &r).unwrap();
+    datasets::residuals::write_residuals(&folder.join("v1.residuals.parquet"), r).unwrap();
 }
 
 fn verdicts() -> Vec<Verdict> {
