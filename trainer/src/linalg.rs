@@ -6,18 +6,47 @@
 
 /// Neumaier-compensated sum (keeps about full precision over millions of terms).
 pub fn sum(values: impl IntoIterator<Item = f64>) -> f64 {
-    let mut s = 0.0f64;
-    let mut c = 0.0f64;
+    let mut acc = Neumaier::default();
     for v in values {
-        let t = s + v;
-        if s.abs() >= v.abs() {
-            c += (s - t) + v;
-        } else {
-            c += (v - t) + s;
-        }
-        s = t;
+        acc.add(v);
     }
-    s + c
+    acc.value()
+}
+
+/// A running Neumaier-compensated sum, for loops that accumulate several sums at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Neumaier {
+    s: f64,
+    c: f64,
+}
+
+impl Neumaier {
+    /// Add one term.
+    #[inline]
+    pub fn add(&mut self, v: f64) {
+        let t = self.s + v;
+        if self.s.abs() >= v.abs() {
+            self.c += (self.s - t) + v;
+        } else {
+            self.c += (v - t) + self.s;
+        }
+        self.s = t;
+    }
+
+    /// The sum so far.
+    pub fn value(&self) -> f64 {
+        self.s + self.c
+    }
+
+    /// The sum of several running sums, each one's compensation included.
+    pub fn merge<'a>(parts: impl IntoIterator<Item = &'a Neumaier>) -> Neumaier {
+        let mut acc = Neumaier::default();
+        for p in parts {
+            acc.add(p.s);
+            acc.add(p.c);
+        }
+        acc
+    }
 }
 
 /// Dot product with four accumulators (vectorises; also sums in a more balanced order).

@@ -21,7 +21,7 @@ use linfa_linear::LinearRegression;
 use ndarray::{Array1, Array2};
 use std::ops::Range;
 
-use crate::linalg::{self, Mat};
+use crate::linalg::{self, Mat, Neumaier};
 use crate::stats;
 use crate::Control;
 
@@ -528,7 +528,7 @@ impl OlsParams {
         }
 
         ctl.report("statistics");
-        let rss = sums.squares;
+        let rss = sums.squares.value();
         let df = n - pt;
         let r_squared = if tss > 0.0 { 1.0 - rss / tss } else { 1.0 };
         let adjusted_r_squared = 1.0 - (1.0 - r_squared) * (n - off) as f64 / df as f64;
@@ -566,7 +566,7 @@ impl OlsParams {
                 .collect();
             estimates.push(est(value, &row));
         }
-        let mae = sums.absolute / n as f64;
+        let mae = sums.absolute.value() / n as f64;
         let mape_percent = sums.mape_percent();
 
         // Cross-validation: fold k's model comes from the stacked R factors of the others.
@@ -615,7 +615,7 @@ impl OlsParams {
                 CrossValidation {
                     folds: k,
                     seed: self.seed,
-                    mae: sums.absolute / n as f64,
+                    mae: sums.absolute.value() / n as f64,
                     mape_percent: sums.mape_percent(),
                     predicted,
                 }
@@ -737,50 +737,36 @@ fn par_chunks<G: Send>(
 /// Compensated (Neumaier) running sums of squared, absolute and relative errors.
 #[derive(Debug, Clone, Copy, Default)]
 struct ErrorSums {
-    squares: f64,
-    absolute: f64,
-    relative: f64,
+    squares: Neumaier,
+    absolute: Neumaier,
+    relative: Neumaier,
     nonzero: usize,
-    c: [f64; 3],
 }
 
 impl ErrorSums {
     #[inline]
     fn add(&mut self, observed: f64, error: f64) {
-        let add = |s: &mut f64, c: &mut f64, v: f64| {
-            let t = *s + v;
-            *c += if s.abs() >= v.abs() {
-                (*s - t) + v
-            } else {
-                (v - t) + *s
-            };
-            *s = t;
-        };
-        add(&mut self.squares, &mut self.c[0], error * error);
-        add(&mut self.absolute, &mut self.c[1], error.abs());
+        self.squares.add(error * error);
+        self.absolute.add(error.abs());
         if observed != 0.0 {
-            add(&mut self.relative, &mut self.c[2], (error / observed).abs());
+            self.relative.add((error / observed).abs());
             self.nonzero += 1;
         }
     }
 
     /// The sums of several chunks, compensation folded in.
     fn merge<'a>(parts: impl Iterator<Item = &'a ErrorSums> + Clone) -> ErrorSums {
-        let total = |k: usize, v: fn(&ErrorSums) -> f64| {
-            linalg::sum(parts.clone().flat_map(|p| [v(p), p.c[k]]))
-        };
         ErrorSums {
-            squares: total(0, |p| p.squares),
-            absolute: total(1, |p| p.absolute),
-            relative: total(2, |p| p.relative),
-            nonzero: parts.clone().map(|p| p.nonzero).sum(),
-            c: [0.0; 3],
+            squares: Neumaier::merge(parts.clone().map(|p| &p.squares)),
+            absolute: Neumaier::merge(parts.clone().map(|p| &p.absolute)),
+            relative: Neumaier::merge(parts.clone().map(|p| &p.relative)),
+            nonzero: parts.map(|p| p.nonzero).sum(),
         }
     }
 
     /// Mean absolute percentage error (%), over rows with a non-zero observed value.
     fn mape_percent(&self) -> Option<f64> {
-        (self.nonzero > 0).then(|| 100.0 * self.relative / self.nonzero as f64)
+        (self.nonzero > 0).then(|| 100.0 * self.relative.value() / self.nonzero as f64)
     }
 }
 
