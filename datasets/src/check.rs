@@ -1021,17 +1021,18 @@ mod tests {
         };
         crate::rounds::write_rounds_file(&d.path().join("r/m1.parquet"), &[round(1), round(2)])
             .unwrap();
+        let mut origins = crate::Origins::new();
+        origins.push_run(0, 0, 2);
         let residuals = crate::residuals::Residuals {
             model_id: "energy/v1/x".into(),
             target: "e_mig_j".into(),
             unit: "J".into(),
-            input_file: vec![0, 0].into(),
-            input_row: vec![0, 1].into(),
-            observed: vec![1.0, 2.0].into(),
-            fitted: vec![1.5, 1.5].into(),
+            origins: &origins,
+            observed: &[1.0, 2.0],
+            fitted: &[1.5, 1.5],
             cv_predicted: None,
         };
-        crate::residuals::write_residuals(&d.path().join("v1.residuals.parquet"), residuals)
+        crate::residuals::write_residuals(&d.path().join("v1.residuals.parquet"), &residuals)
             .unwrap();
         let r = check_path(d.path()).unwrap();
         assert_eq!(r.violations, vec![]);

@@ -11,6 +11,7 @@ pub mod energy;
 pub mod evaluation;
 pub mod io;
 pub mod migrations;
+pub mod origins;
 pub mod residuals;
 pub mod rounds;
 pub mod samples;
@@ -18,4 +19,5 @@ pub mod table;
 pub mod windows;
 
 pub use io::{DatasetError, SchemaVersion};
+pub use origins::{OriginRun, Origins};
 pub use samples::{SampleRow, FIELD_COUNT, RECORD_FIELDS, SAMPLES};

@@ -12,9 +12,7 @@ use polars::prelude::*;
 use crate::io::{
     parquet_files, DatasetError, DatasetKind, SchemaVersion, KEY_DATASET, KEY_SCHEMA_VERSION,
 };
-
-/// Name of the internal column holding each row's index within its file.
-const ROW_COL: &str = "__migwatt_row";
+use crate::Origins;
 
 /// Errors of loading a table.
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +254,8 @@ pub struct LoadOptions<'a> {
 struct Part {
     file: usize,
     df: DataFrame,
+    /// The file rows kept, as runs (one run when nothing was filtered out).
+    origins: Origins,
 }
 
 /// Rows loaded from one or several files, kept per file (files may differ in column types).
@@ -278,19 +278,26 @@ pub fn load_table(inputs: &[InputFile], opts: &LoadOptions<'_>) -> Result<Table,
         let (df, metadata) = read_file(input, opts)?;
         let rows = df.height();
         rows_read += rows;
-        let df = df
-            .with_row_index(ROW_COL.into(), None)
-            .map_err(|e| polars_err(path, e))?;
-        let mut mask = vec![true; rows];
-        for f in opts.filters {
-            apply_filter(&df, f, path, &mut mask)?;
-        }
-        let kept = mask.iter().filter(|m| **m).count();
-        let df = if kept == rows {
-            df
+        let mut origins = Origins::new();
+        let (df, kept) = if opts.filters.is_empty() {
+            origins.push_run(fi as u32, 0, rows as u64);
+            (df, rows)
         } else {
-            df.filter(&BooleanChunked::new("mask".into(), &mask))
-                .map_err(|e| polars_err(path, e))?
+            let mut mask = vec![true; rows];
+            for f in opts.filters {
+                apply_filter(&df, f, path, &mut mask)?;
+            }
+            for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
+                origins.push(fi as u32, i as u64);
+            }
+            let kept = origins.len();
+            let df = if kept == rows {
+                df
+            } else {
+                df.filter(&BooleanChunked::new("mask".into(), &mask))
+                    .map_err(|e| polars_err(path, e))?
+            };
+            (df, kept)
         };
         files.push(SourceFile {
             path: path.clone(),
@@ -298,7 +305,11 @@ pub fn load_table(inputs: &[InputFile], opts: &LoadOptions<'_>) -> Result<Table,
             rows_kept: kept,
             metadata,
         });
-        parts.push(Part { file: fi, df });
+        parts.push(Part {
+            file: fi,
+            df,
+            origins,
+        });
     }
     let total: usize = files.iter().map(|f| f.rows_kept).sum();
     if total == 0 && !opts.filters.is_empty() {
@@ -456,7 +467,6 @@ fn apply_filter(
             available: df
                 .get_column_names()
                 .iter()
-                .filter(|n| n.as_str() != ROW_COL)
                 .map(|n| n.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
@@ -617,9 +627,7 @@ impl Table {
     pub fn origin(&self, row: usize) -> Option<(&Path, u64)> {
         let k = self.offsets.partition_point(|&o| o <= row).checked_sub(1)?;
         let p = &self.parts[k];
-        let local = row - self.offsets[k];
-        let idx = p.df.column(ROW_COL).ok()?.get(local).ok()?;
-        let r = idx.extract::<u64>()?;
+        let (_, r) = p.origins.get(row - self.offsets[k])?;
         Some((self.files[p.file].path.as_path(), r))
     }
 
@@ -632,18 +640,12 @@ impl Table {
     }
 
     /// Per kept row: index of its file in [`Table::files`] and its 0-based row in the file.
-    pub fn origins(&self) -> (Vec<u32>, Vec<u64>) {
-        let mut files = Vec::with_capacity(self.n_rows());
-        let mut rows = Vec::with_capacity(self.n_rows());
+    pub fn origins(&self) -> Origins {
+        let mut all = Origins::new();
         for p in &self.parts {
-            files.extend(std::iter::repeat_n(p.file as u32, p.df.height()));
-            if let Ok(c) = p.df.column(ROW_COL) {
-                if let Ok(s) = c.as_materialized_series().cast(&DataType::UInt64) {
-                    rows.extend(s.u64().expect("cast").iter().map(|v| v.unwrap_or(0)));
-                }
-            }
+            all.extend(&p.origins);
         }
-        (files, rows)
+        all
     }
 
     fn col<'a>(&self, p: &'a Part, name: &str) -> Result<&'a Column, TableError> {
@@ -654,7 +656,6 @@ impl Table {
                 .df
                 .get_column_names()
                 .iter()
-                .filter(|n| n.as_str() != ROW_COL)
                 .map(|n| n.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
@@ -812,6 +813,14 @@ mod tests {
         assert_eq!(t.f64_column("x").unwrap(), vec![3.0]);
         assert_eq!(t.f64_column_cow("x").unwrap().as_ref(), &[3.0]);
         assert_eq!(t.origin(0).unwrap().1, 2);
+        assert_eq!(
+            t.origins().runs(),
+            &[crate::OriginRun {
+                file: 0,
+                first_row: 2,
+                rows: 1
+            }]
+        );
         let none = [Filter::parse("w=zzz").unwrap()];
         let e = load_table(
             &inputs,

@@ -108,7 +108,8 @@ pub struct ModelId {
     pub name: String,
     /// Version N of `v<N>.json`, from 1.
     pub version: u64,
-    /// Unique id: `<name>/v<N>/<first 12 hex digits of a SHA-256 over inputs and time>`.
+    /// Unique id: `<name>/v<N>/<first 12 hex digits of a SHA-256 over the name, version,
+    /// creation time and the inputs' paths and row counts>`.
     pub id: String,
 }
 

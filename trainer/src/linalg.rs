@@ -24,12 +24,11 @@ impl Neumaier {
     /// Add one term.
     #[inline]
     pub fn add(&mut self, v: f64) {
+        // Knuth's TwoSum: the same exact rounding error as Neumaier's magnitude test, without
+        // the branch, so that several sums in one loop overlap.
         let t = self.s + v;
-        if self.s.abs() >= v.abs() {
-            self.c += (self.s - t) + v;
-        } else {
-            self.c += (v - t) + self.s;
-        }
+        let z = t - self.s;
+        self.c += (self.s - (t - z)) + (v - z);
         self.s = t;
     }
 
@@ -47,6 +46,33 @@ impl Neumaier {
         }
         acc
     }
+}
+
+/// Minimum, maximum and compensated sum of a column in one pass, over four interleaved lanes
+/// so that the additions overlap. A NaN makes the sum NaN (min and max skip it).
+pub fn min_max_sum(values: &[f64]) -> (f64, f64, Neumaier) {
+    let mut min = [f64::INFINITY; 4];
+    let mut max = [f64::NEG_INFINITY; 4];
+    let mut acc = [Neumaier::default(); 4];
+    let chunks = values.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for k in 0..4 {
+            min[k] = min[k].min(c[k]);
+            max[k] = max[k].max(c[k]);
+            acc[k].add(c[k]);
+        }
+    }
+    for (k, &v) in tail.iter().enumerate() {
+        min[k] = min[k].min(v);
+        max[k] = max[k].max(v);
+        acc[k].add(v);
+    }
+    (
+        min.into_iter().fold(f64::INFINITY, f64::min),
+        max.into_iter().fold(f64::NEG_INFINITY, f64::max),
+        Neumaier::merge(acc.iter()),
+    )
 }
 
 /// Dot product with four accumulators (vectorises; also sums in a more balanced order).

@@ -208,10 +208,8 @@ pub struct FittedOls {
     pub features: Vec<Summary>,
     /// Target summary.
     pub target: Summary,
-    /// Fitted value of every row.
+    /// Fitted value of every row (the residual is observed - fitted).
     pub fitted: Vec<f64>,
-    /// Residual (observed - fitted) of every row.
-    pub residuals: Vec<f64>,
 }
 
 impl FittedOls {
@@ -230,7 +228,8 @@ impl FittedOls {
     }
 }
 
-/// SplitMix64: a tiny, stable generator, so fold assignments never change between releases.
+/// SplitMix64: a tiny, stable generator, so that a seed gives the same folds in every release
+/// (`fold_assignment_is_pinned` holds the labels of one seed).
 fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
@@ -239,19 +238,76 @@ fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Balanced random fold of every row: a seeded permutation dealt round-robin.
+/// Balanced random fold of every row: the labels 0, 1, .., k-1, 0, 1, .. (fold sizes differ by
+/// at most one) in a seeded uniformly random order (Fisher-Yates).
 pub fn fold_assignment(n: usize, folds: usize, seed: u64) -> Vec<u32> {
-    let mut perm: Vec<u32> = (0..n as u32).collect();
+    match Folds::new(n, folds, seed) {
+        Folds::Bytes(f) => f.into_iter().map(u32::from).collect(),
+        Folds::Words(f) => f,
+    }
+}
+
+/// [`fold_assignment`] as bytes when there are at most 256 folds (the usual 5 or 10): the
+/// shuffle's random swaps then stay in a quarter of the memory, and the passes over the rows
+/// read a quarter of the bytes. Same swaps, so the same labels either way.
+enum Folds {
+    Bytes(Vec<u8>),
+    Words(Vec<u32>),
+}
+
+impl Folds {
+    fn new(n: usize, folds: usize, seed: u64) -> Self {
+        let k = folds.max(1);
+        if k <= 256 {
+            let mut fold: Vec<u8> = (0..n).map(|i| (i % k) as u8).collect();
+            shuffle(&mut fold, seed);
+            Folds::Bytes(fold)
+        } else {
+            let mut fold: Vec<u32> = (0..n).map(|i| (i % k) as u32).collect();
+            shuffle(&mut fold, seed);
+            Folds::Words(fold)
+        }
+    }
+
+    /// Fold of row `i`.
+    #[inline]
+    fn get(&self, i: usize) -> usize {
+        match self {
+            Folds::Bytes(f) => f[i] as usize,
+            Folds::Words(f) => f[i] as usize,
+        }
+    }
+
+    /// Rows per fold.
+    fn sizes(&self, k: usize) -> Vec<usize> {
+        let mut sizes = vec![0usize; k];
+        match self {
+            Folds::Bytes(f) => f.iter().for_each(|&x| sizes[x as usize] += 1),
+            Folds::Words(f) => f.iter().for_each(|&x| sizes[x as usize] += 1),
+        }
+        sizes
+    }
+}
+
+/// Seeded Fisher-Yates shuffle.
+fn shuffle<T>(v: &mut [T], seed: u64) {
     let mut s = seed;
-    for i in (1..n).rev() {
-        let j = (splitmix(&mut s) % (i as u64 + 1)) as usize;
-        perm.swap(i, j);
+    for i in (1..v.len()).rev() {
+        v.swap(i, below(&mut s, i as u64 + 1) as usize);
     }
-    let mut fold = vec![0u32; n];
-    for (i, &r) in perm.iter().enumerate() {
-        fold[r as usize] = (i % folds) as u32;
+}
+
+/// Uniform integer in 0..bound (Lemire's multiply-shift with rejection: no division in the
+/// common case, which made a million-row shuffle cost more than the QR it feeds).
+fn below(state: &mut u64, bound: u64) -> u64 {
+    let mut m = u128::from(splitmix(state)) * u128::from(bound);
+    if (m as u64) < bound {
+        let threshold = bound.wrapping_neg() % bound;
+        while (m as u64) < threshold {
+            m = u128::from(splitmix(state)) * u128::from(bound);
+        }
     }
-    fold
+    (m >> 64) as u64
 }
 
 impl OlsParams {
@@ -302,51 +358,27 @@ impl OlsParams {
         if n == 0 {
             return Err(FitError::Empty);
         }
+        // The fold assignment depends only on the row count: shuffle it on another thread
+        // while the columns are summarised.
+        let k = if self.folds >= 2 {
+            self.folds.min(n)
+        } else {
+            1
+        };
+        let seed = self.seed;
+        let folds_thread = (k >= 2).then(|| std::thread::spawn(move || Folds::new(n, k, seed)));
         let label = |i: usize| match prob.row_label {
             Some(f) => f(i),
             None => format!("row {i}"),
         };
-        for (name, col) in prob.features.iter().chain([&prob.target]) {
-            let bad: Vec<usize> = col
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| !v.is_finite())
-                .map(|(i, _)| i)
-                .collect();
-            if !bad.is_empty() {
-                let shown: Vec<String> = bad
-                    .iter()
-                    .take(5)
-                    .map(|&i| format!("{} ({})", label(i), col[i]))
-                    .collect();
-                return Err(FitError::NonFinite {
-                    column: name.to_string(),
-                    count: bad.len(),
-                    rows: shown.join(", "),
-                });
-            }
-        }
-        if n < pt + 1 {
-            return Err(FitError::TooFewRows {
-                rows: n,
-                parameters: pt,
-            });
-        }
-        ctl.check()?;
         ctl.report("column summaries and scaling");
-
         // Centre (with an intercept) and scale every column so that QR sees columns of equal
         // norm; the raw design of e.g. a polynomial can have condition 1e15 where the scaled
         // one has 1e9. Column p is the target.
         let all: Vec<&[f64]> = prob.features.iter().map(|(_, c)| *c).chain([y]).collect();
         let parts = par_chunks(n, Vec::new(), |rows, _| {
             all.iter()
-                .map(|c| {
-                    let c = &c[rows.clone()];
-                    let min = c.iter().copied().fold(f64::INFINITY, f64::min);
-                    let max = c.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    (min, max, linalg::sum(c.iter().copied()))
-                })
+                .map(|c| linalg::min_max_sum(&c[rows.clone()]))
                 .collect::<Vec<_>>()
         });
         let summaries: Vec<Summary> = (0..=p)
@@ -356,13 +388,43 @@ impl OlsParams {
                     .iter()
                     .map(|v| v[j].1)
                     .fold(f64::NEG_INFINITY, f64::max),
-                mean: linalg::sum(parts.iter().map(|v| v[j].2)) / n as f64,
+                mean: Neumaier::merge(parts.iter().map(|v| &v[j].2)).value() / n as f64,
             })
             .collect();
+        // A NaN or an infinity makes its column's sum non-finite; only then look for the rows.
+        if summaries.iter().any(|s| !s.mean.is_finite()) {
+            for (name, col) in prob.features.iter().chain([&prob.target]) {
+                let bad: Vec<usize> = col
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| !v.is_finite())
+                    .map(|(i, _)| i)
+                    .collect();
+                if !bad.is_empty() {
+                    let shown: Vec<String> = bad
+                        .iter()
+                        .take(5)
+                        .map(|&i| format!("{} ({})", label(i), col[i]))
+                        .collect();
+                    return Err(FitError::NonFinite {
+                        column: name.to_string(),
+                        count: bad.len(),
+                        rows: shown.join(", "),
+                    });
+                }
+            }
+        }
+        if n < pt + 1 {
+            return Err(FitError::TooFewRows {
+                rows: n,
+                parameters: pt,
+            });
+        }
+        ctl.check()?;
         let feats = summaries[..p].to_vec();
         let tsum = summaries[p];
         let y_centre = if self.intercept { tsum.mean } else { 0.0 };
-        // Sums of squares about the centre (the mean with an intercept, 0 without), per column.
+        // Centre of each column: the mean with an intercept, 0 without.
         let centres: Vec<f64> = (0..=p)
             .map(|j| {
                 if self.intercept {
@@ -372,17 +434,6 @@ impl OlsParams {
                 }
             })
             .collect();
-        let parts = par_chunks(n, Vec::new(), |rows, _| {
-            all.iter()
-                .zip(&centres)
-                .map(|(c, m)| linalg::sum(c[rows.clone()].iter().map(|v| (v - m) * (v - m))))
-                .collect::<Vec<_>>()
-        });
-        let squares: Vec<f64> = (0..=p)
-            .map(|j| linalg::sum(parts.iter().map(|v| v[j])))
-            .collect();
-        let mut centre = vec![0.0; p];
-        let mut scale = vec![1.0; p];
         for (j, (name, _)) in prob.features.iter().enumerate() {
             if self.intercept && feats[j].min == feats[j].max {
                 return Err(FitError::Constant {
@@ -391,22 +442,14 @@ impl OlsParams {
                     rows: n,
                 });
             }
-            centre[j] = centres[j];
-            scale[j] = (squares[j] / n as f64).sqrt();
-            if scale[j] == 0.0 {
-                return Err(FitError::Zero {
-                    column: name.to_string(),
-                    rows: n,
-                });
-            }
         }
-        let tss = squares[p];
+        let centre = &centres[..p];
         let cols = &all[..p];
-        // Row i of the centred and scaled design, computed where it is used rather than
-        // stored: a million-row fit then touches the input columns and nothing else.
-        let zrow = |i: usize, out: &mut [f64]| {
+        // Row i of the centred design, computed where it is used rather than stored: a
+        // million-row fit then touches the input columns and nothing else.
+        let crow = |i: usize, out: &mut [f64]| {
             for j in 0..p {
-                out[j] = (cols[j][i] - centre[j]) / scale[j];
+                out[j] = cols[j][i] - centre[j];
             }
         };
         ctl.check()?;
@@ -414,21 +457,14 @@ impl OlsParams {
 
         // Per-fold R factors of [1 | Z | yc], streamed (TSQR) chunk by chunk; their stack
         // gives the whole design's R, and each fold's model comes from the stack of the others.
-        let k = if self.folds >= 2 {
-            self.folds.min(n)
-        } else {
-            1
-        };
-        let fold = if k >= 2 {
-            fold_assignment(n, k, self.seed)
-        } else {
-            vec![0; n]
+        let fold = match folds_thread {
+            Some(t) => t
+                .join()
+                .map_err(|_| FitError::Linfa("fold assignment thread panicked".into()))?,
+            None => Folds::Bytes(vec![0; n]),
         };
         let q = pt + 1;
-        let mut sizes = vec![0usize; k];
-        for &f in &fold {
-            sizes[f as usize] += 1;
-        }
+        let sizes = fold.sizes(k);
         let chunk_r = par_chunks(n, Vec::new(), |rows, _| {
             let mut acc: Vec<linalg::StreamR> = (0..k).map(|_| linalg::StreamR::new(q)).collect();
             let mut row = vec![0.0; q];
@@ -436,25 +472,58 @@ impl OlsParams {
                 row[0] = 1.0;
             }
             for i in rows {
-                zrow(i, &mut row[off..off + p]);
+                crow(i, &mut row[off..off + p]);
                 row[q - 1] = y[i] - y_centre;
-                acc[fold[i] as usize].push(&row);
+                acc[fold.get(i)].push(&row);
             }
             acc.into_iter()
                 .map(linalg::StreamR::finish)
                 .collect::<Vec<_>>()
         });
-        let fold_r: Vec<Mat> = (0..k)
+        let mut fold_r: Vec<Mat> = (0..k)
             .map(|f| match chunk_r.as_slice() {
                 [one] => one[f].clone(),
                 many => linalg::stack_r(many.iter().map(|c| &c[f])),
             })
             .collect();
         ctl.check()?;
-        let r = if k == 1 {
+        let mut r = if k == 1 {
             fold_r[0].clone()
         } else {
             linalg::stack_r(fold_r.iter())
+        };
+        // Scale every feature column to unit root mean square. The QR was of the centred
+        // columns; scaling columns only scales R's columns (A D = Q (R D)), and R's column
+        // norms are the columns' sums of squares, so no pass over the rows is needed for them.
+        let col_squares =
+            |j: usize| linalg::sum((0..=j.min(q - 1)).map(|i| r.at(i, j) * r.at(i, j)));
+        let mut scale = vec![1.0; p];
+        for (j, (name, _)) in prob.features.iter().enumerate() {
+            scale[j] = (col_squares(off + j) / n as f64).sqrt();
+            if scale[j] == 0.0 {
+                return Err(FitError::Zero {
+                    column: name.to_string(),
+                    rows: n,
+                });
+            }
+        }
+        let tss = col_squares(q - 1);
+        // A multiplication by the reciprocal, not a division: this runs for every row in every
+        // later pass, and a 1-ulp difference in the scaling of a column changes nothing that
+        // matters (the coefficients are mapped back through the same scale).
+        let inv_scale: Vec<f64> = scale.iter().map(|s| 1.0 / s).collect();
+        for m in fold_r.iter_mut().chain([&mut r]) {
+            for (j, s) in inv_scale.iter().enumerate() {
+                for i in 0..q {
+                    *m.at_mut(i, off + j) *= s;
+                }
+            }
+        }
+        // Row i of the centred and scaled design.
+        let zrow = |i: usize, out: &mut [f64]| {
+            for j in 0..p {
+                out[j] = (cols[j][i] - centre[j]) * inv_scale[j];
+            }
         };
         let names: Vec<&str> = (0..pt)
             .map(|c| {
@@ -467,26 +536,76 @@ impl OlsParams {
             .collect();
         let condition = self.check_condition(&r, pt, &names)?;
 
+        // Cross-validation: fold f's model comes from the stacked R factors of the others; its
+        // out-of-fold predictions are made in the same pass over the rows as the residuals.
+        let mut cv_note = None;
+        let fold_b: Option<Vec<Vec<f64>>> = if k >= 2 {
+            let mut fold_b = Vec::with_capacity(k);
+            for f in 0..k {
+                let rk = linalg::stack_r(
+                    fold_r
+                        .iter()
+                        .enumerate()
+                        .filter(|(g, _)| *g != f)
+                        .map(|(_, m)| m),
+                );
+                let trained_rows = n - sizes[f];
+                if trained_rows < pt + 1 || self.check_condition(&rk, pt, &names).is_err() {
+                    cv_note = Some(format!(
+                        "{k}-fold cross-validation skipped: the training rows of fold {} ({trained_rows} rows) do not determine the {pt} parameters",
+                        f + 1
+                    ));
+                    break;
+                }
+                fold_b.push(linalg::solve_upper(
+                    &rk,
+                    &(0..pt).map(|i| rk.at(i, pt)).collect::<Vec<_>>(),
+                ));
+            }
+            (fold_b.len() == k).then_some(fold_b)
+        } else {
+            if self.folds >= 2 {
+                cv_note = Some("cross-validation needs at least 2 rows".into());
+            }
+            None
+        };
+
         // linfa-linear solves the least-squares problem reduced by the QR factorisation
         // (min |R b - Q^T y| has the same minimiser as min |Z b - y|); the solution is then
         // refined against the residuals of every row.
-        ctl.report("least squares (linfa-linear)");
+        ctl.report(if fold_b.is_some() {
+            "least squares (linfa-linear) and cross-validation"
+        } else {
+            "least squares (linfa-linear)"
+        });
         let qty: Vec<f64> = (0..pt).map(|i| r.at(i, pt)).collect();
         let mut b = linfa_solve_reduced(&r, &qty)?;
         if b.iter().any(|v| !v.is_finite()) {
             b = linalg::solve_upper(&r, &qty);
         }
-        let mut res = vec![0.0; n];
         let mut fitted = vec![0.0; n];
+        let mut predicted = if fold_b.is_some() {
+            vec![0.0; n]
+        } else {
+            Vec::new()
+        };
         // One pass: residuals, fitted values, the gradient Z^T r (for refinement) and the
-        // sums behind RSS, MAE and MAPE.
-        let mut resid_pass = |b: &[f64]| -> (Vec<f64>, ErrorSums) {
+        // sums behind RSS, MAE and MAPE; with `cv`, also the out-of-fold predictions.
+        let resid_pass = |b: &[f64],
+                          fitted: &mut [f64],
+                          cv: Option<(&[Vec<f64>], &mut [f64])>|
+         -> (Vec<f64>, ErrorSums, ErrorSums) {
             let b0 = if self.intercept { b[0] } else { 0.0 };
             let bs = &b[off..];
-            let parts = par_chunks(n, vec![&mut res, &mut fitted], |rows, out| {
+            let (fold_b, outs) = match cv {
+                Some((fb, pred)) => (Some(fb), vec![fitted, pred]),
+                None => (None, vec![fitted]),
+            };
+            let parts = par_chunks(n, outs, |rows, out| {
                 let mut g = vec![0.0; pt];
                 let mut zi = vec![0.0; p];
                 let mut sums = ErrorSums::default();
+                let mut cv_sums = ErrorSums::default();
                 let start = rows.start;
                 for i in rows {
                     zrow(i, &mut zi);
@@ -497,18 +616,32 @@ impl OlsParams {
                     for j in 0..p {
                         g[off + j] += zi[j] * ri;
                     }
-                    out[0][i - start] = ri;
-                    out[1][i - start] = y[i] - ri;
+                    out[0][i - start] = y[i] - ri;
                     sums.add(y[i], ri);
+                    if let Some(fb) = fold_b {
+                        let bf = &fb[fold.get(i)];
+                        let b0f = if self.intercept { bf[0] } else { 0.0 };
+                        let fi = y_centre + b0f + linalg::dot(&zi, &bf[off..]);
+                        out[1][i - start] = fi;
+                        cv_sums.add(y[i], y[i] - fi);
+                    }
                 }
-                (g, sums)
+                (g, sums, cv_sums)
             });
             let g = (0..pt)
-                .map(|j| parts.iter().map(|(g, _)| g[j]).sum())
+                .map(|j| parts.iter().map(|(g, _, _)| g[j]).sum())
                 .collect();
-            (g, ErrorSums::merge(parts.iter().map(|(_, s)| s)))
+            (
+                g,
+                ErrorSums::merge(parts.iter().map(|(_, s, _)| s)),
+                ErrorSums::merge(parts.iter().map(|(_, _, c)| c)),
+            )
         };
-        let (mut g, mut sums) = resid_pass(&b);
+        let (mut g, mut sums, cv_sums) = resid_pass(
+            &b,
+            &mut fitted,
+            fold_b.as_deref().map(|fb| (fb, predicted.as_mut_slice())),
+        );
         let norm = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         let mut last_step = f64::INFINITY;
         for _ in 0..3 {
@@ -524,7 +657,7 @@ impl OlsParams {
             }
             last_step = step;
             b = b.iter().zip(&d).map(|(a, d)| a + d).collect();
-            (g, sums) = resid_pass(&b);
+            (g, sums, _) = resid_pass(&b, &mut fitted, None);
         }
 
         ctl.report("statistics");
@@ -569,63 +702,13 @@ impl OlsParams {
         let mae = sums.absolute.value() / n as f64;
         let mape_percent = sums.mape_percent();
 
-        // Cross-validation: fold k's model comes from the stacked R factors of the others.
-        let mut cv_note = None;
-        let cross_validation = if k >= 2 {
-            ctl.report("cross-validation");
-            let mut fold_b = Vec::with_capacity(k);
-            for f in 0..k {
-                let rk = linalg::stack_r(
-                    fold_r
-                        .iter()
-                        .enumerate()
-                        .filter(|(g, _)| *g != f)
-                        .map(|(_, m)| m),
-                );
-                let trained_rows = n - sizes[f];
-                if trained_rows < pt + 1 || self.check_condition(&rk, pt, &names).is_err() {
-                    cv_note = Some(format!(
-                        "{k}-fold cross-validation skipped: the training rows of fold {} ({trained_rows} rows) do not determine the {pt} parameters",
-                        f + 1
-                    ));
-                    break;
-                }
-                fold_b.push(linalg::solve_upper(
-                    &rk,
-                    &(0..pt).map(|i| rk.at(i, pt)).collect::<Vec<_>>(),
-                ));
-            }
-            (fold_b.len() == k).then(|| {
-                let mut predicted = vec![0.0; n];
-                let parts = par_chunks(n, vec![&mut predicted], |rows, out| {
-                    let mut zi = vec![0.0; p];
-                    let mut sums = ErrorSums::default();
-                    let start = rows.start;
-                    for i in rows {
-                        let bf = &fold_b[fold[i] as usize];
-                        let b0 = if self.intercept { bf[0] } else { 0.0 };
-                        zrow(i, &mut zi);
-                        let fi = y_centre + b0 + linalg::dot(&zi, &bf[off..]);
-                        out[0][i - start] = fi;
-                        sums.add(y[i], y[i] - fi);
-                    }
-                    sums
-                });
-                let sums = ErrorSums::merge(parts.iter());
-                CrossValidation {
-                    folds: k,
-                    seed: self.seed,
-                    mae: sums.absolute.value() / n as f64,
-                    mape_percent: sums.mape_percent(),
-                    predicted,
-                }
-            })
-        } else {
-            if self.folds >= 2 {
-                cv_note = Some("cross-validation needs at least 2 rows".into());
-            }
-            None
-        };
+        let cross_validation = fold_b.map(|_| CrossValidation {
+            folds: k,
+            seed: self.seed,
+            mae: cv_sums.absolute.value() / n as f64,
+            mape_percent: cv_sums.mape_percent(),
+            predicted,
+        });
         Ok(FittedOls {
             estimates,
             intercept: self.intercept,
@@ -644,7 +727,6 @@ impl OlsParams {
             features: feats,
             target: tsum,
             fitted,
-            residuals: res,
         })
     }
 
@@ -825,6 +907,57 @@ mod tests {
         (v, e)
     }
 
+    const PINNED: [u32; 20] = [4, 1, 3, 0, 0, 2, 0, 3, 0, 4, 3, 3, 1, 2, 4, 1, 2, 2, 4, 1];
+
+    #[test]
+    fn folds_are_balanced_seeded_and_shuffled() {
+        let f = fold_assignment(10_003, 5, 7);
+        let mut sizes = [0usize; 5];
+        for &k in &f {
+            sizes[k as usize] += 1;
+        }
+        assert_eq!(sizes, [2001, 2001, 2001, 2000, 2000]);
+        assert_eq!(f, fold_assignment(10_003, 5, 7));
+        assert_ne!(f, fold_assignment(10_003, 5, 8));
+        // Not the round-robin order it starts from: about 1/5 of neighbours share a fold.
+        let same = f.windows(2).filter(|w| w[0] == w[1]).count();
+        assert!((1500..2500).contains(&same), "{same}");
+        // Leave-one-out: every row its own fold.
+        let mut loo = fold_assignment(7, 7, 1);
+        loo.sort_unstable();
+        assert_eq!(loo, (0..7).collect::<Vec<u32>>());
+    }
+
+    /// Byte and word labels take the same swaps, so the fold count never changes the order.
+    #[test]
+    fn byte_and_word_shuffles_agree() {
+        let mut bytes: Vec<u8> = (0..5000).map(|i| (i % 7) as u8).collect();
+        let mut words: Vec<u32> = (0..5000).map(|i| i % 7).collect();
+        shuffle(&mut bytes, 42);
+        shuffle(&mut words, 42);
+        assert!(bytes.iter().zip(&words).all(|(b, w)| u32::from(*b) == *w));
+        let big = fold_assignment(1000, 300, 3);
+        assert!(big.iter().all(|&f| f < 300));
+        assert_eq!(big.iter().filter(|&&f| f == 299).count(), 3);
+    }
+
+    /// The labels of seed 1 as released: a change here changes every model file's
+    /// cross-validation figures for the same seed, so it must be deliberate.
+    #[test]
+    fn fold_assignment_is_pinned() {
+        assert_eq!(fold_assignment(20, 5, 1), PINNED);
+    }
+
+    proptest! {
+        #[test]
+        fn below_stays_below(seed in any::<u64>(), bound in 1u64..u64::MAX) {
+            let mut s = seed;
+            for _ in 0..8 {
+                prop_assert!(below(&mut s, bound) < bound);
+            }
+        }
+    }
+
     #[test]
     fn recovers_the_papers_energy_coefficients() {
         let (v, e) = energy_data(7, 2000, 5.0);
@@ -849,7 +982,7 @@ mod tests {
             cv.mae,
             f.mae
         );
-        assert_eq!(f.residuals.len(), 2000);
+        assert_eq!(f.fitted.len(), 2000);
     }
 
     #[test]
@@ -998,11 +1131,12 @@ mod tests {
                 got.value
             );
         }
-        assert_eq!(f.residuals.len(), n);
-        for i in (0..n).step_by(997) {
-            assert!((f.fitted[i] + f.residuals[i] - y[i]).abs() <= 1e-9 * y[i].abs());
-        }
-        let rss: f64 = f.residuals.iter().map(|r| r * r).sum();
+        assert_eq!(f.fitted.len(), n);
+        let rss: f64 = y
+            .iter()
+            .zip(&f.fitted)
+            .map(|(y, f)| (y - f) * (y - f))
+            .sum();
         assert!((f.rss / rss - 1.0).abs() < 1e-10);
         let cv = f.cross_validation.as_ref().unwrap();
         assert_eq!(cv.predicted.len(), n);
@@ -1080,12 +1214,17 @@ mod tests {
                     prop_assert!((e.value - want).abs() <= 8.0 * e.std_error + 1e-9 * want.abs());
                 }
             }
+            // Fitted values are the fitted model's predictions, and their residuals are
+            // orthogonal to every feature.
+            let intercept = f.estimates[p].value;
             for i in 0..n {
-                prop_assert!((f.fitted[i] + f.residuals[i] - y[i]).abs() <= 1e-9 * (1.0 + y[i].abs()));
+                let model = intercept + (0..p).map(|j| f.estimates[j].value * xs[j][i]).sum::<f64>();
+                prop_assert!((f.fitted[i] - model).abs() <= 1e-9 * (1.0 + y[i].abs() + model.abs()));
             }
+            let residuals: Vec<f64> = y.iter().zip(&f.fitted).map(|(y, f)| y - f).collect();
             for xj in &xs {
-                let dot: f64 = xj.iter().zip(&f.residuals).map(|(x, r)| x * r).sum();
-                let norm: f64 = xj.iter().map(|x| x * x).sum::<f64>().sqrt() * f.residuals.iter().map(|r| r * r).sum::<f64>().sqrt();
+                let dot: f64 = xj.iter().zip(&residuals).map(|(x, r)| x * r).sum();
+                let norm: f64 = xj.iter().map(|x| x * x).sum::<f64>().sqrt() * residuals.iter().map(|r| r * r).sum::<f64>().sqrt();
                 prop_assert!(dot.abs() <= 1e-8 * norm.max(1e-300));
             }
         }

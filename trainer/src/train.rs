@@ -11,7 +11,7 @@ use datasets::residuals::{write_residuals, Residuals};
 use datasets::table::{
     load_table, resolve_inputs, Filter, InputFile, LoadOptions, Table, TableError,
 };
-use datasets::DatasetError;
+use datasets::{DatasetError, Origins};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
@@ -134,13 +134,15 @@ struct Spec {
 struct Rows<'a> {
     y: Cow<'a, [f64]>,
     xs: Vec<Cow<'a, [f64]>>,
-    origin_file: Vec<u32>,
-    origin_row: Vec<u64>,
+    origins: Origins,
 }
 
 /// Data and facts shared by every model of one run.
 struct Context {
+    /// Input files; `sha256` is filled by [`Context::finish_hashes`].
     inputs: Vec<coef::InputFile>,
+    /// Hashes still being computed: index of their first file in `inputs`, and the thread.
+    pending: Vec<(usize, PendingHashes)>,
     files: Vec<PathBuf>,
     filters: Vec<String>,
     rows_read: u64,
@@ -174,24 +176,23 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Load a table while hashing its files on another thread.
+/// SHA-256 of input files, being computed on another thread.
+type PendingHashes = std::thread::JoinHandle<Result<Vec<String>, TrainError>>;
+
+/// Load a table and start hashing its files on another thread. The hashes are needed only
+/// in the coefficient file, so the thread runs on while the rows are fitted (it is joined by
+/// [`Context::finish_hashes`]).
 fn load_hashed(
     inputs: &[InputFile],
     opts: &LoadOptions<'_>,
-) -> Result<(Table, Vec<String>), TrainError> {
-    std::thread::scope(|s| {
-        let hasher = s.spawn(|| {
-            inputs
-                .iter()
-                .map(|i| sha256_file(&i.path))
-                .collect::<Result<Vec<_>, _>>()
-        });
-        let table = load_table(inputs, opts);
-        let hashes = hasher
-            .join()
-            .map_err(|_| TrainError::Invalid("hashing thread panicked".into()))?;
-        Ok((table?, hashes?))
-    })
+) -> Result<(Table, PendingHashes), TrainError> {
+    let paths: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
+    let hasher = std::thread::Builder::new()
+        .name("sha256".into())
+        .spawn(move || paths.iter().map(|p| sha256_file(p)).collect())
+        .map_err(|e| TrainError::Invalid(format!("cannot start the hashing thread: {e}")))?;
+    let table = load_table(inputs, opts)?;
+    Ok((table, hasher))
 }
 
 fn hardware_of(table: &Table) -> coef::Hardware {
@@ -243,19 +244,19 @@ const HARDWARE_COLUMNS: [&str; 9] = [
     "meter_firmware",
 ];
 
-fn context(table: &Table, hashes: Vec<String>, filters: &[String]) -> Context {
+fn context(table: &Table, hashes: PendingHashes, filters: &[String]) -> Context {
     Context {
         inputs: table
             .files()
             .iter()
-            .zip(hashes)
-            .map(|(f, sha256)| coef::InputFile {
+            .map(|f| coef::InputFile {
                 path: f.path.display().to_string(),
-                sha256,
+                sha256: String::new(),
                 rows: f.rows as u64,
                 rows_used: 0,
             })
             .collect(),
+        pending: vec![(0, hashes)],
         files: table.files().iter().map(|f| f.path.clone()).collect(),
         filters: filters.to_vec(),
         rows_read: table.files().iter().map(|f| f.rows as u64).sum(),
@@ -264,12 +265,27 @@ fn context(table: &Table, hashes: Vec<String>, filters: &[String]) -> Context {
     }
 }
 
+impl Context {
+    /// Wait for the input hashes still being computed and record them.
+    fn finish_hashes(&mut self) -> Result<(), TrainError> {
+        for (first, thread) in self.pending.drain(..) {
+            let hashes = thread
+                .join()
+                .map_err(|_| TrainError::Invalid("hashing thread panicked".into()))??;
+            for (input, sha256) in self.inputs[first..].iter_mut().zip(hashes) {
+                input.sha256 = sha256;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Fit one model and publish it (residuals first, then the coefficient file).
 fn fit_publish(
     opts: &TrainOptions,
     spec: &Spec,
     rows: &Rows,
-    ctx: &Context,
+    ctx: &mut Context,
     ctl: &Control<'_>,
 ) -> Result<Trained, TrainError> {
     if !coef::valid_name(&spec.name) {
@@ -279,9 +295,9 @@ fn fit_publish(
         )));
     }
     let label = |i: usize| -> String {
-        match (rows.origin_file.get(i), rows.origin_row.get(i)) {
-            (Some(&f), Some(&r)) => format!("{} row {}", ctx.files[f as usize].display(), r + 1),
-            _ => format!("row {i}"),
+        match rows.origins.get(i) {
+            Some((f, r)) => format!("{} row {}", ctx.files[f as usize].display(), r + 1),
+            None => format!("row {i}"),
         }
     };
     let features: Vec<(&str, &[f64])> = spec
@@ -290,7 +306,7 @@ fn fit_publish(
         .zip(&rows.xs)
         .map(|(v, c)| (v.column.as_str(), c.as_ref()))
         .collect();
-    let mut fit = opts
+    let fit = opts
         .params(spec.intercept.is_some())
         .fit(
             &Problem {
@@ -309,36 +325,53 @@ fn fit_publish(
     let version = coef::next_version(&model_dir)?;
     let created = chrono::Utc::now();
     let created_at = created.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    // The id names the inputs by path and size, not by content: their hashes may still be
+    // computing while the residuals (which carry the id) are written.
     let mut h = Sha256::new();
     h.update(spec.name.as_bytes());
+    h.update(version.to_le_bytes());
     h.update(created_at.as_bytes());
     for i in &ctx.inputs {
-        h.update(i.sha256.as_bytes());
+        h.update(i.path.as_bytes());
+        h.update(i.rows.to_le_bytes());
     }
     let id = format!("{}/v{version}/{}", spec.name, &hex(&h.finalize())[..12]);
+    // Built (and so checked) before anything is written: a bad unit leaves no files behind.
     let mut file = build_file(spec, &fit, ctx, rows, version, id.clone(), created_at)?;
     let residuals_name = format!("v{version}.residuals.parquet");
     file.provenance.residuals_file = residuals_name.clone();
     let target_unit = file.target.unit.clone();
+    let residuals_path = model_dir.join(&residuals_name);
     write_residuals(
-        &model_dir.join(&residuals_name),
-        Residuals {
+        &residuals_path,
+        &Residuals {
             model_id: id,
             target: spec.target.column.clone(),
             unit: target_unit,
-            input_file: Cow::Borrowed(&rows.origin_file),
-            input_row: Cow::Borrowed(&rows.origin_row),
-            observed: Cow::Borrowed(&rows.y),
-            fitted: Cow::Owned(std::mem::take(&mut fit.fitted)),
+            origins: &rows.origins,
+            observed: &rows.y,
+            fitted: &fit.fitted,
             cv_predicted: fit
                 .cross_validation
-                .as_mut()
-                .map(|c| Cow::Owned(std::mem::take(&mut c.predicted))),
+                .as_ref()
+                .map(|c| c.predicted.as_slice()),
         },
     )?;
     ctl.report("writing the coefficient file");
-    let path = coef::publish(&opts.out, &file)?;
-    Ok(Trained { path, file })
+    let published = ctx.finish_hashes().and_then(|()| {
+        for (input, done) in file.provenance.inputs.iter_mut().zip(&ctx.inputs) {
+            input.sha256.clone_from(&done.sha256);
+        }
+        Ok(coef::publish(&opts.out, &file)?)
+    });
+    match published {
+        Ok(path) => Ok(Trained { path, file }),
+        Err(e) => {
+            // No residuals without their coefficient file.
+            let _ = std::fs::remove_file(&residuals_path);
+            Err(e)
+        }
+    }
 }
 
 fn finite(v: f64) -> Option<f64> {
@@ -382,10 +415,7 @@ fn build_file(
         terms.push(format!("{name} [{tu}]"));
         coefficients.push(coefficient(name, None, tu.to_string(), e));
     }
-    let mut used = vec![0u64; ctx.inputs.len()];
-    for &f in &rows.origin_file {
-        used[f as usize] += 1;
-    }
+    let used = rows.origins.rows_per_file(ctx.inputs.len());
     let mut inputs = ctx.inputs.clone();
     for (i, u) in inputs.iter_mut().zip(used) {
         i.rows_used = u;
@@ -478,15 +508,13 @@ const E_SOURCE: &str = "e_source_j";
 const E_DESTINATION: &str = "e_destination_j";
 
 fn all_rows<'a>(table: &'a Table, target: &str, features: &[&str]) -> Result<Rows<'a>, TrainError> {
-    let (origin_file, origin_row) = table.origins();
     Ok(Rows {
         y: table.f64_column_cow(target)?,
         xs: features
             .iter()
             .map(|f| table.f64_column_cow(f))
             .collect::<Result<_, _>>()?,
-        origin_file,
-        origin_row,
+        origins: table.origins(),
     })
 }
 
@@ -513,7 +541,7 @@ pub fn train_energy(
             optional: &HARDWARE_COLUMNS,
         },
     )?;
-    let ctx = context(&table, hashes, &opts.filters);
+    let mut ctx = context(&table, hashes, &opts.filters);
     let name = opts.name.clone().unwrap_or_else(|| "energy".into());
     let var = |column: &str, symbol: &str, unit: &str, coefficient: &str| Var {
         column: column.into(),
@@ -546,7 +574,7 @@ pub fn train_energy(
             features: vec![var(V_MIG, "V_mig", "B", slope)],
             intercept: Some(intercept.into()),
         };
-        out.push(fit_publish(opts, &spec, &rows, &ctx, ctl)?);
+        out.push(fit_publish(opts, &spec, &rows, &mut ctx, ctl)?);
     }
     Ok(out)
 }
@@ -677,12 +705,11 @@ pub fn train_gamma(
             }
         }
     }
-    let (origin_file_all, origin_row_all) = table.origins();
+    let origins_all: Vec<(u32, u64)> = table.origins().iter().collect();
     let mut rows = Rows {
         y: Cow::Owned(Vec::new()),
         xs: vec![Cow::Owned(Vec::new()), Cow::Owned(Vec::new())],
-        origin_file: Vec::new(),
-        origin_row: Vec::new(),
+        origins: Origins::new(),
     };
     let mut dropped: [(usize, &str); 5] = [
         (0, "filtered out"),
@@ -725,8 +752,7 @@ pub fn train_gamma(
         rows.y.to_mut().push(gamma[i]);
         rows.xs[0].to_mut().push(duration[prev]);
         rows.xs[1].to_mut().push(rate[i]);
-        rows.origin_file.push(origin_file_all[i]);
-        rows.origin_row.push(origin_row_all[i]);
+        rows.origins.push(origins_all[i].0, origins_all[i].1);
     }
     for (count, why) in dropped {
         if count > 0 {
@@ -749,7 +775,7 @@ pub fn train_gamma(
         ],
         intercept: Some("psi".into()),
     };
-    fit_publish(opts, &spec, &rows, &ctx, ctl)
+    fit_publish(opts, &spec, &rows, &mut ctx, ctl)
 }
 
 /// migration_id -> (hypervisor, workload).
@@ -774,10 +800,11 @@ fn load_migration_labels(paths: &[PathBuf], ctx: &mut Context) -> Result<Labels,
     } else {
         vec![None; ids.len()]
     };
-    for (f, sha256) in t.files().iter().zip(hashes) {
+    ctx.pending.push((ctx.inputs.len(), hashes));
+    for f in t.files() {
         ctx.inputs.push(coef::InputFile {
             path: f.path.display().to_string(),
-            sha256,
+            sha256: String::new(),
             rows: f.rows as u64,
             rows_used: 0,
         });
@@ -881,5 +908,5 @@ pub fn train_linear(
     let feats: Vec<&str> = l.features.iter().map(String::as_str).collect();
     ctl.report("columns");
     let rows = all_rows(&table, &l.target, &feats)?;
-    fit_publish(opts, &spec, &rows, &ctx, ctl)
+    fit_publish(opts, &spec, &rows, &mut ctx, ctl)
 }

@@ -84,17 +84,18 @@ fn write_model(dir: &Path, name: &str, json: &str, target: &str, unit: &str) {
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(folder.join("v1.json"), json).unwrap();
     std::fs::write(folder.join("latest"), "v1.json\n").unwrap();
+    let mut origins = datasets::Origins::new();
+    origins.push_run(0, 0, 4);
     let r = Residuals {
         model_id: format!("{name}/v1/x"),
         target: target.into(),
         unit: unit.into(),
-        input_file: vec![0; 4].into(),
-        input_row: vec![0, 1, 2, 3].into(),
-        observed: vec![1.0, 2.0, 3.5, 4.0].into(),
-        fitted: vec![1.1, 1.8, 3.0, 4.2].into(),
+        origins: &origins,
+        observed: &[1.0, 2.0, 3.5, 4.0],
+        fitted: &[1.1, 1.8, 3.0, 4.2],
         cv_predicted: None,
     };
-    datasets::residuals::write_residuals(&folder.join("v1.residuals.parquet"), r).unwrap();
+    datasets::residuals::write_residuals(&folder.join("v1.residuals.parquet"), &r).unwrap();
 }
 
 fn verdicts() -> Vec<Verdict> {
