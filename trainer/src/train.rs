@@ -176,23 +176,37 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// SHA-256 of input files, being computed on another thread.
-type PendingHashes = std::thread::JoinHandle<Result<Vec<String>, TrainError>>;
+/// SHA-256 of some input files: not started yet, or being computed on another thread.
+enum PendingHashes {
+    Waiting(Vec<PathBuf>),
+    Running(std::thread::JoinHandle<Result<Vec<String>, TrainError>>),
+}
 
-/// Load a table and start hashing its files on another thread. The hashes are needed only
-/// in the coefficient file, so the thread runs on while the rows are fitted (it is joined by
-/// [`Context::finish_hashes`]).
+impl PendingHashes {
+    /// Start hashing on another thread (once).
+    fn start(&mut self) -> Result<(), TrainError> {
+        if let PendingHashes::Waiting(paths) = self {
+            let paths = std::mem::take(paths);
+            let thread = std::thread::Builder::new()
+                .name("sha256".into())
+                .spawn(move || paths.iter().map(|p| sha256_file(p)).collect())
+                .map_err(|e| {
+                    TrainError::Invalid(format!("cannot start the hashing thread: {e}"))
+                })?;
+            *self = PendingHashes::Running(thread);
+        }
+        Ok(())
+    }
+}
+
+/// Load a table; its files' hashes are computed later (see [`Context::start_hashes`]).
 fn load_hashed(
     inputs: &[InputFile],
     opts: &LoadOptions<'_>,
 ) -> Result<(Table, PendingHashes), TrainError> {
-    let paths: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
-    let hasher = std::thread::Builder::new()
-        .name("sha256".into())
-        .spawn(move || paths.iter().map(|p| sha256_file(p)).collect())
-        .map_err(|e| TrainError::Invalid(format!("cannot start the hashing thread: {e}")))?;
     let table = load_table(inputs, opts)?;
-    Ok((table, hasher))
+    let paths = inputs.iter().map(|i| i.path.clone()).collect();
+    Ok((table, PendingHashes::Waiting(paths)))
 }
 
 fn hardware_of(table: &Table) -> coef::Hardware {
@@ -266,9 +280,20 @@ fn context(table: &Table, hashes: PendingHashes, filters: &[String]) -> Context 
 }
 
 impl Context {
-    /// Wait for the input hashes still being computed and record them.
+    /// Start hashing the inputs on another thread. Called once the rows are fitted: the
+    /// hashes are needed only in the coefficient file, and computed while the residuals are
+    /// written (a single-threaded step) they leave both cores to the read and the fit.
+    fn start_hashes(&mut self) -> Result<(), TrainError> {
+        self.pending.iter_mut().try_for_each(|(_, h)| h.start())
+    }
+
+    /// Wait for the input hashes and record them.
     fn finish_hashes(&mut self) -> Result<(), TrainError> {
-        for (first, thread) in self.pending.drain(..) {
+        for (first, mut pending) in std::mem::take(&mut self.pending) {
+            pending.start()?;
+            let PendingHashes::Running(thread) = pending else {
+                continue;
+            };
             let hashes = thread
                 .join()
                 .map_err(|_| TrainError::Invalid("hashing thread panicked".into()))??;
@@ -320,6 +345,7 @@ fn fit_publish(
             model: spec.name.clone(),
             source,
         })?;
+    ctx.start_hashes()?;
     ctl.report("writing the residuals");
     let model_dir = opts.out.join(&spec.name);
     let version = coef::next_version(&model_dir)?;
