@@ -6,7 +6,10 @@ the same run; print a table of median times and the agreement of the coefficient
 Usage (from the repository root):
     cargo build --release --bin migwatt
     ./scripts/setup-python.sh
-    .venv/bin/python bench/train/run.py [--rows 1000000] [--repeat 5] [--binary target/release/migwatt]
+    .venv/bin/python bench/train/run.py [--rows 1000000] [--repeat 15] [--binary target/release/migwatt]
+
+The tools take turns: every round times each tool once (after an os.sync()), so that a drift
+of a shared machine falls on all of them alike.
 
 Timings:
 - migwatt: wall time of the whole process (start-up, Parquet read, SHA-256 of the input,
@@ -200,16 +203,20 @@ def fit_process(kind, path, work):
         return json.load(f)["coefficients"]
 
 
-def timed(fn, repeat):
-    times, result = [], None
+def timed_rounds(tools, repeat):
+    """Time every tool once per round, `repeat` rounds, so that a drift of the shared
+    machine's speed falls on every tool alike. Returns (median, min, last result) per tool."""
+    times = {name: [] for name, _ in tools}
+    results = {}
     for _ in range(repeat):
-        # Flush earlier runs' (and the generated data's) dirty pages outside the timed region,
-        # so that no run waits behind another's writeback.
-        os.sync()
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times), result
+        for name, fn in tools:
+            # Flush earlier runs' (and the generated data's) dirty pages outside the timed
+            # region, so that no run waits behind another's writeback.
+            os.sync()
+            t0 = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(t), min(t), results[name]) for name, t in times.items()}
 
 
 def digits(a, b):
@@ -225,7 +232,7 @@ def digits(a, b):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--binary", default="target/release/migwatt")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="migwatt-bench-train-")
@@ -234,26 +241,23 @@ def main():
         make_data(data, args.rows)
         out = os.path.join(work, "models")
         fit_numpy(data)  # warm the page cache and the imports
-        rows = []
-        tm, tmin, cm = timed(lambda: fit_migwatt(args.binary, data, out), args.repeat)
-        tn, tnmin, cn = timed(lambda: fit_numpy(data), args.repeat)
-        tq, tqmin, cq = timed(lambda: fit_numpy_scaled(data), args.repeat)
-        ts, tsmin, cs = timed(lambda: fit_statsmodels(data), args.repeat)
-        tj, tjmin, cj = timed(lambda: numpy_same_job(data, os.path.join(work, "job")), args.repeat)
-        tpn, tpnmin, cpn = timed(lambda: fit_process("numpy", data, work), args.repeat)
-        tpj, tpjmin, cpj = timed(lambda: fit_process("numpy-job", data, work), args.repeat)
-        tps, tpsmin, cps = timed(lambda: fit_process("statsmodels", data, work), args.repeat)
+        tools = [
+            ("migwatt train linear", lambda: fit_migwatt(args.binary, data, out)),
+            ("numpy.linalg.lstsq (raw columns, rcond=None)", lambda: fit_numpy(data)),
+            ("numpy.linalg.lstsq (columns scaled by norm)", lambda: fit_numpy_scaled(data)),
+            ("statsmodels OLS", lambda: fit_statsmodels(data)),
+            ("numpy, the same job as migwatt",
+             lambda: numpy_same_job(data, os.path.join(work, "job"))),
+            ("numpy lstsq (scaled), as a process", lambda: fit_process("numpy", data, work)),
+            ("numpy, the same job, as a process", lambda: fit_process("numpy-job", data, work)),
+            ("statsmodels OLS, as a process", lambda: fit_process("statsmodels", data, work)),
+        ]
+        timings = timed_rounds(tools, args.repeat)
         ref = reference(data)
-        rows = [("migwatt train linear", tm, tmin, cm),
-                ("numpy.linalg.lstsq (raw columns, rcond=None)", tn, tnmin, cn),
-                ("numpy.linalg.lstsq (columns scaled by norm)", tq, tqmin, cq),
-                ("statsmodels OLS", ts, tsmin, cs),
-                ("numpy, the same job as migwatt", tj, tjmin, cj),
-                ("numpy lstsq (scaled), as a process", tpn, tpnmin, cpn),
-                ("numpy, the same job, as a process", tpj, tpjmin, cpj),
-                ("statsmodels OLS, as a process", tps, tpsmin, cps)]
+        cm = timings["migwatt train linear"][2]
+        rows = [(name, *timings[name]) for name, _ in tools]
         print(f"{args.rows} rows x 3 features + intercept, {os.path.getsize(data) / 1e6:.1f} MB Parquet, "
-              f"median of {args.repeat} runs, {os.cpu_count()} CPUs")
+              f"median of {args.repeat} rounds (every tool once per round), {os.cpu_count()} CPUs")
         print("| tool | median s | min s | coefficients (x1, x2, x3, intercept) | digits vs migwatt | digits vs reference |")
         print("|---|---:|---:|---|---:|---:|")
         for name, t, tmin_, c in rows:
