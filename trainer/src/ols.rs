@@ -3,10 +3,11 @@
 //! Follows linfa's split: [`OlsParams`] (hyper-parameters) -> [`OlsParams::fit`] ->
 //! [`FittedOls`]. Because linfa-linear neither checks its input nor gives standard errors,
 //! this module refuses degenerate input first, then:
-//! - centres and scales every column, and streams the rows of each cross-validation fold
-//!   through a tall-skinny QR (Householder on 256-row chunks; chunks of 32768 rows on every
-//!   core, combined in a fixed order so the numbers never depend on the core count), so a
-//!   million-row design is never copied;
+//! - centres every column and streams the rows of each cross-validation fold through a
+//!   tall-skinny QR (Householder on 256-row chunks; chunks of 32768 rows on every core,
+//!   combined in a fixed order so the numbers never depend on the core count), so a
+//!   million-row design is never copied; then scales R's columns (A D = Q (R D)), which is
+//!   the QR of the centred and scaled design;
 //! - stacks the folds' R factors into the whole design's R (condition number, standard
 //!   errors) and into each fold's complement (cross-validation without refitting);
 //! - has linfa-linear's `LinearRegression` solve the least-squares problem that R reduces it
@@ -372,9 +373,9 @@ impl OlsParams {
             None => format!("row {i}"),
         };
         ctl.report("column summaries and scaling");
-        // Centre (with an intercept) and scale every column so that QR sees columns of equal
-        // norm; the raw design of e.g. a polynomial can have condition 1e15 where the scaled
-        // one has 1e9. Column p is the target.
+        // Centre (with an intercept) and scale every column, so that the solve and the
+        // condition check see columns of equal norm; the raw design of e.g. a polynomial can
+        // have condition 1e15 where the scaled one has 1e9. Column p is the target.
         let all: Vec<&[f64]> = prob.features.iter().map(|(_, c)| *c).chain([y]).collect();
         let parts = par_chunks(n, Vec::new(), |rows, _| {
             all.iter()
@@ -455,8 +456,9 @@ impl OlsParams {
         ctl.check()?;
         ctl.report("QR factorisation");
 
-        // Per-fold R factors of [1 | Z | yc], streamed (TSQR) chunk by chunk; their stack
-        // gives the whole design's R, and each fold's model comes from the stack of the others.
+        // Per-fold R factors of [1 | Xc | yc] (centred, not yet scaled), streamed (TSQR) chunk
+        // by chunk; their stack gives the whole design's R, and each fold's model comes from
+        // the stack of the others.
         let fold = match folds_thread {
             Some(t) => t
                 .join()

@@ -200,7 +200,7 @@ impl PendingHashes {
 }
 
 /// Load a table; its files' hashes are computed later (see [`Context::start_hashes`]).
-fn load_hashed(
+fn load_inputs(
     inputs: &[InputFile],
     opts: &LoadOptions<'_>,
 ) -> Result<(Table, PendingHashes), TrainError> {
@@ -558,7 +558,7 @@ pub fn train_energy(
         required.extend([E_SOURCE, E_DESTINATION]);
     }
     ctl.report("loading energy observations");
-    let (table, hashes) = load_hashed(
+    let (table, hashes) = load_inputs(
         &inputs,
         &LoadOptions {
             kind: Some(datasets::energy::ENERGY),
@@ -642,7 +642,7 @@ pub fn train_gamma(
     optional.extend(filters.iter().map(|f| f.column.as_str()));
     ctl.report("loading rounds");
     // Load without filters: T_{i-1} comes from the previous round even if a filter drops it.
-    let (table, hashes) = load_hashed(
+    let (table, hashes) = load_inputs(
         &inputs,
         &LoadOptions {
             kind: Some(datasets::rounds::ROUNDS),
@@ -810,7 +810,7 @@ type Labels = HashMap<String, (Option<String>, Option<String>)>;
 /// migration_id -> (hypervisor, workload) from migrations dataset files.
 fn load_migration_labels(paths: &[PathBuf], ctx: &mut Context) -> Result<Labels, TrainError> {
     let inputs = resolve_inputs(paths)?;
-    let (t, hashes) = load_hashed(
+    let (t, hashes) = load_inputs(
         &inputs,
         &LoadOptions {
             kind: Some(datasets::migrations::MIGRATIONS),
@@ -884,7 +884,7 @@ pub fn train_linear(
     let mut required: Vec<&str> = vec![l.target.as_str()];
     required.extend(l.features.iter().map(String::as_str));
     ctl.report("loading");
-    let (table, hashes) = load_hashed(
+    let (table, hashes) = load_inputs(
         &inputs,
         &LoadOptions {
             kind: None,
