@@ -6,11 +6,10 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
-// mimalloc rather than the system allocator: it backs large blocks with transparent huge
-// pages, which spares a million-row `train` 15,000 of its 16,500 page faults and a fifth of
-// its wall time (BENCHMARKS.md, "Trainer").
+mod alloc;
+
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::Allocator = alloc::Allocator;
 
 /// Measure and model the cost of VM live migration: time, downtime, traffic and energy.
 ///
