@@ -13,8 +13,32 @@ out=${1:-"$root/target/qemu-guest"}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
+# QEMU 10 from bookworm-backports: QEMU 7.2 (bookworm main) loses dirty pages under TCG, so a
+# busy guest arrives corrupt (../shared/notes/migration-logs.md). The backports source is
+# added the Debian way (a deb822 file beside the existing sources) when missing.
+qemu_major() { qemu-system-x86_64 --version 2>/dev/null | sed -n 's/^QEMU emulator version \([0-9]*\)\..*/\1/p'; }
+if [ "$(qemu_major)" = "" ] || [ "$(qemu_major)" -lt 10 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+  if ! grep -rqs -- "${codename}-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    mirror=$(sed -n 's/^URIs:[[:space:]]*\(.*debian\/*\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
+    mirror=${mirror:-http://deb.debian.org/debian}
+    echo "setup-qemu: adding ${codename}-backports ($mirror)" >&2
+    cat > /etc/apt/sources.list.d/backports.sources <<SRC
+Types: deb
+URIs: $mirror
+Suites: ${codename}-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  fi
+  echo "setup-qemu: installing qemu-system-x86 from ${codename}-backports" >&2
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends -t "${codename}-backports" qemu-system-x86 >&2
+  [ "$(qemu_major)" -ge 10 ] || { echo "setup-qemu: QEMU $(qemu_major) installed, need 10 or later" >&2; exit 1; }
+fi
+
 need=()
-command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
 command -v gcc >/dev/null || need+=(gcc)
