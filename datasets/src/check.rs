@@ -367,6 +367,16 @@ pub const KINDS: &[KindSpec] = &[
     },
 ];
 
+/// Earliest accepted UTC timestamp, ns (2000-01-01): a value in s or ms falls far below.
+pub const UTC_NS_MIN: i64 = 946_684_800_000_000_000;
+/// Latest accepted UTC timestamp (exclusive), ns (2100-01-01).
+pub const UTC_NS_MAX: i64 = 4_102_444_800_000_000_000;
+
+/// The problem of a value that is not a plausible UTC ns timestamp.
+pub fn not_utc_ns(x: i64) -> String {
+    format!("{x} is not ns since the Unix epoch between 2000 and 2100 (unit: ns; seconds or ms?)")
+}
+
 /// The spec of a dataset kind by its `migwatt.dataset` name.
 pub fn spec_of(name: &str) -> Option<&'static KindSpec> {
     KINDS.iter().find(|k| k.kind.name == name)
@@ -535,7 +545,7 @@ fn check_file(path: &Path, report: &mut CheckReport, seen: &mut Seen) {
             Some(_) => {}
         }
         let host = get(crate::samples::KEY_HOST).or_else(|| host_from_path(path));
-        check_frame(path, spec, &df, host.as_deref(), &mut push, seen);
+        check_frame(path, spec, &df, host.as_deref(), &mut push, seen, false);
     }
     report.files.push(checked);
     report.violations.extend(v);
@@ -550,7 +560,8 @@ fn host_from_path(path: &Path) -> Option<String> {
     })
 }
 
-/// Columns of `df` that exist with the expected type, as string-keyed series.
+/// Check `df` against `spec`. `lenient` (tables loaded for training): columns the frame does
+/// not have are skipped and columns of another type are cast to the expected one.
 fn check_frame(
     path: &Path,
     spec: &'static KindSpec,
@@ -558,10 +569,32 @@ fn check_frame(
     host: Option<&str>,
     push: &mut Push<'_>,
     seen: &mut Seen,
+    lenient: bool,
 ) {
+    let mut cast: Vec<(&str, Series)> = Vec::new();
+    if lenient {
+        for c in spec.columns {
+            if let Ok(column) = df.column(c.name) {
+                let s = column.as_materialized_series();
+                if s.dtype() != &c.ty.dtype() {
+                    if let Ok(s) = s.cast(&c.ty.dtype()) {
+                        cast.push((c.name, s));
+                    }
+                }
+            }
+        }
+    }
     let mut good: HashMap<&str, &Series> = HashMap::new();
     for c in spec.columns {
+        if let Some((_, s)) = cast.iter().find(|(n, _)| *n == c.name) {
+            good.insert(c.name, s);
+            check_values(c, s, push);
+            continue;
+        }
         let Ok(column) = df.column(c.name) else {
+            if lenient {
+                continue;
+            }
             push(
                 None,
                 Some(c.name),
@@ -662,17 +695,11 @@ fn check_values(c: &ColumnSpec, s: &Series, push: &mut Push<'_>) {
             }
         }
         Rule::UtcNs => {
-            // 2000-01-01 .. 2100-01-01 in ns; a value in s or ms falls far below.
-            const LO: i64 = 946_684_800_000_000_000;
-            const HI: i64 = 4_102_444_800_000_000_000;
             if let Ok(ca) = s.i64() {
                 for (i, x) in ca.iter().enumerate() {
                     if let Some(x) = x {
-                        if !(LO..HI).contains(&x) {
-                            report(
-                                i,
-                                format!("{x} is not ns since the Unix epoch between 2000 and 2100 (unit: ns; seconds or ms?)"),
-                            );
+                        if !(UTC_NS_MIN..UTC_NS_MAX).contains(&x) {
+                            report(i, not_utc_ns(x));
                         }
                     }
                 }
@@ -808,6 +835,100 @@ fn check_keys(
         }
     }
     summarise(n, spec.key[0], "with duplicate keys", push);
+}
+
+/// Most violations a reader's error lists (the rest are counted).
+pub const MAX_REPORTED: usize = 5;
+
+/// The rules of one dataset kind as a reader applies them: every frame it reads goes through
+/// [`Rules::check`], which refuses values outside what their unit allows, timestamps that
+/// are not ns, unsorted rows and keys seen before (in this frame or an earlier one), exactly as
+/// `migwatt datasets check` reports them.
+pub struct Rules {
+    spec: &'static KindSpec,
+    seen: Seen,
+    lenient: bool,
+}
+
+impl Rules {
+    /// The rules of `kind` (None for a kind `datasets check` does not know).
+    pub fn of(kind: DatasetKind) -> Option<Rules> {
+        spec_of(kind.name).map(|spec| Rules {
+            spec,
+            seen: HashMap::new(),
+            lenient: false,
+        })
+    }
+
+    /// Accept frames holding only some of the kind's columns, or other types (tables read for
+    /// training): the columns present are checked, cast to the expected types.
+    pub fn lenient(mut self) -> Self {
+        self.lenient = true;
+        self
+    }
+
+    /// Check one frame read from `path` (`host`: the samples' host, from the file); keys must
+    /// also be unique across every frame checked before.
+    pub fn check(
+        &mut self,
+        path: &Path,
+        df: &DataFrame,
+        host: Option<&str>,
+    ) -> Result<(), DatasetError> {
+        let mut found = Vec::new();
+        let mut push = |row: Option<usize>, column: Option<&str>, problem: String| {
+            found.push(Violation {
+                file: path.to_path_buf(),
+                row,
+                column: column.map(str::to_string),
+                problem,
+            })
+        };
+        check_frame(
+            path,
+            self.spec,
+            df,
+            host,
+            &mut push,
+            &mut self.seen,
+            self.lenient,
+        );
+        if found.is_empty() {
+            return Ok(());
+        }
+        let total = found.len();
+        found.truncate(MAX_REPORTED);
+        Err(DatasetError::Rules {
+            path: path.to_path_buf(),
+            kind: self.spec.kind.name.to_string(),
+            violations: found,
+            total,
+        })
+    }
+}
+
+/// The message of [`DatasetError::Rules`]: the first violations, then how many more.
+pub fn describe_violations(kind: &str, violations: &[Violation], total: usize) -> String {
+    let mut s = format!("{total} problem(s) with the rules of the '{kind}' dataset: ");
+    let listed: Vec<String> = violations
+        .iter()
+        .map(|v| {
+            let mut t = String::new();
+            if let Some(r) = v.row {
+                t += &format!("row {r}: ");
+            }
+            if let Some(c) = &v.column {
+                t += &format!("column '{c}': ");
+            }
+            t + &v.problem
+        })
+        .collect();
+    s += &listed.join("; ");
+    if total > violations.len() {
+        s += &format!("; and {} more", total - violations.len());
+    }
+    s += " (rows count from 0; `migwatt datasets check` lists every problem)";
+    s
 }
 
 #[cfg(test)]

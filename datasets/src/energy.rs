@@ -28,9 +28,11 @@ use std::path::Path;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::io::write_atomic_with;
-use crate::io::{col_err, read_parquet_checked, DatasetError, DatasetKind, SchemaVersion};
-use crate::windows::{read_csv_as_strings, write_csv_atomic, Cols};
+use crate::io::{
+    col_err, ensure_finite, read_parquet_checked, stage_atomic_with, DatasetError, DatasetKind,
+    SchemaVersion, Staged,
+};
+use crate::windows::{read_csv_as_strings, stage_csv, Cols};
 
 /// The energy-observations dataset kind and version.
 pub const ENERGY: DatasetKind = DatasetKind {
@@ -233,39 +235,42 @@ fn quality_frame(rows: &[WindowQualityRow]) -> Result<DataFrame, PolarsError> {
     DataFrame::new(rows.len(), cols)
 }
 
-fn write_any<T: Serialize>(
+fn stage_any<T: Serialize>(
     path: &Path,
     format: Format,
     kind: DatasetKind,
     rows: &[T],
     frame: impl FnOnce(&[T]) -> Result<DataFrame, PolarsError>,
     extra: &[(&str, &str)],
-) -> Result<(), DatasetError> {
+) -> Result<Staged, DatasetError> {
     let polars_err = |e| DatasetError::Polars {
         path: path.to_path_buf(),
         source: e,
     };
+    // Built in every format: the frame is where a NaN or infinite value is refused.
+    let mut df = frame(rows).map_err(polars_err)?;
     match format {
-        Format::Parquet => {
-            let mut df = frame(rows).map_err(polars_err)?;
-            crate::io::write_parquet_atomic_with(&mut df, path, kind, extra)
+        Format::Parquet => crate::io::stage_parquet_with(&mut df, path, kind, extra),
+        Format::Csv => stage_csv(&mut df, path),
+        Format::Jsonl => {
+            ensure_finite(&df, path)?;
+            stage_jsonl(path, rows)
         }
-        Format::Csv => {
-            let mut df = frame(rows).map_err(polars_err)?;
-            write_csv_atomic(&mut df, path)
-        }
-        Format::Jsonl => write_atomic_with(path, |w, _| {
-            for r in rows {
-                serde_json::to_writer(&mut *w, r)
-                    .map_err(|e| col_err(path, "*", format!("JSON encoding: {e}")))?;
-                w.write_all(b"\n").map_err(|e| DatasetError::Io {
-                    path: path.to_path_buf(),
-                    source: e,
-                })?;
-            }
-            Ok(())
-        }),
     }
+}
+
+fn stage_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<Staged, DatasetError> {
+    stage_atomic_with(path, |w, _| {
+        for r in rows {
+            serde_json::to_writer(&mut *w, r)
+                .map_err(|e| col_err(path, "*", format!("JSON encoding: {e}")))?;
+            w.write_all(b"\n").map_err(|e| DatasetError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+        }
+        Ok(())
+    })
 }
 
 /// Write energy observations atomically in `format`; `extra` key-value entries go into the
@@ -276,7 +281,17 @@ pub fn write_energy(
     rows: &[EnergyRow],
     extra: &[(&str, &str)],
 ) -> Result<(), DatasetError> {
-    write_any(path, format, ENERGY, rows, energy_frame, extra)
+    stage_energy(path, format, rows, extra)?.commit()
+}
+
+/// [`write_energy`] up to the rename (see [`Staged`]).
+pub fn stage_energy(
+    path: &Path,
+    format: Format,
+    rows: &[EnergyRow],
+    extra: &[(&str, &str)],
+) -> Result<Staged, DatasetError> {
+    stage_any(path, format, ENERGY, rows, energy_frame, extra)
 }
 
 /// Write a window-quality report atomically in `format`.
@@ -286,11 +301,31 @@ pub fn write_window_quality(
     rows: &[WindowQualityRow],
     extra: &[(&str, &str)],
 ) -> Result<(), DatasetError> {
-    write_any(path, format, WINDOW_QUALITY, rows, quality_frame, extra)
+    stage_window_quality(path, format, rows, extra)?.commit()
+}
+
+/// [`write_window_quality`] up to the rename (see [`Staged`]).
+pub fn stage_window_quality(
+    path: &Path,
+    format: Format,
+    rows: &[WindowQualityRow],
+    extra: &[(&str, &str)],
+) -> Result<Staged, DatasetError> {
+    stage_any(path, format, WINDOW_QUALITY, rows, quality_frame, extra)
 }
 
 /// Read energy observations (Parquet, CSV or JSON lines, by file name).
 pub fn read_energy(path: &Path) -> Result<Vec<EnergyRow>, DatasetError> {
+    let rows = read_energy_rows(path)?;
+    // The dataset's own rules (finite energies, ns timestamps, unique ids) on the typed rows.
+    let df = energy_frame(&rows).map_err(|e| DatasetError::polars(path, e))?;
+    if let Some(mut rules) = crate::check::Rules::of(ENERGY) {
+        rules.check(path, &df, None)?;
+    }
+    Ok(rows)
+}
+
+fn read_energy_rows(path: &Path) -> Result<Vec<EnergyRow>, DatasetError> {
     let format = Format::from_path(path);
     if format == Format::Jsonl {
         return read_jsonl(path);

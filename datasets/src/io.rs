@@ -1,8 +1,18 @@
-//! Shared Parquet plumbing: crash-safe writes, schema-version metadata, hive discovery.
+//! Shared Parquet plumbing: crash-safe writes, schema-version metadata, hive discovery, and
+//! the output guard every write goes through.
+//!
+//! The guard: a write never replaces what it was not asked to write. An existing output that
+//! is not a regular file (directory, device, FIFO, socket, symbolic link to one of those) is
+//! refused; a symbolic link to a regular file is written through (the link stays); and once
+//! a command has declared its inputs ([`protect_inputs`]) no write replaces one of them or
+//! lands inside an input folder. Files are written to a temporary sibling first (removed on
+//! any failure), so a failed command leaves neither a partial nor a temporary file.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 use polars::prelude::*;
 
@@ -53,6 +63,32 @@ pub enum DatasetError {
     /// Nothing to read at a path.
     #[error("{path}: no Parquet files found")]
     Empty { path: PathBuf },
+    /// An output path the guard refuses; nothing was written.
+    #[error("{path}: {problem}; nothing was written")]
+    Refused { path: PathBuf, problem: String },
+    /// A value that is not a finite number, refused before it reached a file.
+    #[error(
+        "{path}: column '{column}' row {row}: {value} is not a finite number; nothing was written"
+    )]
+    NonFinite {
+        path: PathBuf,
+        column: String,
+        row: usize,
+        value: f64,
+    },
+    /// Values that break the rules of their dataset kind (see `migwatt datasets check`).
+    #[error("{path}: {}", crate::check::describe_violations(.kind, .violations, *.total))]
+    Rules {
+        path: PathBuf,
+        kind: String,
+        /// The first violations found (at most [`crate::check::MAX_REPORTED`]).
+        violations: Vec<crate::check::Violation>,
+        /// How many there are in all.
+        total: usize,
+    },
+    /// The write was cancelled (Ctrl-C); the temporary file is gone.
+    #[error("{path}: cancelled before the file was complete; nothing was written")]
+    Cancelled { path: PathBuf },
 }
 
 impl DatasetError {
@@ -126,12 +162,25 @@ pub fn write_parquet_atomic_with(
     kind: DatasetKind,
     extra: &[(&str, &str)],
 ) -> Result<(), DatasetError> {
+    stage_parquet_with(df, path, kind, extra)?.commit()
+}
+
+/// [`write_parquet_atomic_with`] up to the rename: the file waits in its temporary sibling
+/// until [`Staged::commit`] (dropped uncommitted, it is removed). Refuses a frame holding a
+/// NaN or infinite float before anything is written.
+pub fn stage_parquet_with(
+    df: &mut DataFrame,
+    path: &Path,
+    kind: DatasetKind,
+    extra: &[(&str, &str)],
+) -> Result<Staged, DatasetError> {
+    ensure_finite(df, path)?;
     let mut kv = vec![
         (KEY_DATASET.to_string(), kind.name.to_string()),
         (KEY_SCHEMA_VERSION.to_string(), kind.version.to_string()),
     ];
     kv.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    write_atomic_with(path, |w, tmp| {
+    stage_atomic_with(path, |w, tmp| {
         ParquetWriter::new(w)
             .with_compression(ParquetCompression::Zstd(None))
             .with_key_value_metadata(Some(KeyValueMetadata::from_static(kv)))
@@ -141,35 +190,302 @@ pub fn write_parquet_atomic_with(
     })
 }
 
+/// Refuse a frame with a NaN or infinite value in a float column: no dataset holds one.
+pub fn ensure_finite(df: &DataFrame, path: &Path) -> Result<(), DatasetError> {
+    for c in df.columns() {
+        let Ok(ca) = c.as_materialized_series().f64() else {
+            continue;
+        };
+        if let Some((row, value)) = ca
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| v.filter(|v| !v.is_finite()).map(|v| (i, v)))
+        {
+            return Err(DatasetError::NonFinite {
+                path: path.to_path_buf(),
+                column: c.name().to_string(),
+                row,
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Write `path` through `fill` (given a buffered writer and the temporary path, for errors)
 /// into a temporary sibling, fsync it, rename it over `path` and fsync the folder, so that a
-/// crash never leaves a half-written file at `path`.
+/// crash never leaves a half-written file at `path`. `path` passes [`check_output`] first.
 pub fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<Writeback<'_>>, &Path) -> Result<(), DatasetError>,
 ) -> Result<(), DatasetError> {
-    let dir = parent_dir(path);
-    fs::create_dir_all(dir).map_err(|e| DatasetError::io(dir, e))?;
-    let file_name = path
+    stage_atomic_with(path, fill)?.commit()
+}
+
+/// [`write_atomic_with`] up to the rename: the complete, fsynced file waits in its temporary
+/// sibling for [`Staged::commit`], so that a command writing several outputs can write them
+/// all before publishing any (a failure then leaves none).
+pub fn stage_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<Writeback<'_>>, &Path) -> Result<(), DatasetError>,
+) -> Result<Staged, DatasetError> {
+    let target = check_output(path)?;
+    let dir = parent_dir(&target).to_path_buf();
+    fs::create_dir_all(&dir).map_err(|e| DatasetError::io(&dir, e))?;
+    let file_name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = File::create(&tmp).map_err(|e| DatasetError::io(&tmp, e))?;
-        {
-            let mut w = BufWriter::new(Writeback::new(&mut file));
-            fill(&mut w, &tmp)?;
-            w.flush().map_err(|e| DatasetError::io(&tmp, e))?;
-        }
-        file.sync_all().map_err(|e| DatasetError::io(&tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| DatasetError::io(path, e))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let staged = Staged {
+        tmp: dir.join(format!(".{file_name}.tmp-{}", std::process::id())),
+        target,
+        dir,
+        committed: false,
+    };
+    let tmp = staged.tmp.as_path();
+    let mut file = create_new_tmp(tmp)?;
+    {
+        let mut w = BufWriter::new(Writeback::new(&mut file));
+        fill(&mut w, tmp)?;
+        w.flush().map_err(|e| DatasetError::io(tmp, e))?;
     }
-    result
+    file.sync_all().map_err(|e| DatasetError::io(tmp, e))?;
+    Ok(staged)
+}
+
+/// Create a temporary file that did not exist: a leftover of this process id (a crash long
+/// ago) is removed first, and a symbolic link planted at the name is never followed.
+fn create_new_tmp(tmp: &Path) -> Result<File, DatasetError> {
+    let open = || OpenOptions::new().write(true).create_new(true).open(tmp);
+    match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            fs::remove_file(tmp).map_err(|e| DatasetError::io(tmp, e))?;
+            open()
+        }
+        r => r,
+    }
+    .map_err(|e| DatasetError::io(tmp, e))
+}
+
+/// A complete file in its temporary sibling, waiting to be renamed over its path. Dropped
+/// without [`Staged::commit`], the temporary file is removed.
+#[derive(Debug)]
+#[must_use = "a staged file is removed unless committed"]
+pub struct Staged {
+    tmp: PathBuf,
+    target: PathBuf,
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    /// The file the commit replaces (the target of a symbolic link given as the output).
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Rename the temporary file over the target and fsync the folder.
+    pub fn commit(mut self) -> Result<(), DatasetError> {
+        fs::rename(&self.tmp, &self.target).map_err(|e| DatasetError::io(&self.target, e))?;
+        self.committed = true;
+        sync_dir(&self.dir)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// An input of the running command.
+#[derive(Debug, Clone)]
+struct Protected {
+    /// Registration number, for [`InputsProtected`] to remove it.
+    serial: u64,
+    /// How the command names it (`--windows w.parquet`), for messages.
+    label: String,
+    /// Canonical path; its (device, inode) is read again at each check (catches a hard link
+    /// to the input; never a stale number reused by another file).
+    real: PathBuf,
+    /// A folder: nothing may be written inside it.
+    dir: bool,
+}
+
+/// The inputs of the running command (see [`protect_inputs`]).
+static PROTECTED: Mutex<Vec<Protected>> = Mutex::new(Vec::new());
+
+fn protected() -> std::sync::MutexGuard<'static, Vec<Protected>> {
+    // The list is only ever pushed to: a panic elsewhere cannot leave it half-updated.
+    PROTECTED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Declare inputs of the running command, each with the option that names it (`--windows`):
+/// until the returned value is dropped, no write of this process ([`check_output`]) replaces
+/// one of them or lands inside one that is a folder. Paths that do not exist (yet) are
+/// skipped: the command says so when it reads them.
+pub fn protect_inputs<'a>(
+    inputs: impl IntoIterator<Item = (&'a str, &'a Path)>,
+) -> InputsProtected {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let serial = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut list = protected();
+    for (option, path) in inputs {
+        let (Ok(real), Ok(meta)) = (fs::canonicalize(path), fs::metadata(path)) else {
+            continue;
+        };
+        list.push(Protected {
+            serial,
+            label: format!("{option} {}", path.display()),
+            real,
+            dir: meta.is_dir(),
+        });
+    }
+    InputsProtected { serial }
+}
+
+/// Inputs declared by [`protect_inputs`]; dropping it ends their protection.
+#[derive(Debug)]
+#[must_use = "the inputs are protected only while this value lives"]
+pub struct InputsProtected {
+    serial: u64,
+}
+
+impl Drop for InputsProtected {
+    fn drop(&mut self) {
+        protected().retain(|p| p.serial != self.serial);
+    }
+}
+
+/// What a file-system entry is, for messages.
+fn kind_of(ft: fs::FileType) -> &'static str {
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Check an output path before anything is written, and return the file a write replaces:
+/// `path`, or the regular file a symbolic link at `path` points to. Refused: a path naming
+/// no file (`dir/..`, `/`), an existing entry that is not a regular file (directory, device,
+/// FIFO, socket; a symbolic link to one, or dangling), an input of the running command, and
+/// anything inside an input folder (see [`protect_inputs`]).
+pub fn check_output(path: &Path) -> Result<PathBuf, DatasetError> {
+    let refuse = |problem: String| DatasetError::Refused {
+        path: path.to_path_buf(),
+        problem,
+    };
+    if !matches!(path.components().next_back(), Some(Component::Normal(_))) {
+        return Err(refuse("names no file (expected a file path)".into()));
+    }
+    let target = match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => match fs::metadata(path) {
+            Ok(t) if t.is_file() => {
+                fs::canonicalize(path).map_err(|e| DatasetError::io(path, e))?
+            }
+            Ok(t) => {
+                let to = fs::read_link(path).unwrap_or_default();
+                return Err(refuse(format!(
+                    "is a symbolic link to {} ({}); only regular files are replaced",
+                    to.display(),
+                    kind_of(t.file_type())
+                )));
+            }
+            Err(_) => {
+                return Err(refuse(
+                    "is a dangling symbolic link; give the real path of the file to write".into(),
+                ))
+            }
+        },
+        Ok(m) if m.is_file() => path.to_path_buf(),
+        Ok(m) => {
+            return Err(refuse(format!(
+                "is {}; only regular files are replaced (give a file path)",
+                kind_of(m.file_type())
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_path_buf(),
+        Err(e) => return Err(DatasetError::io(path, e)),
+    };
+    let list = protected();
+    if list.is_empty() {
+        return Ok(target);
+    }
+    let real = real_path(&target);
+    let id = fs::metadata(&target).ok().map(|m| (m.dev(), m.ino()));
+    for p in list.iter() {
+        let input_id = fs::metadata(&p.real).ok().map(|m| (m.dev(), m.ino()));
+        if real == p.real || (id.is_some() && id == input_id) {
+            return Err(refuse(format!(
+                "is the input {} of this command; write the output to another file",
+                p.label
+            )));
+        }
+        if p.dir && real.starts_with(&p.real) {
+            return Err(refuse(format!(
+                "is inside the input folder {} of this command; write the output outside it",
+                p.label
+            )));
+        }
+    }
+    Ok(target)
+}
+
+/// [`check_output`] on every output of a command (each with the option naming it), and that
+/// no two of them are the same file. Run before the work, so a bad output fails at once.
+pub fn check_outputs(outputs: &[(&str, &Path)]) -> Result<(), DatasetError> {
+    let mut seen: Vec<(&str, PathBuf)> = Vec::new();
+    for (option, path) in outputs {
+        let real = real_path(&check_output(path)?);
+        if let Some((first, _)) = seen.iter().find(|(_, r)| *r == real) {
+            return Err(DatasetError::Refused {
+                path: path.to_path_buf(),
+                problem: format!("{option} names the same file as {first}; give two files"),
+            });
+        }
+        seen.push((option, real));
+    }
+    Ok(())
+}
+
+/// The canonical form of a path that may not exist yet: its deepest existing ancestor made
+/// canonical, the rest appended with `.` and `..` resolved by name.
+fn real_path(path: &Path) -> PathBuf {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let parts: Vec<Component> = abs.components().collect();
+    for k in (1..=parts.len()).rev() {
+        let prefix: PathBuf = parts[..k].iter().collect();
+        if let Ok(mut real) = fs::canonicalize(&prefix) {
+            for c in &parts[k..] {
+                match c {
+                    Component::ParentDir => {
+                        real.pop();
+                    }
+                    Component::CurDir => {}
+                    other => real.push(other),
+                }
+            }
+            return real;
+        }
+    }
+    abs
 }
 
 /// A file being written that starts the kernel's writeback of every full 8 MiB as soon as
@@ -337,6 +653,168 @@ pub(crate) fn col_err(path: &Path, name: &str, problem: impl Into<String>) -> Da
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(r: Result<(), DatasetError>) -> String {
+        match r {
+            Err(e @ DatasetError::Refused { .. }) => e.to_string(),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect()
+    }
+
+    #[test]
+    fn non_regular_outputs_are_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        let e = refused(write_bytes_atomic(&sub, b"x"));
+        assert!(e.contains("is a directory"), "{e}");
+        assert!(sub.is_dir());
+        let e = refused(write_bytes_atomic(Path::new("/dev/null"), b"x"));
+        assert!(e.contains("character device"), "{e}");
+        assert!(fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        let e = refused(write_bytes_atomic(&fifo, b"x"));
+        assert!(e.contains("FIFO"), "{e}");
+        let link = dir.path().join("stdout");
+        std::os::unix::fs::symlink("/proc/self/fd/1", &link).unwrap();
+        let e = refused(write_bytes_atomic(&link, b"x"));
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        assert!(refused(write_bytes_atomic(&dangling, b"x")).contains("dangling"));
+        assert!(refused(write_bytes_atomic(&dir.path().join(".."), b"x")).contains("names no file"));
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    /// mkfifo through libc (the only FFI this crate already links).
+    fn mkfifo(p: &Path) {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn a_symlink_to_a_regular_file_is_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        fs::write(&real, "old").unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_bytes_atomic(&link, b"new").unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read_to_string(&real).unwrap(), "new");
+    }
+
+    #[test]
+    fn inputs_are_never_replaced_nor_written_into() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("windows.parquet");
+        fs::write(&input, "input").unwrap();
+        let folder = dir.path().join("samples");
+        fs::create_dir_all(folder.join("host=a")).unwrap();
+        let hard = dir.path().join("hard-link");
+        fs::hard_link(&input, &hard).unwrap();
+        let guard = protect_inputs([
+            ("--windows", input.as_path()),
+            ("--samples", folder.as_path()),
+        ]);
+        let e = refused(write_bytes_atomic(&input, b"x"));
+        assert!(e.contains("is the input --windows"), "{e}");
+        // Another spelling of the same file, and a hard link to it.
+        let dotted = dir.path().join("samples/../windows.parquet");
+        assert!(refused(write_bytes_atomic(&dotted, b"x")).contains("--windows"));
+        assert!(refused(write_bytes_atomic(&hard, b"x")).contains("--windows"));
+        let e = refused(write_bytes_atomic(
+            &folder.join("host=a/new/e.parquet"),
+            b"x",
+        ));
+        assert!(e.contains("inside the input folder --samples"), "{e}");
+        assert_eq!(fs::read_to_string(&input).unwrap(), "input");
+        assert!(!folder.join("host=a/new").exists());
+        write_bytes_atomic(&dir.path().join("energy.parquet"), b"ok").unwrap();
+        let e = check_outputs(&[
+            ("--out", &dir.path().join("e.parquet")),
+            ("--quality", &dir.path().join("./e.parquet")),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--quality names the same file as --out"), "{e}");
+        drop(guard);
+        write_bytes_atomic(&input, b"now an output").unwrap();
+    }
+
+    #[test]
+    fn a_failed_or_uncommitted_write_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.bin");
+        let r = write_atomic_with(&p, |w, tmp| {
+            w.write_all(b"half").unwrap();
+            Err(DatasetError::Cancelled {
+                path: tmp.to_path_buf(),
+            })
+        });
+        assert!(matches!(r, Err(DatasetError::Cancelled { .. })));
+        assert!(!p.exists());
+        let staged = stage_atomic_with(&p, |w, tmp| {
+            w.write_all(b"whole").map_err(|e| DatasetError::io(tmp, e))
+        })
+        .unwrap();
+        assert!(!p.exists());
+        drop(staged);
+        assert!(!p.exists());
+        assert!(leftovers(dir.path()).is_empty());
+        stage_atomic_with(&p, |w, tmp| {
+            w.write_all(b"whole").map_err(|e| DatasetError::io(tmp, e))
+        })
+        .unwrap()
+        .commit()
+        .unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"whole");
+    }
+
+    #[test]
+    fn non_finite_values_never_reach_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.parquet");
+        let kind = DatasetKind {
+            name: "test",
+            version: SchemaVersion {
+                major: 1,
+                minor: 0,
+                patch: 0,
+            },
+        };
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut df =
+                DataFrame::new(2, vec![Column::new("x".into(), [Some(1.0), Some(bad)])]).unwrap();
+            let e = write_parquet_atomic(&mut df, &p, kind).unwrap_err();
+            assert!(
+                e.to_string().contains("column 'x' row 1")
+                    && e.to_string().contains("not a finite"),
+                "{e}"
+            );
+            assert!(!p.exists());
+        }
+    }
 
     #[test]
     fn a_bare_file_name_goes_in_the_current_directory() {

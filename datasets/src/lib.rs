@@ -11,6 +11,7 @@ pub mod energy;
 pub mod evaluation;
 pub mod io;
 pub mod migrations;
+pub mod names;
 pub mod origins;
 pub mod residuals;
 pub mod rounds;

@@ -161,9 +161,16 @@ pub fn read_migrations(path: &Path) -> Result<Vec<MigrationRow>, DatasetError> {
         });
     }
     let mut rows = Vec::new();
+    // The dataset's own rules, with migration ids unique across the files read.
+    let mut rules = crate::check::Rules::of(MIGRATIONS);
     for f in &files {
         let df = read_parquet_checked(f, MIGRATIONS)?;
-        rows.extend(rows_of(&df, f)?);
+        let file_rows = rows_of(&df, f)?;
+        if let Some(rules) = &mut rules {
+            let typed = migrations_frame(&file_rows).map_err(|e| DatasetError::polars(f, e))?;
+            rules.check(f, &typed, None)?;
+        }
+        rows.extend(file_rows);
     }
     rows.sort_by(|a, b| (a.start_utc_ns, &a.migration_id).cmp(&(b.start_utc_ns, &b.migration_id)));
     Ok(rows)
@@ -360,5 +367,32 @@ mod tests {
         crate::io::write_parquet_atomic(&mut df, &p, crate::rounds::ROUNDS).unwrap();
         let err = read_migrations(&p).unwrap_err().to_string();
         assert!(err.contains("'rounds'"), "{err}");
+    }
+
+    #[test]
+    fn impossible_values_and_duplicates_across_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut neg = row(0);
+        neg.t_mig_s = -4.0;
+        let mut secs = row(0);
+        secs.start_utc_ns = Some(1_700_000_000);
+        for (bad, want) in [
+            (neg, "column 't_mig_s': -4, expected a finite number >= 0"),
+            (secs, "column 'start_utc_ns': 1700000000 is not ns"),
+        ] {
+            let d = dir.path().join(format!("{}", want.len()));
+            write_migrations_file(&d.join("a.parquet"), &[bad]).unwrap();
+            let err = read_migrations(&d).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        let d = dir.path().join("dup");
+        write_migrations_file(&d.join("a.parquet"), &[row(0), row(2)]).unwrap();
+        write_migrations_file(&d.join("b.parquet"), &[row(2)]).unwrap();
+        let err = read_migrations(&d).unwrap_err().to_string();
+        assert!(
+            err.contains("b.parquet") && err.contains("duplicate key (migration_id=qemu-vm1-2)"),
+            "{err}"
+        );
+        assert!(err.contains("a.parquet row 1"), "{err}");
     }
 }

@@ -94,9 +94,16 @@ pub fn read_rounds(path: &Path) -> Result<Vec<RoundRow>, DatasetError> {
         });
     }
     let mut rows = Vec::new();
+    // The dataset's own rules, with (migration_id, round) unique across the files read.
+    let mut rules = crate::check::Rules::of(ROUNDS);
     for f in &files {
         let df = read_parquet_checked(f, ROUNDS)?;
-        rows.extend(rows_of(&df, f)?);
+        let file_rows = rows_of(&df, f)?;
+        if let Some(rules) = &mut rules {
+            let typed = rounds_frame(&file_rows).map_err(|e| DatasetError::polars(f, e))?;
+            rules.check(f, &typed, None)?;
+        }
+        rows.extend(file_rows);
     }
     rows.sort_by(|a, b| (&a.migration_id, a.round).cmp(&(&b.migration_id, b.round)));
     Ok(rows)

@@ -176,10 +176,17 @@ pub fn read_samples(path: &Path) -> Result<Vec<SampleRow>, DatasetError> {
         });
     }
     let mut rows = Vec::new();
+    // The dataset's own rules, with (host, utc_ns) unique across the files read.
+    let mut rules = crate::check::Rules::of(SAMPLES);
     for f in &files {
         let host = host_of(f).unwrap_or_default();
         let df = read_parquet_checked(f, SAMPLES)?;
-        rows.extend(rows_of(&df, f, &host)?);
+        let file_rows = rows_of(&df, f, &host)?;
+        if let Some(rules) = &mut rules {
+            let typed = samples_frame(&file_rows).map_err(|e| DatasetError::polars(f, e))?;
+            rules.check(f, &typed, Some(&host))?;
+        }
+        rows.extend(file_rows);
     }
     rows.sort_by(|a, b| (&a.host, a.utc_ns, a.seq).cmp(&(&b.host, b.utc_ns, b.seq)));
     Ok(rows)
@@ -250,6 +257,12 @@ pub struct RecordRow {
 
 /// Write decoded records as a Parquet file (atomically).
 pub fn write_records_file(path: &Path, rows: &[RecordRow]) -> Result<(), DatasetError> {
+    let mut df = records_frame(rows).map_err(|e| DatasetError::polars(path, e))?;
+    crate::io::write_parquet_atomic(&mut df, path, RECORDS)
+}
+
+/// Build the columns of a decoded-records file.
+pub fn records_frame(rows: &[RecordRow]) -> Result<DataFrame, PolarsError> {
     let n = rows.len();
     let mut cols = vec![
         Column::new("seq".into(), rows.iter().map(|r| r.seq).collect::<Vec<_>>()),
@@ -259,8 +272,7 @@ pub fn write_records_file(path: &Path, rows: &[RecordRow]) -> Result<(), Dataset
         ),
     ];
     cols.extend(field_columns(n, |r, f| rows[r].fields[f]));
-    let mut df = DataFrame::new(n, cols).map_err(|e| DatasetError::polars(path, e))?;
-    crate::io::write_parquet_atomic(&mut df, path, RECORDS)
+    DataFrame::new(n, cols)
 }
 
 /// Read a decoded-records file written by [`write_records_file`].
@@ -280,7 +292,7 @@ pub fn read_records_file(path: &Path) -> Result<Vec<RecordRow>, DatasetError> {
     }
     let (seq, off) = (seq.u64().expect("cast"), off.u64().expect("cast"));
     let fields: Vec<&Float64Chunked> = fields.iter().map(|s| s.f64().expect("cast")).collect();
-    (0..df.height())
+    let rows = (0..df.height())
         .map(|i| {
             Ok(RecordRow {
                 seq: seq
@@ -292,7 +304,12 @@ pub fn read_records_file(path: &Path) -> Result<Vec<RecordRow>, DatasetError> {
                 fields: std::array::from_fn(|k| fields[k].get(i)),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, DatasetError>>()?;
+    let typed = records_frame(&rows).map_err(|e| DatasetError::polars(path, e))?;
+    if let Some(mut rules) = crate::check::Rules::of(RECORDS) {
+        rules.check(path, &typed, None)?;
+    }
+    Ok(rows)
 }
 
 /// Where a capture segment for `host` on `date` (YYYY-MM-DD) goes under `dir`.
@@ -442,7 +459,43 @@ pub fn read_power_series_into(
         })?;
     }
     sort_power_series(out);
-    Ok(())
+    check_no_duplicate_times(out, files)
+}
+
+/// Key (host, `utc_ns`) unique across the host's files: two files holding the same sample
+/// (a journal recovered twice, a copied segment) would count it twice.
+fn check_no_duplicate_times(s: &PowerSeries, files: &[PathBuf]) -> Result<(), DatasetError> {
+    let Some(i) = s.utc_ns.windows(2).position(|w| w[0] == w[1]) else {
+        return Ok(());
+    };
+    let t = s.utc_ns[i];
+    let total = s.utc_ns.windows(2).filter(|w| w[0] == w[1]).count();
+    // Rare: read the files again to name the ones holding that time.
+    let holding: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            read_power_columns(f)
+                .ok()
+                .and_then(|df| df.column("utc_ns").ok()?.i64().ok().cloned())
+                .is_some_and(|ca| ca.iter().any(|v| v == Some(t)))
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    Err(DatasetError::Rules {
+        path: files.first().cloned().unwrap_or_default(),
+        kind: SAMPLES.name.into(),
+        violations: vec![crate::check::Violation {
+            file: files.first().cloned().unwrap_or_default(),
+            row: None,
+            column: Some("utc_ns".into()),
+            problem: format!(
+                "host '{}': sample time {t} appears in more than one file ({}); remove the copy",
+                s.host,
+                holding.join(", ")
+            ),
+        }],
+        total,
+    })
 }
 
 fn read_power_columns(path: &Path) -> Result<DataFrame, DatasetError> {
@@ -514,6 +567,7 @@ fn append_power(
             format!("row {i}: null in a required column"),
         ));
     }
+    check_power_rows(path, utc, watts, gap)?;
     let n = df.height();
     let meter_codes = meter_codes(out, meter, path)?;
     if range.is_none() && watts.null_count() == 0 {
@@ -564,6 +618,73 @@ fn append_power(
         out.meter_index.push(meter_codes[i]);
     }
     Ok(())
+}
+
+/// The samples rules (see `datasets check`) on the columns read for power, in one pass fast
+/// enough for millions of rows: `utc_ns` ns between 2000 and 2100 and strictly increasing
+/// within the file (sorted, no duplicate), watts finite and >= 0, gaps >= 0.
+fn check_power_rows(
+    path: &Path,
+    utc: &Int64Chunked,
+    watts: &Float64Chunked,
+    gap: &Int64Chunked,
+) -> Result<(), DatasetError> {
+    let mut found = Vec::new();
+    let mut total = 0;
+    let mut add = |row: usize, column: &str, problem: String| {
+        total += 1;
+        if found.len() < crate::check::MAX_REPORTED {
+            found.push(crate::check::Violation {
+                file: path.to_path_buf(),
+                row: Some(row),
+                column: Some(column.to_string()),
+                problem,
+            });
+        }
+    };
+    let mut prev: Option<i64> = None;
+    for (i, t) in utc.into_no_null_iter().enumerate() {
+        if !(crate::check::UTC_NS_MIN..crate::check::UTC_NS_MAX).contains(&t) {
+            add(i, "utc_ns", crate::check::not_utc_ns(t));
+        }
+        match prev {
+            Some(p) if t == p => add(
+                i,
+                "utc_ns",
+                format!("duplicate sample time {t} (same as row {})", i - 1),
+            ),
+            Some(p) if t < p => add(
+                i,
+                "utc_ns",
+                format!("not sorted: {t} after {p} at row {}", i - 1),
+            ),
+            _ => {}
+        }
+        prev = Some(t);
+    }
+    for (i, w) in watts.iter().enumerate() {
+        if let Some(w) = w.filter(|w| !(w.is_finite() && *w >= 0.0)) {
+            add(
+                i,
+                "watts",
+                format!("{w}, expected a finite number >= 0 (W)"),
+            );
+        }
+    }
+    for (i, g) in gap.iter().enumerate() {
+        if let Some(g) = g.filter(|g| *g < 0) {
+            add(i, "gap_before_ns", format!("{g}, expected a gap >= 0 (ns)"));
+        }
+    }
+    if total == 0 {
+        return Ok(());
+    }
+    Err(DatasetError::Rules {
+        path: path.to_path_buf(),
+        kind: SAMPLES.name.into(),
+        violations: found,
+        total,
+    })
 }
 
 fn first_null(ca: &Int64Chunked) -> Option<usize> {
@@ -640,7 +761,7 @@ mod power_series_tests {
         SampleRow {
             host: host.into(),
             meter_id: "PRO 5.2".into(),
-            utc_ns: 1_000_000_000_000 + i * 1_000_000_000,
+            utc_ns: 1_700_000_000_000_000_000 + i * 1_000_000_000,
             mono_ns: i,
             seq: i as u64,
             connection: 1,
@@ -648,6 +769,82 @@ mod power_series_tests {
             flags: u32::from(i == 3),
             fields,
         }
+    }
+
+    #[test]
+    fn power_series_refuses_impossible_watts_seconds_and_duplicate_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = partition_dir(dir.path(), "a", "2026-01-01");
+        let rows = |f: &dyn Fn(i64, &mut SampleRow)| -> Vec<SampleRow> {
+            (0..4)
+                .map(|i| {
+                    let mut r = sample("a", i, Some(100.0));
+                    f(i, &mut r);
+                    r
+                })
+                .collect()
+        };
+        let cases: [(Vec<SampleRow>, &str); 4] = [
+            (
+                rows(&|i, r| r.fields[0] = (i == 2).then_some(-5.0).or(r.fields[0])),
+                "row 2: column 'watts': -5, expected a finite number >= 0 (W)",
+            ),
+            (
+                rows(&|i, r| r.utc_ns = 1_764_000_000 + i),
+                "row 0: column 'utc_ns': 1764000000 is not ns",
+            ),
+            (
+                rows(&|i, r| {
+                    if i == 3 {
+                        r.utc_ns -= 1_000_000_000
+                    }
+                }),
+                "row 3: column 'utc_ns': duplicate sample time",
+            ),
+            (
+                rows(&|i, r| {
+                    if i == 3 {
+                        r.utc_ns -= 5_000_000_000
+                    }
+                }),
+                "row 3: column 'utc_ns': not sorted",
+            ),
+        ];
+        std::fs::create_dir_all(&a).unwrap();
+        for (bad, want) in cases {
+            let f = a.join("bad.parquet");
+            // Written around the writer's guard, as another tool would.
+            let mut df = samples_frame(&bad).unwrap();
+            ParquetWriter::new(File::create(&f).unwrap())
+                .finish(&mut df)
+                .unwrap();
+            let err = read_power_series("a", &[f.clone()], None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want) && err.contains("bad.parquet"), "{err}");
+            std::fs::remove_file(&f).unwrap();
+        }
+        // NaN cannot even be written by migwatt.
+        let mut nan = rows(&|_, _| {});
+        nan[1].fields[0] = Some(f64::NAN);
+        assert!(write_samples_file(&a.join("nan.parquet"), "a", &nan).is_err());
+        // The same sample in two files is counted once or not at all: refused.
+        let good = rows(&|_, _| {});
+        write_samples_file(&a.join("1.parquet"), "a", &good).unwrap();
+        write_samples_file(&a.join("2.parquet"), "a", &good[2..]).unwrap();
+        let files = sample_files_by_host(dir.path())
+            .unwrap()
+            .remove("a")
+            .unwrap();
+        let err = read_power_series("a", &files, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("appears in more than one file")
+                && err.contains("1.parquet")
+                && err.contains("2.parquet"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -676,8 +873,8 @@ mod power_series_tests {
             "a",
             &by_host["a"],
             Some((
-                1_000_000_000_000 + 2_000_000_000,
-                1_000_000_000_000 + 4_000_000_000,
+                1_700_000_000_000_000_000 + 2_000_000_000,
+                1_700_000_000_000_000_000 + 4_000_000_000,
             )),
         )
         .unwrap();

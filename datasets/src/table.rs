@@ -273,9 +273,31 @@ pub fn load_table(inputs: &[InputFile], opts: &LoadOptions<'_>) -> Result<Table,
     let mut parts = Vec::new();
     let mut files = Vec::new();
     let mut rows_read = 0;
+    // A known kind brings its rules (values, ns timestamps, unique keys across every file),
+    // checked on the columns loaded; its key columns are loaded for that when present.
+    let mut rules = opts
+        .kind
+        .and_then(crate::check::Rules::of)
+        .map(crate::check::Rules::lenient);
+    let mut optional: Vec<&str> = opts.optional.to_vec();
+    if let Some(spec) = opts.kind.and_then(|k| crate::check::spec_of(k.name)) {
+        optional.extend(spec.key.iter().copied());
+    }
+    let read_opts = LoadOptions {
+        optional: &optional,
+        ..opts.clone()
+    };
     for (fi, input) in inputs.iter().enumerate() {
         let path = &input.path;
-        let (df, metadata) = read_file(input, opts)?;
+        let (df, metadata) = read_file(input, &read_opts)?;
+        if let Some(rules) = &mut rules {
+            let host = input
+                .partitions
+                .iter()
+                .find(|(k, _)| k == "host")
+                .map(|(_, v)| v.as_str());
+            rules.check(path, &df, host)?;
+        }
         let rows = df.height();
         rows_read += rows;
         let mut origins = Origins::new();

@@ -23,8 +23,8 @@ use std::path::Path;
 use polars::prelude::*;
 
 use crate::io::{
-    col_err, read_parquet_checked, write_atomic_with, write_parquet_atomic, DatasetError,
-    DatasetKind, SchemaVersion,
+    col_err, ensure_finite, read_parquet_checked, stage_atomic_with, write_parquet_atomic,
+    DatasetError, DatasetKind, SchemaVersion, Staged,
 };
 
 /// The migration-windows dataset kind and version.
@@ -169,6 +169,11 @@ pub fn read_windows(path: &Path) -> Result<Vec<WindowRow>, DatasetError> {
                 .transpose()?,
         });
     }
+    // The dataset's own rules (ns timestamps, unique (migration_id, role)) on the typed rows.
+    let df = windows_frame(&out).map_err(|e| DatasetError::polars(path, e))?;
+    if let Some(mut rules) = crate::check::Rules::of(WINDOWS) {
+        rules.check(path, &df, None)?;
+    }
     Ok(out)
 }
 
@@ -238,7 +243,13 @@ pub(crate) fn read_csv_as_strings(path: &Path) -> Result<DataFrame, DatasetError
 
 /// Write a CSV file atomically (temp file, fsync, rename, fsync dir).
 pub(crate) fn write_csv_atomic(df: &mut DataFrame, path: &Path) -> Result<(), DatasetError> {
-    write_atomic_with(path, |w, _| {
+    stage_csv(df, path)?.commit()
+}
+
+/// [`write_csv_atomic`] up to the rename (see [`crate::io::Staged`]).
+pub(crate) fn stage_csv(df: &mut DataFrame, path: &Path) -> Result<Staged, DatasetError> {
+    ensure_finite(df, path)?;
+    stage_atomic_with(path, |w, _| {
         CsvWriter::new(w)
             .include_header(true)
             .finish(df)
@@ -396,8 +407,8 @@ mod tests {
     fn windows_round_trip_parquet_and_csv() {
         let dir = tempfile::tempdir().unwrap();
         let rows = vec![
-            w("m1", "a", Role::Source, 10),
-            w("m1", "b", Role::Destination, 12),
+            w("m1", "a", Role::Source, 1_700_000_000_000_000_010),
+            w("m1", "b", Role::Destination, 1_700_000_000_000_000_012),
         ];
         for name in ["w.parquet", "w.csv"] {
             let p = dir.path().join(name);
@@ -433,5 +444,63 @@ mod tests {
         .unwrap();
         let err = read_windows(&p).unwrap_err().to_string();
         assert!(err.contains("'v_mig_bytes': missing"), "{err}");
+    }
+
+    #[test]
+    fn seconds_and_duplicate_windows_are_refused_with_the_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.csv");
+        let head = "migration_id,host,role,start_utc_ns,end_utc_ns,v_mig_bytes\n";
+        let t = 1_700_000_000_000_000_000i64;
+        let cases = [
+            (
+                "m1,a,source,1700000000,1700000030,3\n".to_string(),
+                "row 0: column 'start_utc_ns': 1700000000 is not ns",
+            ),
+            (
+                format!("m1,a,source,{t},{},3\nm1,a,source,{t},{},3\n", t + 1, t + 1),
+                "row 1: duplicate key (migration_id=m1, role=source), first at row 0",
+            ),
+        ];
+        for (body, want) in cases {
+            std::fs::write(&p, format!("{head}{body}")).unwrap();
+            let err = read_windows(&p).unwrap_err().to_string();
+            assert!(err.contains(want) && err.contains("w.csv"), "{err}");
+            assert!(err.contains("migration_windows"), "{err}");
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever the numbers, the reader either refuses the file or returns windows
+            /// that keep the dataset's rules; it never panics.
+            #[test]
+            fn csv_reader_returns_only_rule_abiding_windows(
+                rows in proptest::collection::vec(
+                    (0u8..3, any::<bool>(), prop_oneof![any::<i64>(), 1_600_000_000_000_000_000i64..1_800_000_000_000_000_000], -5i64..1_000_000_000_000, -3i64..1_000_000),
+                    0..6,
+                )
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let p = dir.path().join("w.csv");
+                let mut text = String::from("migration_id,host,role,start_utc_ns,end_utc_ns,v_mig_bytes\n");
+                for (id, src, start, len, v) in &rows {
+                    let role = if *src { "source" } else { "destination" };
+                    text += &format!("m{id},h,{role},{start},{},{v}\n", start.saturating_add(*len));
+                }
+                std::fs::write(&p, text).unwrap();
+                if let Ok(back) = read_windows(&p) {
+                    let mut keys = std::collections::HashSet::new();
+                    for w in &back {
+                        prop_assert!(w.end_utc_ns > w.start_utc_ns);
+                        prop_assert!((crate::check::UTC_NS_MIN..crate::check::UTC_NS_MAX).contains(&w.start_utc_ns));
+                        prop_assert!(keys.insert((w.migration_id.clone(), w.role)));
+                    }
+                }
+            }
+        }
     }
 }
