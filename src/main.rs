@@ -4,7 +4,10 @@
 
 use clap::{Parser, Subcommand};
 
+#[macro_use]
+mod stdout;
 mod cmd;
+mod signals;
 
 mod alloc;
 
@@ -67,11 +70,26 @@ fn main() -> std::process::ExitCode {
         Command::Evaluate(a) => cmd::predict::run_evaluate(a),
         Command::Datasets(c) => cmd::datasets::run(c),
     };
-    match result {
+    // Exit statuses: 0 ok, 1 failure, 2 usage (clap), 3 thresholds not met, 128 + N after
+    // a clean stop on signal N (130 SIGINT, 143 SIGTERM); a closed stdout changes nothing.
+    let code = match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
+        Err(e) => match signals::received() {
+            Some(sig) => {
+                errln!("stopped by {}: {e:#}", signals::name(sig));
+                std::process::ExitCode::from(128 + sig as u8)
+            }
+            None => {
+                errln!("error: {e:#}");
+                std::process::ExitCode::from(1)
+            }
+        },
+    };
+    match stdout::finish() {
+        Some(e) => {
+            errln!("error: writing standard output: {e}");
+            std::process::ExitCode::from(1)
         }
+        None => code,
     }
 }

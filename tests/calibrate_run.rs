@@ -297,7 +297,7 @@ fn init_writes_a_config_that_run_accepts_and_bad_configs_name_the_key() {
         .args(["calibrate", "run"])
         .arg(&p)
         .assert()
-        .code(2)
+        .code(1)
         .stderr(predicates::str::contains(
             "source.meter = \"/dev/migwatt-test-no-such-meter\": no such device",
         ));
@@ -520,7 +520,7 @@ fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
     .unwrap();
     let st = child.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(st.code(), Some(2), "{st}: {text}");
+    assert_eq!(st.code(), Some(130), "{st}: {text}");
     assert!(
         text.contains("run the same command again to resume"),
         "{text}"

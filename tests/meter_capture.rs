@@ -392,6 +392,6 @@ fn info_reports_the_meter_and_list_runs() {
         .args(["meter", "info", "--port", "/dev/does-not-exist"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/does-not-exist"));
 }

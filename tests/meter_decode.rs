@@ -196,6 +196,6 @@ fn a_missing_file_is_a_clear_error() {
         .unwrap()
         .args(["meter", "decode", "/nonexistent/capture.raw"])
         .assert()
-        .code(2)
+        .code(1)
         .stderr(predicates::str::contains("/nonexistent/capture.raw"));
 }

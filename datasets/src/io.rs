@@ -300,6 +300,52 @@ impl Drop for Staged {
     }
 }
 
+/// An exclusive lock on a folder (`DIR/.lock`, flock), released when dropped (or when the
+/// process dies): writers that publish into one folder take turns.
+#[derive(Debug)]
+pub struct FolderLock {
+    _file: File,
+}
+
+/// Take the lock of `dir` (created if missing), waiting for another holder to finish:
+/// `waiting` is called once if it has to wait, and the wait ends with
+/// [`DatasetError::Cancelled`] as soon as `cancelled` says so.
+pub fn lock_folder(
+    dir: &Path,
+    waiting: &mut dyn FnMut(),
+    cancelled: &dyn Fn() -> bool,
+) -> Result<FolderLock, DatasetError> {
+    use std::os::fd::AsRawFd;
+    fs::create_dir_all(dir).map_err(|e| DatasetError::io(dir, e))?;
+    let path = dir.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| DatasetError::io(&path, e))?;
+    let mut told = false;
+    loop {
+        // SAFETY: flock only reads its integer arguments; the descriptor is open.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(FolderLock { _file: file });
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::Interrupted
+        {
+            return Err(DatasetError::io(&path, e));
+        }
+        if !told {
+            waiting();
+            told = true;
+        }
+        if cancelled() {
+            return Err(DatasetError::Cancelled { path });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// An input of the running command.
 #[derive(Debug, Clone)]
 struct Protected {

@@ -14,6 +14,7 @@
 //! (constant or +1 within a run, so they take almost no space); the doubles are PLAIN.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use polars::prelude::*;
 use polars_parquet::parquet::compression::Compression;
@@ -72,6 +73,16 @@ pub struct Residuals<'a> {
 
 /// Write the residuals atomically (temp file, fsync, rename, fsync of the folder).
 pub fn write_residuals(path: &Path, r: &Residuals<'_>) -> Result<(), DatasetError> {
+    write_residuals_cancellable(path, r, None)
+}
+
+/// [`write_residuals`] that stops between pages once `cancel` is set: the temporary file is
+/// removed and the error is [`DatasetError::Cancelled`].
+pub fn write_residuals_cancellable(
+    path: &Path,
+    r: &Residuals<'_>,
+    cancel: Option<&AtomicBool>,
+) -> Result<(), DatasetError> {
     let rows = r.origins.len();
     // Checked before anything touches the disk, so a bad call leaves no file behind.
     let lengths = [
@@ -88,9 +99,43 @@ pub fn write_residuals(path: &Path, r: &Residuals<'_>) -> Result<(), DatasetErro
             });
         }
     }
-    let polars_err = |tmp: &Path, e: ParquetError| DatasetError::Polars {
-        path: tmp.to_path_buf(),
-        source: e.into(),
+    // No NaN or infinity in a dataset: checked before anything touches the disk.
+    let columns = [
+        ("observed", Some(r.observed)),
+        ("fitted", Some(r.fitted)),
+        ("cv_predicted", r.cv_predicted),
+    ];
+    for (column, values) in columns {
+        let Some(values) = values else { continue };
+        if let Some(row) = values.iter().position(|v| !v.is_finite()) {
+            return Err(DatasetError::NonFinite {
+                path: path.to_path_buf(),
+                column: column.into(),
+                row,
+                value: values[row],
+            });
+        }
+    }
+    if let Some(row) = (0..rows).find(|&i| !(r.observed[i] - r.fitted[i]).is_finite()) {
+        return Err(DatasetError::NonFinite {
+            path: path.to_path_buf(),
+            column: "residual".into(),
+            row,
+            value: r.observed[row] - r.fitted[row],
+        });
+    }
+    let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+    let polars_err = |tmp: &Path, e: ParquetError| {
+        if cancelled() {
+            DatasetError::Cancelled {
+                path: path.to_path_buf(),
+            }
+        } else {
+            DatasetError::Polars {
+                path: tmp.to_path_buf(),
+                source: e.into(),
+            }
+        }
     };
     let schema = schema().map_err(|e| polars_err(path, e))?;
     let runs = r.origins.runs();
@@ -115,7 +160,7 @@ pub fn write_residuals(path: &Path, r: &Residuals<'_>) -> Result<(), DatasetErro
             .iter()
             .zip(sources)
             .map(|(c, source)| {
-                let pages = Pages::new(source, c.descriptor.clone(), rows);
+                let pages = Pages::new(source, c.descriptor.clone(), rows, cancel);
                 Ok::<_, ParquetError>(DynStreamingIterator::new(pages))
             })
             .collect();
@@ -133,6 +178,11 @@ pub fn write_residuals(path: &Path, r: &Residuals<'_>) -> Result<(), DatasetErro
                 .map_err(|e| polars_err(tmp, e))?;
         }
         writer.end(Some(kv)).map_err(|e| polars_err(tmp, e))?;
+        if cancelled() {
+            return Err(DatasetError::Cancelled {
+                path: path.to_path_buf(),
+            });
+        }
         Ok(())
     })
 }
@@ -206,10 +256,17 @@ struct Pages<'a> {
     run_offset: u64,
     /// The current page; its buffer is taken back for the next one.
     page: Option<CompressedPage>,
+    /// Stop request, looked at before every page.
+    cancel: Option<&'a AtomicBool>,
 }
 
 impl<'a> Pages<'a> {
-    fn new(source: Source<'a>, descriptor: Descriptor, rows: usize) -> Self {
+    fn new(
+        source: Source<'a>,
+        descriptor: Descriptor,
+        rows: usize,
+        cancel: Option<&'a AtomicBool>,
+    ) -> Self {
         Self {
             source,
             descriptor,
@@ -218,6 +275,7 @@ impl<'a> Pages<'a> {
             run: 0,
             run_offset: 0,
             page: None,
+            cancel,
         }
     }
 
@@ -302,6 +360,9 @@ impl FallibleStreamingIterator for Pages<'_> {
         };
         if self.done >= self.rows {
             return Ok(());
+        }
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(ParquetError::OutOfSpec("cancelled".into()));
         }
         let len = PAGE_ROWS.min(self.rows - self.done);
         buf.clear();

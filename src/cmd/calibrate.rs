@@ -182,27 +182,30 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
         source_host: a.source_host,
         destination_host: a.dest_host,
     };
+    let inputs: Vec<(&str, &std::path::Path)> =
+        a.logs.iter().map(|l| ("LOG", l.as_path())).collect();
+    let _io = super::guard_io(&inputs, &[])?;
     let mut all = Vec::new();
     let mut problems = 0usize;
     for log in &a.logs {
         let parsed = ingest_file(kind, log, &opts)?;
         for p in &parsed.problems {
-            eprintln!("warning: {p}");
+            errln!("warning: {p}");
         }
         problems += parsed.problems.len();
         all.extend(parsed.migrations);
     }
     match a.format {
         Format::Jsonl => {
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            write_jsonl(&mut lock, &all).context("writing JSON lines to stdout")?;
+            let mut text = Vec::new();
+            write_jsonl(&mut text, &all).context("encoding JSON lines")?;
+            crate::stdout::write_out_bytes(&text);
         }
         Format::Parquet => {
             let out = a.out.expect("checked above");
             let w = write_datasets(&out, &all)?;
             let rounds: usize = all.iter().map(|m| m.rounds.len()).sum();
-            println!(
+            outln!(
                 "{} migrations, {rounds} rounds, {problems} problems -> {}, {}",
                 all.len(),
                 w.migrations.display(),
@@ -249,9 +252,9 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
     };
     // Never raised here: the timeout bounds the run; the flag is for library callers.
     let cancel = AtomicBool::new(false);
-    let got = collect::migrate(&opts, &cancel, &mut |m| eprintln!("{m}"))?;
+    let got = collect::migrate(&opts, &cancel, &mut |m| errln!("{m}"))?;
     for p in &got.problems {
-        eprintln!("warning: {p}");
+        errln!("warning: {p}");
     }
     let m = &got.migration;
     let raw = a
@@ -260,7 +263,7 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         .join(format!("{}.qmp.jsonl", safe_name(&m.row.migration_id)));
     write_atomic(&raw, &got.log)?;
     let w = write_datasets(&a.out, std::slice::from_ref(m))?;
-    println!(
+    outln!(
         "{}: {} ({}), {} rounds, {} bytes in {:.3} s, downtime {} -> {}, {}, {}",
         m.row.migration_id,
         m.row.status,
@@ -280,10 +283,11 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn windows(a: WindowsArgs) -> anyhow::Result<ExitCode> {
+    let _io = super::guard_io(&[("--migrations", &a.migrations)], &[("--out", &a.out)])?;
     let rows = datasets::migrations::read_migrations(&a.migrations)?;
     let (w, skipped) = datasets::migrations::windows_of(&rows);
     for r in &skipped {
-        eprintln!(
+        errln!(
             "warning: {}: no start and end times, no window",
             r.migration_id
         );
@@ -295,17 +299,17 @@ fn windows(a: WindowsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     datasets::windows::write_windows(&a.out, &w)?;
-    println!("{} windows -> {}", w.len(), a.out.display());
+    outln!("{} windows -> {}", w.len(), a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let files = calibrate::report::render(&a.dir)?;
     for w in &files.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
-    println!("report: {}", files.html.display());
-    println!(
+    outln!("report: {}", files.html.display());
+    outln!(
         "markdown: {} ({} plots in {})",
         files.markdown.display(),
         files.plots.len(),

@@ -22,7 +22,8 @@ Interrupted (Ctrl-C, a crash, a kill), run the same command again: finished migr
 kept, the cut one is redone, and every captured sample is kept.
 
 Exit status: 0 when every threshold passed, 3 when the models were written but a threshold \
-failed (the report says which and what to try), 2 on an error or Ctrl-C.")]
+failed (the report says which and what to try), 1 on an error, 130 after Ctrl-C (143 after \
+SIGTERM) once the run stopped cleanly.")]
 pub struct RunArgs {
     /// The campaign config (TOML; `migwatt calibrate init` writes a commented example)
     pub config: PathBuf,
@@ -52,7 +53,7 @@ pub fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
     }
     datasets::io::write_bytes_atomic(&a.path, campaign::EXAMPLE_CONFIG.as_bytes())
         .with_context(|| format!("writing {}", a.path.display()))?;
-    println!(
+    outln!(
         "wrote {}: edit the hosts, meters, hypervisor access, VMs and plan, then run\n  migwatt calibrate run {}",
         a.path.display(),
         a.path.display()
@@ -63,7 +64,7 @@ pub fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
 /// Run (or resume) a campaign.
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let lc = campaign::load(&a.config)?;
-    let cancel = super::meter::cancel_on_signals()?;
+    let cancel = crate::signals::cancel_on_signals()?;
     let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
         Arc::new(Bars::new())
     } else {
@@ -89,8 +90,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
 /// Print the verdicts and where everything went.
 pub fn print_outcome(o: &Outcome) {
     let s = &o.summary;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "campaign {} ({}): {} of {} migrations done, {} converged{}",
         s.name,
         s.hardware_pair,
@@ -104,10 +105,10 @@ pub fn print_outcome(o: &Outcome) {
         }
     );
     for f in &s.migrations.failed {
-        println!("  failed: {}: {}", f.migration_id, f.reason);
+        outln!("  failed: {}: {}", f.migration_id, f.reason);
     }
     for h in &s.hosts {
-        println!(
+        outln!(
             "  {} ({}): P_0 {}, {} samples",
             h.host,
             h.role,
@@ -116,12 +117,15 @@ pub fn print_outcome(o: &Outcome) {
         );
     }
     for m in &s.models {
-        println!(
+        outln!(
             "  {} model: {}  (R^2 {:.4}, n {})",
-            m.kind, m.equation, m.r_squared, m.n_rows
+            m.kind,
+            m.equation,
+            m.r_squared,
+            m.n_rows
         );
     }
-    println!(
+    outln!(
         "acceptance: {}",
         if s.accepted {
             "ACCEPTED"
@@ -130,7 +134,7 @@ pub fn print_outcome(o: &Outcome) {
         }
     );
     for v in &s.verdicts {
-        println!(
+        outln!(
             "  [{}] {} {} {}{}: {}",
             if v.passed { "pass" } else { "FAIL" },
             v.name,
@@ -141,17 +145,17 @@ pub fn print_outcome(o: &Outcome) {
         );
     }
     if !s.emulated.is_empty() {
-        println!("emulated:");
+        outln!("emulated:");
         for e in &s.emulated {
-            println!("  - {e}");
+            outln!("  - {e}");
         }
     }
-    println!("files in {}:", o.out_dir.display());
+    outln!("files in {}:", o.out_dir.display());
     for f in &s.files {
-        println!("  {:<28} {}", f.path.display(), f.description);
+        outln!("  {:<28} {}", f.path.display(), f.description);
     }
     for r in &o.report {
-        println!("report: {}", r.display());
+        outln!("report: {}", r.display());
     }
 }
 
@@ -210,7 +214,7 @@ impl Progress for Lines {
             }
             Event::MigrationProgress { .. } | Event::Meters(_) => return,
         };
-        eprintln!("{} {line}", stamp());
+        errln!("{} {line}", stamp());
     }
 }
 

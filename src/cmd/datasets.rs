@@ -37,10 +37,10 @@ pub fn run(c: DatasetsCommand) -> anyhow::Result<ExitCode> {
 fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let report = check_path(&a.path)?;
     if a.json {
-        println!("{}", to_json(&report));
+        outln!("{}", to_json(&report));
     } else {
         for v in &report.violations {
-            println!("{v}");
+            outln!("{v}");
         }
         let rows: usize = report.files.iter().map(|f| f.rows).sum();
         let mut kinds: Vec<&str> = report
@@ -50,7 +50,7 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             .collect();
         kinds.sort_unstable();
         kinds.dedup();
-        println!(
+        outln!(
             "{} file(s), {rows} row(s) ({}): {} violation(s)",
             report.files.len(),
             kinds.join(", "),

@@ -69,30 +69,30 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             count: a.migrations,
         }
     };
-    println!(
+    outln!(
         "migwatt demo: the calibration campaign (`migwatt calibrate run`) on emulated meters; output in {}",
         out_dir.display()
     );
     match &migrations {
-        DemoMigrations::Replay { examples, count } => println!(
+        DemoMigrations::Replay { examples, count } => outln!(
             "EMULATED: {count} migrations replayed from real QEMU migrations recorded by the collector in {}",
             examples.join("migrations").display()
         ),
-        DemoMigrations::Qemu { guest } => println!(
+        DemoMigrations::Qemu { guest } => outln!(
             "REAL: live migrations of a tiny QEMU guest ({}) between two local QEMU processes",
             guest.display()
         ),
     }
     let e = calibrate::campaign::config::EmulationConfig::default();
-    println!(
+    outln!(
         "EMULATED: two Watts up? PRO meters on pseudo-terminals; each host idles at a fixed P_0 and draws extra power \
          while a migration runs (source {} W + {} J per MB, destination {} W + {} J per MB)",
         e.migrating_w, e.source_j_per_mb, e.migrating_w, e.destination_j_per_mb,
     );
-    println!(
+    outln!(
         "REAL: the serial protocol, capture, journal, Parquet datasets, P_0, integration, model fits, verdicts and report"
     );
-    let cancel = super::meter::cancel_on_signals()?;
+    let cancel = crate::signals::cancel_on_signals()?;
     let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
         Arc::new(super::campaign::Bars::new())
     } else {
@@ -109,9 +109,9 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     drop(progress);
     let (config, outcome) = got?;
     super::campaign::print_outcome(&outcome);
-    println!();
-    println!("the demo's config: {}", config.display());
-    println!(
+    outln!();
+    outln!("the demo's config: {}", config.display());
+    outln!(
         "rerun or resume it with: migwatt calibrate run {}",
         config.display()
     );
@@ -120,8 +120,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .find(|p| p.extension().is_some_and(|e| e == "html"))
     {
-        Some(r) => println!("open the report: {}", r.display()),
-        None => println!("no report was written (see the messages above)"),
+        Some(r) => outln!("open the report: {}", r.display()),
+        None => outln!("no report was written (see the messages above)"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use datasets::energy::{write_energy, write_window_quality, Format, KEY_MIN_COVERAGE, KEY_RULE};
+use datasets::energy::{stage_energy, stage_window_quality, Format, KEY_MIN_COVERAGE, KEY_RULE};
 use datasets::windows::read_windows;
 use meter::baseline::{
     baseline_from_dir, parse_time_utc_ns, read_baseline, write_baseline, BaselineOptions,
 };
 use meter::integrate::{integrate as run_integration, IntegrateOptions, Rule};
-use meter::Cancel;
 
 /// Arguments of `migwatt meter baseline`.
 #[derive(Debug, clap::Args)]
@@ -134,11 +133,13 @@ pub fn baseline(a: BaselineArgs) -> anyhow::Result<ExitCode> {
         min_seconds: a.min_seconds,
         interval_ns: interval_ns(a.interval_s)?,
     };
+    let outputs: Vec<(&str, &Path)> = a.out.iter().map(|o| ("--out", o.as_path())).collect();
+    let _io = super::guard_io(&[("--samples", &a.samples)], &outputs)?;
     let b = baseline_from_dir(&a.samples, &a.host, &opts)?;
-    println!("{}", serde_json::to_string_pretty(&b)?);
+    outln!("{}", serde_json::to_string_pretty(&b)?);
     if let Some(out) = &a.out {
         write_baseline(out, &b)?;
-        eprintln!("baseline written to {}", out.display());
+        errln!("baseline written to {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -197,12 +198,21 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
         interval_ns: interval_ns(a.interval_s)?,
         midpoint: a.midpoint,
     };
+    let out = with_parent(&a.out);
+    let quality = with_parent(
+        &a.quality
+            .clone()
+            .unwrap_or_else(|| quality_path(&a.out, format)),
+    );
+    let mut inputs: Vec<(&str, &Path)> = vec![("--samples", &a.samples), ("--windows", &a.windows)];
+    inputs.extend(a.baseline.iter().map(|b| ("--baseline", b.as_path())));
+    let _io = super::guard_io(&inputs, &[("--out", &out), ("--quality", &quality)])?;
     let p0 = collect_p0(&a)?;
     let windows = read_windows(&a.windows)?;
     if windows.is_empty() {
         bail!("{}: no migration windows", a.windows.display());
     }
-    let cancel = Cancel::new();
+    let cancel = crate::signals::cancel_on_signals()?;
     let result = run_integration(
         &a.samples,
         &a.windows,
@@ -211,24 +221,22 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
         &opts,
         &cancel,
         &mut |p| {
-            eprintln!(
+            errln!(
                 "[{}/{}] host {}: {} samples",
-                p.hosts_done, p.hosts_total, p.host, p.samples
+                p.hosts_done,
+                p.hosts_total,
+                p.host,
+                p.samples
             )
         },
     )?;
-    let out = with_parent(&a.out);
-    let quality = with_parent(
-        &a.quality
-            .clone()
-            .unwrap_or_else(|| quality_path(&a.out, format)),
-    );
     let min_cov = a.min_coverage.to_string();
     let meta = [
         (KEY_RULE, rule.as_str()),
         (KEY_MIN_COVERAGE, min_cov.as_str()),
     ];
-    write_window_quality(&quality, format, &result.windows, &meta)
+    // Both files are written before either is published: a failure leaves neither.
+    let staged_quality = stage_window_quality(&quality, format, &result.windows, &meta)
         .with_context(|| format!("writing the quality report {}", quality.display()))?;
 
     let n_mig = {
@@ -237,7 +245,7 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
         ids.dedup();
         ids.len()
     };
-    println!(
+    outln!(
         "integrated {} windows of {} migrations on {} hosts (rule {}, min coverage {})",
         windows.len(),
         n_mig,
@@ -246,7 +254,7 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
         a.min_coverage
     );
     for h in &result.hosts {
-        println!(
+        outln!(
             "  host {}: {} samples{}, interval {:.3} s{}, P_0 {:.2} W, {} windows{}",
             h.host,
             h.samples,
@@ -272,14 +280,14 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
     }
     let excluded: Vec<_> = result.windows.iter().filter(|w| !w.included).collect();
     if !excluded.is_empty() {
-        println!(
+        outln!(
             "excluded {} of {} windows (details in {}):",
             excluded.len(),
             result.windows.len(),
             quality.display()
         );
         for w in excluded.iter().take(10) {
-            println!(
+            outln!(
                 "  {} {} on {}: {}",
                 w.migration_id,
                 w.role,
@@ -288,10 +296,13 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
             );
         }
         if excluded.len() > 10 {
-            println!("  ... and {} more", excluded.len() - 10);
+            outln!("  ... and {} more", excluded.len() - 10);
         }
     }
     if result.observations.is_empty() {
+        staged_quality
+            .commit()
+            .with_context(|| format!("writing the quality report {}", quality.display()))?;
         bail!(
             "no migration has usable source and destination windows, nothing written to {}; \
              see the reasons in {}",
@@ -299,9 +310,15 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
             quality.display()
         );
     }
-    write_energy(&out, format, &result.observations, &meta)
+    let staged_energy = stage_energy(&out, format, &result.observations, &meta)
         .with_context(|| format!("writing {}", a.out.display()))?;
-    println!(
+    staged_quality
+        .commit()
+        .with_context(|| format!("writing the quality report {}", quality.display()))?;
+    staged_energy
+        .commit()
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    outln!(
         "wrote {} energy observations to {} and the window quality report to {}",
         result.observations.len(),
         a.out.display(),

@@ -1,6 +1,6 @@
 //! `migwatt meter ...`: decode, capture, emulate, info, list, recover, baseline.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,6 @@ use meter::capture::{run_capture, CaptureConfig, MeterSpec, MeterStatus, Progres
 use meter::decoder::{Decoder, Event, Rejection};
 use meter::emulator::{EmulatorConfig, Faults, Profile};
 use meter::protocol::{Packet, Reply, RECORD_FIELDS};
-use meter::Cancel;
 
 /// `migwatt meter` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -218,24 +217,10 @@ pub fn run(c: MeterCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Cancel on SIGINT or SIGTERM.
-pub fn cancel_on_signals() -> anyhow::Result<Cancel> {
-    let cancel = Cancel::new();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .context("installing signal handlers")?;
-    let c = cancel.clone();
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            c.cancel();
-        }
-    });
-    Ok(cancel)
-}
-
 fn decode(a: DecodeArgs) -> anyhow::Result<ExitCode> {
+    let outputs: Vec<(&str, &std::path::Path)> =
+        a.out.iter().map(|o| ("--out", o.as_path())).collect();
+    let _io = super::guard_io(&[("INPUT", std::path::Path::new(&a.input))], &outputs)?;
     let mut bytes = Vec::new();
     if a.input == "-" {
         std::io::stdin()
@@ -311,21 +296,11 @@ fn decode(a: DecodeArgs) -> anyhow::Result<ExitCode> {
             }
             match &a.out {
                 Some(p) => write_atomic(p, text.as_bytes())?,
-                None => {
-                    let mut out = std::io::stdout().lock();
-                    if let Err(e) = out.write_all(text.as_bytes()) {
-                        // A closed pipe (`| head`) is not an error worth a message.
-                        if e.kind() != std::io::ErrorKind::BrokenPipe {
-                            return Err(e).context("writing stdout");
-                        }
-                    }
-                }
+                None => crate::stdout::write_out_bytes(text.as_bytes()),
             }
         }
     }
-    let mut err = std::io::stderr().lock();
-    writeln!(
-        err,
+    errln!(
         "decoded {} records from {} bytes ({} other packets, {} banners, {} NUL bytes skipped); rejected {} fragments ({} bytes)",
         rows.len(),
         stats.bytes,
@@ -334,13 +309,13 @@ fn decode(a: DecodeArgs) -> anyhow::Result<ExitCode> {
         stats.nul_bytes,
         stats.rejected,
         stats.rejected_bytes
-    )?;
+    );
     let mut by_kind = std::collections::BTreeMap::<&str, u64>::new();
     for r in &rejections {
         *by_kind.entry(r.kind.label()).or_default() += 1;
     }
     for (k, n) in &by_kind {
-        writeln!(err, "  {k}: {n}")?;
+        errln!("  {k}: {n}");
     }
     let shown = if a.all_rejections {
         rejections.len()
@@ -352,21 +327,19 @@ fn decode(a: DecodeArgs) -> anyhow::Result<ExitCode> {
             meter::decoder::RejectKind::Malformed(d) => format!(" ({d})"),
             _ => String::new(),
         };
-        writeln!(
-            err,
+        errln!(
             "  byte {}: {} fragment of {} bytes{detail}: {}",
             r.offset,
             r.kind.label(),
             r.len,
             r.excerpt
-        )?;
+        );
     }
     if rejections.len() > shown {
-        writeln!(
-            err,
+        errln!(
             "  ... {} more (--all-rejections lists them all)",
             rejections.len() - shown
-        )?;
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -426,7 +399,7 @@ impl ProgressSink for StderrProgress {
             out.push_str(&status_line(m));
             out.push('\n');
         }
-        eprint!("{out}");
+        err!("{out}");
         *st = (Instant::now(), meters.len());
     }
 
@@ -434,12 +407,12 @@ impl ProgressSink for StderrProgress {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if self.tty && st.1 > 0 {
             // Print above the status block; it is redrawn on the next update.
-            eprint!("\x1b[{}A\x1b[J", st.1);
+            err!("\x1b[{}A\x1b[J", st.1);
             st.1 = 0;
             st.0 = Instant::now() - Duration::from_secs(1);
         }
         let now = chrono::Utc::now().format("%H:%M:%S");
-        eprintln!("{now} {message}");
+        errln!("{now} {message}");
     }
 }
 
@@ -449,6 +422,9 @@ fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|p| MeterSpec::parse(p))
         .collect::<Result<Vec<_>, _>>()?;
+    let outputs: Vec<(&str, &std::path::Path)> =
+        a.report.iter().map(|r| ("--report", r.as_path())).collect();
+    let _io = super::guard_io(&[], &outputs)?;
     let mut cfg = CaptureConfig::new(meters, &a.out);
     cfg.interval_s = a.interval;
     cfg.duration = a.duration;
@@ -462,20 +438,20 @@ fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(5).max(Duration::from_secs(3 * u64::from(a.interval)))
     });
     cfg.metrics_addr = a.metrics;
-    let cancel = cancel_on_signals()?;
+    let cancel = crate::signals::cancel_on_signals()?;
     let progress = Arc::new(StderrProgress::new());
     let report = run_capture(cfg, cancel, progress.clone())?;
     if let Some(p) = &a.report {
         write_atomic(p, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     for m in &report.meters {
-        eprintln!("{}", status_line(m));
+        errln!("{}", status_line(m));
         for (k, n) in &m.rejected_by_kind {
-            eprintln!("    rejected {k}: {n}");
+            errln!("    rejected {k}: {n}");
         }
     }
     for g in &report.gaps {
-        eprintln!(
+        errln!(
             "gap: {} before sample {}: {:.3} s ({})",
             g.host,
             g.seq,
@@ -483,7 +459,7 @@ fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
             g.reason
         );
     }
-    eprintln!(
+    errln!(
         "wrote {} Parquet file(s) under {}",
         report.files.len(),
         a.out.display()
@@ -503,14 +479,11 @@ fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
         noise_w: a.noise,
         ..EmulatorConfig::default()
     };
-    let cancel = cancel_on_signals()?;
+    let cancel = crate::signals::cancel_on_signals()?;
     let handle = meter::emulator::start(cfg, cancel.clone())?;
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", handle.path().display())?;
-        out.flush()?;
-    }
-    eprintln!(
+    outln!("{}", handle.path().display());
+    crate::stdout::flush_out();
+    errln!(
         "emulating a Watts up? PRO on {} (pty {}); Ctrl-C to stop",
         handle.path().display(),
         handle.pts().display()
@@ -523,7 +496,7 @@ fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let report = handle.stop()?;
-    eprintln!(
+    errln!(
         "emulator: {} records generated, {} delivered, {} corrupted on purpose, {} commands, {} disconnects",
         report.records, report.delivered, report.corrupted, report.commands, report.disconnects
     );
@@ -533,28 +506,30 @@ fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
 fn info(a: InfoArgs) -> anyhow::Result<ExitCode> {
     let info = meter::ports::meter_info(&a.port, Duration::from_secs(2))?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        outln!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(ExitCode::SUCCESS);
     }
     let v = &info.version;
-    println!("device:    {} ({} baud)", info.device, info.baud);
-    println!(
+    outln!("device:    {} ({} baud)", info.device, info.baud);
+    outln!(
         "meter:     Watts up? {} (model {}), memory {} records",
         v.model_name(),
         v.model,
         v.memory
     );
-    println!("hardware:  {}.{}", v.hw_major, v.hw_minor);
-    println!(
+    outln!("hardware:  {}.{}", v.hw_major, v.hw_minor);
+    outln!(
         "firmware:  {}.{} built {}",
-        v.fw_major, v.fw_minor, v.fw_timestamp
+        v.fw_major,
+        v.fw_minor,
+        v.fw_timestamp
     );
-    println!("meter id:  {}", info.meter_id);
+    outln!("meter id:  {}", info.meter_id);
     if let Some(h) = &info.header {
-        println!("header:    {}", h.join(","));
+        outln!("header:    {}", h.join(","));
     }
     if let (Some(i), Some(l)) = (info.interval_s, info.logging) {
-        println!("logging:   {l:?} every {i} s");
+        outln!("logging:   {l:?} every {i} s");
     }
     if let Some(r) = info.rate_mils_per_kwh {
         let cur = if info.euro == Some(true) {
@@ -562,7 +537,7 @@ fn info(a: InfoArgs) -> anyhow::Result<ExitCode> {
         } else {
             "dollar"
         };
-        println!("rate:      {r} mils/kWh ({cur})");
+        outln!("rate:      {r} mils/kWh ({cur})");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -570,11 +545,11 @@ fn info(a: InfoArgs) -> anyhow::Result<ExitCode> {
 fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let ports = meter::ports::list_ports().context("listing serial ports")?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&ports)?);
+        outln!("{}", serde_json::to_string_pretty(&ports)?);
         return Ok(ExitCode::SUCCESS);
     }
     if ports.is_empty() {
-        println!("no serial ports found (is the meter plugged in? is the ftdi_sio driver loaded?)");
+        outln!("no serial ports found (is the meter plugged in? is the ftdi_sio driver loaded?)");
     }
     for p in ports {
         let usb = match (p.vid, p.pid) {
@@ -591,7 +566,7 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         } else {
             ""
         };
-        println!("{}  {}{usb} {desc}{mark}", p.device, p.kind);
+        outln!("{}  {}{usb} {desc}{mark}", p.device, p.kind);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -601,7 +576,7 @@ fn recover(a: RecoverArgs) -> anyhow::Result<ExitCode> {
         bail!("{}: not a directory", a.dir.display());
     }
     let r = meter::journal::recover(&a.dir)?;
-    println!(
+    outln!(
         "recovered {} samples into {} file(s); {} journal(s) already written; {} temporary file(s) removed",
         r.recovered_samples,
         r.recovered_files.len(),
@@ -609,13 +584,13 @@ fn recover(a: RecoverArgs) -> anyhow::Result<ExitCode> {
         r.removed_temp
     );
     for f in &r.recovered_files {
-        println!("  {}", f.display());
+        outln!("  {}", f.display());
     }
     for p in &r.live {
-        println!("  {} is held by a running capture: left alone", p.display());
+        outln!("  {} is held by a running capture: left alone", p.display());
     }
     for (wal, line, dest) in &r.set_aside {
-        println!(
+        outln!(
             "  {}: unreadable from line {line}: set aside in {}",
             wal.display(),
             dest.display()

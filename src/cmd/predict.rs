@@ -197,7 +197,7 @@ fn fmt_opt(v: Option<f64>, scale: f64, digits: usize) -> String {
 
 fn print_prediction(p: &Prediction) {
     let s = &p.summary;
-    println!(
+    outln!(
         "V_mig {} MB  T_mig {} s  T_down {} ms  E_mig {} J  rounds {}  converges {}",
         fmt_opt(s.v_mig_bytes, 1e6, 3),
         fmt_opt(s.t_mig_s, 1.0, 3),
@@ -206,11 +206,11 @@ fn print_prediction(p: &Prediction) {
         s.rounds,
         if s.converges { "yes" } else { "no" }
     );
-    println!("{}", p.reason);
+    outln!("{}", p.reason);
     if !p.trajectory.is_empty() {
-        println!("round    sent_MB  duration_s  rate_MB/s  gamma  last");
+        outln!("round    sent_MB  duration_s  rate_MB/s  gamma  last");
         for r in &p.trajectory {
-            println!(
+            outln!(
                 "{:>5} {:>10.3} {:>11.4} {:>10.3} {:>6} {:>5}",
                 r.round,
                 r.sent_bytes / 1e6,
@@ -325,11 +325,11 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
                 "refined": refined,
                 "prediction": p,
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Text => {
             let capped = a.model == ModelChoice::Sim && hot_set.is_some();
-            println!(
+            outln!(
                 "{} model, {:?} stop rule, gamma model {}, energy model {}",
                 match a.model {
                     ModelChoice::Sim => "Algorithm 1",
@@ -344,7 +344,7 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
                 m.energy_id.as_deref().unwrap_or("none")
             );
             if let Some(h) = &refined {
-                println!(
+                outln!(
                     "history of {}: {} migrations, D_bar {:?} MB/s, D_hat {} MB/s -> D_tilde {:.3} MB/s, hot set H_hat {} MB",
                     h.vm,
                     h.migrations,
@@ -355,7 +355,7 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             if capped {
-                println!(
+                outln!(
                     "hot set H {:.3} MB ({}): dirty data per round = min(T D, H)",
                     s.hot_set_bytes / 1e6,
                     if a.hot_set.is_some() {
@@ -409,16 +409,21 @@ fn predict_table(
                 .iter()
                 .map(|(vm, s, p)| serde_json::json!({"vm": vm, "scenario": s, "prediction": p}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Text => {
-            println!(
+            outln!(
                 "{:<16} {:>10} {:>9} {:>9} {:>10} {:>6}  outcome",
-                "vm", "V_mig_MB", "T_mig_s", "T_down_ms", "E_mig_J", "rounds"
+                "vm",
+                "V_mig_MB",
+                "T_mig_s",
+                "T_down_ms",
+                "E_mig_J",
+                "rounds"
             );
             for (vm, _, p) in &out {
                 let s = &p.summary;
-                println!(
+                outln!(
                     "{:<16} {:>10} {:>9} {:>9} {:>10} {:>6}  {}",
                     vm,
                     fmt_opt(s.v_mig_bytes, 1e6, 2),
@@ -512,12 +517,18 @@ pub fn run_rank(a: RankArgs) -> anyhow::Result<ExitCode> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Text => {
-            println!(
+            outln!(
                 "{:>5}  {:<16} {:>8} {:>9} {:>9} {:>10} {:>10}  note",
-                "rank", "vm", "cost", "T_down_ms", "T_mig_s", "V_mig_MB", "E_mig_J"
+                "rank",
+                "vm",
+                "cost",
+                "T_down_ms",
+                "T_mig_s",
+                "V_mig_MB",
+                "E_mig_J"
             );
             for (k, &i) in order[..shown].iter().enumerate() {
                 let i = i as usize;
@@ -529,7 +540,7 @@ pub fn run_rank(a: RankArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     p.stop[i].reason().to_string()
                 };
-                println!(
+                outln!(
                     "{:>5}  {:<16} {:>8} {:>9} {:>9} {:>10} {:>10}  {}",
                     k + 1,
                     c.vm.get(i),
@@ -545,7 +556,7 @@ pub fn run_rank(a: RankArgs) -> anyhow::Result<ExitCode> {
     }
     if a.timings {
         let n = c.len() as f64;
-        eprintln!(
+        errln!(
             "candidates {}  read {:.1} ms  predict {:.1} ms ({:.2} M predictions/s)  cost+sort {:.1} ms  end-to-end {:.1} ms ({:.2} M candidates/s)",
             c.len(),
             t_read.as_secs_f64() * 1e3,
@@ -607,6 +618,22 @@ pub struct EvaluateArgs {
 
 /// Run `migwatt evaluate`.
 pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
+    let mut inputs: Vec<(&str, &Path)> = vec![("--migrations", &a.migrations)];
+    inputs.extend(a.energy.iter().map(|p| ("--energy", p.as_path())));
+    inputs.extend(
+        a.models
+            .energy_model
+            .iter()
+            .map(|p| ("--energy-model", p.as_path())),
+    );
+    inputs.extend(
+        a.models
+            .gamma_model
+            .iter()
+            .map(|p| ("--gamma-model", p.as_path())),
+    );
+    let outputs: Vec<(&str, &Path)> = a.out.iter().map(|p| ("--out", p.as_path())).collect();
+    let _io = super::guard_io(&inputs, &outputs)?;
     let m = a.models.models()?;
     let default_rate = match a.models.rate_policy()? {
         Some(RatePolicy::Fixed { rate_bytes_per_s }) => Some(rate_bytes_per_s),
@@ -649,7 +676,7 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     };
     let (rows, skipped) = evaluate_with_energy(&migs, &rounds, &opts, &measured_energy);
     if a.energy.is_some() && rows.iter().all(|r| r.measured_e_mig_j.is_none()) {
-        eprintln!(
+        errln!(
             "warning: no migration of {} has an energy observation (the migration ids differ)",
             a.migrations.display()
         );
@@ -682,19 +709,19 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
                 "mape": groups,
                 "decision": savings,
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Text => {
-            println!(
+            outln!(
                 "{} migrations, gamma model {}; {} skipped",
                 migs.len(),
                 m.gamma_id.as_deref().unwrap_or("none (gamma = 0)"),
                 skipped.len()
             );
             for s in &skipped {
-                println!("  skipped {}: {}", s.migration_id, s.reason);
+                outln!("  skipped {}: {}", s.migration_id, s.reason);
             }
-            println!(
+            outln!(
                 "{:<8} {:<16} {:>3} {:>10} {:>10} {:>11} {:>10} {:>12}",
                 "model",
                 "workload",
@@ -707,7 +734,7 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
             );
             let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.1}"));
             for g in &groups {
-                println!(
+                outln!(
                     "{:<8} {:<16} {:>3} {:>10} {:>10} {:>11} {:>10} {:>9}/{}",
                     g.model,
                     g.workload.as_deref().unwrap_or("ALL"),
@@ -721,7 +748,7 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             for s in &savings {
-                println!(
+                outln!(
                     "decision ({}, {} trials of {} candidates): model-guided cuts T_mig {:.1} %, T_down {:.1} %, V_mig {:.1} %{} against random",
                     s.model,
                     s.trials,

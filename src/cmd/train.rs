@@ -124,7 +124,7 @@ static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new
 /// Phases on stderr with the time since the command started, so a slow step is visible.
 fn progress(phase: &str) {
     let t = START.get_or_init(std::time::Instant::now).elapsed();
-    eprintln!("train: [{:7.3} s] {phase}", t.as_secs_f64());
+    errln!("train: [{:7.3} s] {phase}", t.as_secs_f64());
 }
 
 /// Run a `train` subcommand.
@@ -132,10 +132,32 @@ pub fn run_train(c: TrainCommand) -> anyhow::Result<ExitCode> {
     START.get_or_init(std::time::Instant::now);
     let quiet = std::env::var_os("MIGWATT_QUIET").is_some();
     let sink: &(dyn Fn(&str) + Sync) = &progress;
+    // Ctrl-C or SIGTERM stops at the next checkpoint (the residuals stop between pages); the
+    // temporary files go with it and earlier versions stay as they were.
+    crate::signals::cancel_on_signals()?;
     let ctl = Control {
-        cancel: None,
+        cancel: Some(&crate::signals::STOP),
         progress: if quiet { None } else { Some(sink) },
     };
+    let common = match &c {
+        TrainCommand::Energy { common, .. }
+        | TrainCommand::Gamma { common, .. }
+        | TrainCommand::Linear { common, .. } => common,
+    };
+    let mut inputs: Vec<(&str, &std::path::Path)> = common
+        .data
+        .iter()
+        .map(|d| ("--data", d.as_path()))
+        .collect();
+    if let TrainCommand::Gamma { migrations, .. } = &c {
+        inputs.extend(migrations.iter().map(|m| ("--migrations", m.as_path())));
+    }
+    // The models go in a folder of their own: never inside an input dataset.
+    let probe = common
+        .out
+        .join(common.name.as_deref().unwrap_or("model"))
+        .join(trainer::coef::LATEST);
+    let _io = super::guard_io(&inputs, &[("--out", &probe)])?;
     let (trained, json): (Vec<Trained>, bool) = match c {
         TrainCommand::Energy { common, per_side } => (
             trainer::train_energy(&common.options(), per_side, &ctl)?,
@@ -188,11 +210,11 @@ pub fn run_train(c: TrainCommand) -> anyhow::Result<ExitCode> {
     };
     if json {
         let files: Vec<&CoefficientFile> = trained.iter().map(|t| &t.file).collect();
-        println!("{}", serde_json::to_string_pretty(&files)?);
+        outln!("{}", serde_json::to_string_pretty(&files)?);
     } else {
         for t in &trained {
-            println!("wrote {}", t.path.display());
-            print!("{}", summary(&t.file));
+            outln!("wrote {}", t.path.display());
+            out!("{}", summary(&t.file));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -226,13 +248,17 @@ pub fn run_models(c: ModelsCommand) -> anyhow::Result<ExitCode> {
                         o
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?);
             } else if entries.is_empty() {
-                println!("no models in {}", dir.display());
+                outln!("no models in {}", dir.display());
             } else {
-                println!(
+                outln!(
                     "{:<24} {:<7} {:>8} {:>10} {:>9}  created (UTC)",
-                    "model", "kind", "latest", "R^2", "n"
+                    "model",
+                    "kind",
+                    "latest",
+                    "R^2",
+                    "n"
                 );
                 for e in &entries {
                     let latest = e
@@ -241,7 +267,7 @@ pub fn run_models(c: ModelsCommand) -> anyhow::Result<ExitCode> {
                         .map(|v| format!("v{v}"))
                         .unwrap_or_default();
                     match &e.loaded {
-                        Some(Ok(f)) => println!(
+                        Some(Ok(f)) => outln!(
                             "{:<24} {:<7} {:>8} {:>10.6} {:>9}  {}",
                             e.name,
                             f.model.kind.to_string(),
@@ -251,9 +277,9 @@ pub fn run_models(c: ModelsCommand) -> anyhow::Result<ExitCode> {
                             f.created_at
                         ),
                         Some(Err(err)) => {
-                            println!("{:<24} {:<7} {:>8}  unreadable: {err}", e.name, "?", latest)
+                            outln!("{:<24} {:<7} {:>8}  unreadable: {err}", e.name, "?", latest)
                         }
-                        None => println!("{:<24} {:<7} {:>8}", e.name, "?", latest),
+                        None => outln!("{:<24} {:<7} {:>8}", e.name, "?", latest),
                     }
                 }
             }
@@ -262,11 +288,11 @@ pub fn run_models(c: ModelsCommand) -> anyhow::Result<ExitCode> {
         ModelsCommand::Show { file, json } => {
             let f = coef::load(&file)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&f)?);
+                outln!("{}", serde_json::to_string_pretty(&f)?);
             } else {
-                println!("{}", coef::resolve(&file)?.display());
-                print!("{}", summary(&f));
-                print!("{}", details(&f));
+                outln!("{}", coef::resolve(&file)?.display());
+                out!("{}", summary(&f));
+                out!("{}", details(&f));
             }
             Ok(ExitCode::SUCCESS)
         }

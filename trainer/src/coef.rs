@@ -61,6 +61,9 @@ pub enum CoefError {
         /// What is wrong.
         problem: String,
     },
+    /// The output guard refused the path (a device, a folder, an input of the command).
+    #[error(transparent)]
+    Output(#[from] datasets::DatasetError),
     /// Another writer published the same version first.
     #[error("{path}: already exists (another trainer wrote this version at the same time); retry")]
     Exists {
@@ -543,6 +546,8 @@ pub fn next_version(model_dir: &Path) -> Result<u64, CoefError> {
 /// Write `bytes` to `path` through a temporary sibling, fsync, then rename (`replace`) or
 /// hard-link (`!replace`: fails if `path` exists, so nothing is ever overwritten).
 pub fn write_atomic(path: &Path, bytes: &[u8], replace: bool) -> Result<(), CoefError> {
+    // The shared output guard: never over a device, a folder or an input of the command.
+    let path = &datasets::io::check_output(path)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let name = path

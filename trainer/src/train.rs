@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use datasets::residuals::{write_residuals, Residuals};
+use datasets::residuals::{write_residuals_cancellable, Residuals};
 use datasets::table::{
     load_table, resolve_inputs, Filter, InputFile, LoadOptions, Table, TableError,
 };
@@ -346,8 +346,17 @@ fn fit_publish(
             source,
         })?;
     ctx.start_hashes()?;
-    ctl.report("writing the residuals");
     let model_dir = opts.out.join(&spec.name);
+    // Runs publishing into one model folder take turns from choosing the version number to
+    // publishing it: two would otherwise pick the same v<N> and one remove the other's
+    // residuals.
+    let cancelled = || ctl.check().is_err();
+    let _lock = datasets::io::lock_folder(
+        &model_dir,
+        &mut || ctl.report("waiting for another run publishing into this model folder"),
+        &cancelled,
+    )?;
+    ctl.report("writing the residuals");
     let version = coef::next_version(&model_dir)?;
     let created = chrono::Utc::now();
     let created_at = created.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -368,7 +377,7 @@ fn fit_publish(
     file.provenance.residuals_file = residuals_name.clone();
     let target_unit = file.target.unit.clone();
     let residuals_path = model_dir.join(&residuals_name);
-    write_residuals(
+    write_residuals_cancellable(
         &residuals_path,
         &Residuals {
             model_id: id,
@@ -382,9 +391,15 @@ fn fit_publish(
                 .as_ref()
                 .map(|c| c.predicted.as_slice()),
         },
+        ctl.cancel,
     )?;
     ctl.report("writing the coefficient file");
     let published = ctx.finish_hashes().and_then(|()| {
+        // Last point to stop: once the coefficient file is written the version is published.
+        ctl.check().map_err(|source| TrainError::Fit {
+            model: spec.name.clone(),
+            source,
+        })?;
         for (input, done) in file.provenance.inputs.iter_mut().zip(&ctx.inputs) {
             input.sha256.clone_from(&done.sha256);
         }
