@@ -23,7 +23,20 @@ struct Block {
     stamp_utc_ns: Option<i64>,
     job_type: String,
     fields: BTreeMap<String, (usize, String)>,
+    /// First line of (or just before) the block that could not be read: its migration is
+    /// not recorded, since its figures would be wrong.
+    unreadable: Option<usize>,
 }
+
+/// The job types `virsh domjobinfo` prints.
+const JOB_TYPES: [&str; 6] = [
+    "None",
+    "Bounded",
+    "Unbounded",
+    "Completed",
+    "Failed",
+    "Cancelled",
+];
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Figures {
@@ -103,8 +116,12 @@ impl Parser<'_> {
         let constant = int("Constant pages", "");
         let normal = int("Normal pages", "");
         let downtime = int("Total downtime", "ms");
+        let readable = bad.is_empty();
         for (l, m) in bad {
             self.problem(l, m);
+        }
+        if !readable {
+            return None;
         }
         let Some(elapsed_ms) = elapsed else {
             self.problem(
@@ -129,14 +146,39 @@ impl Parser<'_> {
     fn finish(&mut self, blocks: Vec<Block>) {
         let Some(first) = blocks.first() else { return };
         let first_line = first.line;
+        let figures_ok = blocks
+            .iter()
+            .map(|b| self.figures(b).is_some())
+            .collect::<Vec<_>>();
+        let unreadable = blocks.iter().zip(&figures_ok).find_map(|(b, ok)| {
+            b.unreadable.or_else(|| {
+                (!ok).then(|| b.fields.values().map(|(l, _)| *l).min().unwrap_or(b.line))
+            })
+        });
+        if let Some(line) = unreadable {
+            self.problem(
+                first_line,
+                format!(
+                    "migration not recorded: line {line} of its domjobinfo output could not be read (see above), so its figures would be wrong"
+                ),
+            );
+            return;
+        }
         let Some(last) = blocks.last().filter(|b| is_final(&b.job_type)) else {
             self.problem(first_line, "incomplete migration: no final domjobinfo block (Job type: Completed, Failed or Cancelled)");
             return;
         };
         let job = last.job_type.clone();
+        // Every block's figures were read above (problems already reported); read again
+        // quietly.
+        let quiet = &mut Parser {
+            path: self.path,
+            opts: self.opts,
+            out: Parsed::default(),
+        };
         let figs: Vec<(Block, Figures)> = blocks
             .iter()
-            .filter_map(|b| self.figures(b).map(|f| (b.clone(), f)))
+            .filter_map(|b| quiet.figures(b).map(|f| (b.clone(), f)))
             .collect();
         let Some((_, fin)) = figs.last().filter(|(b, _)| is_final(&b.job_type)).cloned() else {
             return;
@@ -251,6 +293,16 @@ impl Parser<'_> {
     }
 }
 
+/// `YYYY-MM-DD...`: meant as a timestamp line, whether or not it parses.
+fn looks_like_timestamp(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() >= 10
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'-'
+}
+
 /// Parse a file of successive `virsh domjobinfo` outputs (see the module docs).
 pub fn parse(path: &Path, bytes: &[u8], opts: &IngestOptions) -> Parsed {
     let text = String::from_utf8_lossy(bytes);
@@ -262,20 +314,46 @@ pub fn parse(path: &Path, bytes: &[u8], opts: &IngestOptions) -> Parsed {
     let mut blocks: Vec<Block> = Vec::new();
     let mut migrations: Vec<Vec<Block>> = Vec::new();
     let mut cur: Option<Block> = None;
-    let mut stamp: Option<i64> = None;
+    let mut stamp: Option<(usize, i64)> = None;
+    // An unreadable line before any block belongs to the next block's migration.
+    let mut pending_unreadable: Option<usize> = None;
     for (i, raw) in text.split('\n').enumerate() {
         let lineno = i + 1;
         let line = raw.trim();
         if line.is_empty() {
             continue;
         }
+        let mut unreadable = |p: &mut Parser, cur: &mut Option<Block>, message: String| {
+            p.problem(lineno, message);
+            let slot = match cur.as_mut() {
+                Some(b) => &mut b.unreadable,
+                None => &mut pending_unreadable,
+            };
+            slot.get_or_insert(lineno);
+        };
         if let Some(t) = parse_utc_ns(line) {
-            stamp = Some(t);
+            if let Some((l, _)) = stamp.replace((lineno, t)) {
+                p.problem(
+                    l,
+                    "timestamp not followed by a domjobinfo block (the next timestamp replaces it)",
+                );
+            }
+            continue;
+        }
+        if looks_like_timestamp(line) {
+            unreadable(
+                &mut p,
+                &mut cur,
+                format!(
+                    "expected an RFC 3339 timestamp such as 2026-11-25T10:00:01Z, found '{line}'"
+                ),
+            );
             continue;
         }
         let Some((label, value)) = line.split_once(':') else {
-            p.problem(
-                lineno,
+            unreadable(
+                &mut p,
+                &mut cur,
                 format!("expected 'Label: value' or a timestamp, found '{line}'"),
             );
             continue;
@@ -285,21 +363,52 @@ pub fn parse(path: &Path, bytes: &[u8], opts: &IngestOptions) -> Parsed {
             if let Some(b) = cur.take() {
                 blocks.push(b);
             }
-            cur = Some(Block {
+            let mut block = Block {
                 line: lineno,
-                stamp_utc_ns: stamp.take(),
+                stamp_utc_ns: stamp.take().map(|(_, t)| t),
                 job_type: value.to_string(),
                 fields: BTreeMap::new(),
-            });
+                unreadable: pending_unreadable.take(),
+            };
+            if !JOB_TYPES.contains(&value) {
+                p.problem(
+                    lineno,
+                    format!(
+                        "unknown job type '{value}' (expected one of {})",
+                        JOB_TYPES.join(", ")
+                    ),
+                );
+                block.unreadable.get_or_insert(lineno);
+            }
+            cur = Some(block);
             continue;
         }
         match cur.as_mut() {
             Some(b) => {
-                b.fields
-                    .insert(label.to_string(), (lineno, value.to_string()));
+                if let Some((first, _)) = b.fields.get(label) {
+                    let first = *first;
+                    unreadable(
+                        &mut p,
+                        &mut cur,
+                        format!("'{label}' given twice in one block (first on line {first})"),
+                    );
+                } else {
+                    b.fields
+                        .insert(label.to_string(), (lineno, value.to_string()));
+                }
             }
-            None => p.problem(lineno, format!("'{label}' before any 'Job type:' line")),
+            None => unreadable(
+                &mut p,
+                &mut cur,
+                format!("'{label}' before any 'Job type:' line"),
+            ),
         }
+    }
+    if let Some((l, _)) = stamp {
+        p.problem(l, "timestamp not followed by a domjobinfo block");
+    }
+    if let Some(l) = pending_unreadable {
+        p.problem(l, "line after the last domjobinfo block could not be read");
     }
     if let Some(b) = cur.take() {
         blocks.push(b);
@@ -386,5 +495,58 @@ Normal pages:     10880
         let sum: u64 = m.rounds.iter().map(|r| r.sent_bytes).sum();
         assert_eq!(sum, m.row.v_mig_bytes);
         assert!(m.rounds[2].last);
+    }
+
+    #[test]
+    fn unreadable_lines_are_problems_and_their_migration_is_not_recorded() {
+        let cases = [
+            (
+                "Memory processed: 40.000 MiB",
+                "Memory processed: 40.000 parsecs",
+                "'Memory processed'",
+            ),
+            (
+                "2026-11-25T10:00:03Z",
+                "2026-11-25T10:00:03Zoops",
+                "expected an RFC 3339 timestamp",
+            ),
+            (
+                "Iteration:        2",
+                "Iteration:        2\nIteration:        7",
+                "given twice",
+            ),
+            (
+                "Job type:         Unbounded\nTime elapsed:     3000",
+                "Job type:         Garbage\nTime elapsed:     3000",
+                "unknown job type",
+            ),
+            (
+                "Normal pages:     10240",
+                "Normal pages 10240",
+                "expected 'Label: value'",
+            ),
+        ];
+        for (from, to, want) in cases {
+            assert!(LOG.contains(from), "{from}");
+            let text = LOG.replacen(from, to, 1);
+            let p = parse(
+                Path::new("jobs.txt"),
+                text.as_bytes(),
+                &IngestOptions::default(),
+            );
+            assert!(p.migrations.is_empty(), "{to}: {:?}", p.problems);
+            assert!(
+                p.problems.iter().any(|q| q.message.contains(want)),
+                "{to}: {:?}",
+                p.problems
+            );
+            assert!(
+                p.problems
+                    .iter()
+                    .any(|q| q.line == 2 && q.message.contains("migration not recorded")),
+                "{to}: {:?}",
+                p.problems
+            );
+        }
     }
 }

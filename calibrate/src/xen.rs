@@ -119,18 +119,40 @@ fn strip_prefix(line: &str) -> (Option<i64>, &str) {
     (ts, msg)
 }
 
-/// Parse `N: sent S, skipped K,REST`.
-fn parse_iter(seg: &str) -> Option<(u64, u64, u64, &str)> {
+/// An iteration line's figures: N, sent, skipped, and the rest of the line.
+type IterFigures<'a> = (u64, u64, u64, &'a str);
+
+/// Parse `N: sent S, skipped K,REST`. None: not an iteration line at all; Some(Err): the
+/// shape of one (`N: sent`) with a field that cannot be read (what and why).
+fn parse_iter(seg: &str) -> Option<Result<IterFigures<'_>, String>> {
     let seg = seg.trim_start();
     let (n, rest) = seg.split_once(':')?;
-    let n = parse_count(n)?;
-    let rest = rest.trim_start().strip_prefix("sent ")?;
-    let (sent, rest) = rest.split_once(',')?;
-    let sent = parse_count(sent)?;
-    let rest = rest.trim_start().strip_prefix("skipped ")?;
-    let (skipped, rest) = rest.split_once(',').unwrap_or((rest, ""));
-    let skipped = parse_count(skipped)?;
-    Some((n, sent, skipped, rest))
+    let n_text = n.trim();
+    let rest = rest.trim_start().strip_prefix("sent")?;
+    if n_text.is_empty() || !n_text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let count = |what: &str, v: &str| {
+        parse_count(v).ok_or_else(|| {
+            format!(
+                "unreadable iteration line: {what} '{}' is not a page count (0 to 2^40)",
+                v.trim()
+            )
+        })
+    };
+    Some((|| {
+        let n = count("iteration", n_text)?;
+        let (sent, rest) = rest
+            .split_once(',')
+            .ok_or_else(|| "unreadable iteration line: expected 'sent S, skipped K'".to_string())?;
+        let sent = count("sent", sent)?;
+        let rest = rest.trim_start().strip_prefix("skipped ").ok_or_else(|| {
+            "unreadable iteration line: expected 'skipped K' after 'sent S,'".to_string()
+        })?;
+        let (skipped, rest) = rest.split_once(',').unwrap_or((rest, ""));
+        let skipped = count("skipped", skipped)?;
+        Ok((n, sent, skipped, rest))
+    })())
 }
 
 /// Parse `delta Dms, dom0 A%, target B%, sent XMb/s, dirtied YMb/s P pages`: (D, P).
@@ -193,6 +215,9 @@ struct Parser<'a> {
     out: Parsed,
     cur: Seq,
     ctx: Ctx,
+    /// First save-output line that could not be read since the last migration ended: the
+    /// migration it belongs to is not recorded (it would miss a round, or carry wrong sizes).
+    damaged: Option<usize>,
 }
 
 impl Parser<'_> {
@@ -202,6 +227,12 @@ impl Parser<'_> {
             line,
             message: message.into(),
         });
+    }
+
+    /// A line of save output that cannot be read: a problem, and its migration is damaged.
+    fn unreadable(&mut self, line: usize, message: impl Into<String>) {
+        self.problem(line, message);
+        self.damaged.get_or_insert(line);
     }
 
     fn begin(&mut self, line: usize, ts: Option<i64>) {
@@ -221,6 +252,7 @@ impl Parser<'_> {
                 line,
                 "incomplete migration: the save sequence starting here has no 'Total pages sent' / 'All memory is saved' (Xen 3) or end-of-stream line (Xen 4)",
             );
+            self.damaged = None;
         }
         self.cur = Seq::default();
     }
@@ -228,6 +260,16 @@ impl Parser<'_> {
     fn finish(&mut self) {
         let seq = std::mem::take(&mut self.cur);
         if seq.is_empty() {
+            return;
+        }
+        if let Some(bad) = self.damaged.take() {
+            self.problem(
+                seq.start_line,
+                format!(
+                    "migration not recorded: line {bad} of its save output could not be read (see above), so its rounds and sizes would be wrong"
+                ),
+            );
+            self.ctx = Ctx::default();
             return;
         }
         let built = if !seq.iters.is_empty() {
@@ -266,8 +308,16 @@ impl Parser<'_> {
         let vm = self.vm(&seq.ctx);
         let id = self.id("xen3", &vm, &seq);
         let first = seq.iters[0].n;
+        if first != 1 {
+            self.problem(
+                seq.iters[0].line,
+                format!("iteration {first} out of order: expected 1"),
+            );
+        }
+        let mut gaps = first != 1;
         for (k, it) in seq.iters.iter().enumerate() {
             if it.n != first + k as u64 {
+                gaps = true;
                 self.problem(
                     it.line,
                     format!(
@@ -295,6 +345,14 @@ impl Parser<'_> {
                     }
                 }
             }
+        }
+        if gaps {
+            // A missing iteration is a missing round: recording the rest would be wrong.
+            self.problem(
+                seq.start_line,
+                "migration not recorded: its iterations do not count 1, 2, 3... (see above)",
+            );
+            return None;
         }
         let page = XEN_PAGE_BYTES;
         let n = seq.iters.len();
@@ -466,13 +524,24 @@ impl Parser<'_> {
             self.ctx = ctx;
             return;
         }
+        if s.contains("xc_save ") {
+            self.unreadable(
+                lineno,
+                format!("expected 'xc_save FD DOMID MAXIT MAXF FLAGS' with numbers, found '{s}'"),
+            );
+            return;
+        }
         if let Some(idx) = s.find("Saving domain ") {
             let d: String = s[idx + 14..]
                 .chars()
                 .take_while(|c| c.is_ascii_digit())
                 .collect();
-            if let Ok(d) = d.parse() {
-                self.ctx.domid = Some(d);
+            match parse_count(&d) {
+                Some(d) => self.ctx.domid = Some(d),
+                None => self.unreadable(
+                    lineno,
+                    format!("expected 'Saving domain N' with a domain id, found '{s}'"),
+                ),
             }
             return;
         }
@@ -481,9 +550,15 @@ impl Parser<'_> {
                 .chars()
                 .take_while(|c| c.is_ascii_digit())
                 .collect();
-            if let Ok(d) = d.parse() {
-                self.ctx.domid = Some(d);
-                self.cur.ctx.domid = Some(d);
+            match parse_count(&d) {
+                Some(d) => {
+                    self.ctx.domid = Some(d);
+                    self.cur.ctx.domid = Some(d);
+                }
+                None => self.unreadable(
+                    lineno,
+                    format!("expected 'save start DOMN' with a domain id, found '{s}'"),
+                ),
             }
             return;
         }
@@ -496,14 +571,21 @@ impl Parser<'_> {
             match n {
                 Some(1) => self.begin(lineno, ts),
                 Some(_) => {}
-                None => self.problem(
+                None => self.unreadable(
                     lineno,
                     format!("expected 'Saving memory pages: iter N', found '{s}'"),
                 ),
             }
             return;
         }
-        if let Some((n, sent, skipped, rest)) = parse_iter(s) {
+        if let Some(parsed) = parse_iter(s) {
+            let (n, sent, skipped, rest) = match parsed {
+                Ok(x) => x,
+                Err(message) => {
+                    self.unreadable(lineno, format!("{message}, in '{s}'"));
+                    return;
+                }
+            };
             let fresh = self.cur.is_empty() && self.cur.start_line == 0;
             if fresh || (n == 1 && !self.cur.iters.is_empty()) {
                 self.begin(lineno, ts);
@@ -524,7 +606,7 @@ impl Parser<'_> {
                         it.delta_ms = Some(d);
                         it.dirtied = Some(p);
                     }
-                    None => self.problem(lineno, format!("malformed iteration statistics: expected 'delta Dms, ..., dirtied YMb/s P pages', found '{rest}'")),
+                    None => self.unreadable(lineno, format!("malformed iteration statistics: expected 'delta Dms, ..., dirtied YMb/s P pages', found '{rest}'")),
                 }
             }
             self.cur.iters.push(it);
@@ -536,8 +618,8 @@ impl Parser<'_> {
                     it.delta_ms = Some(d);
                     it.dirtied = Some(p);
                 }
-                (Some(_), _) => self.problem(lineno, "statistics line without an iteration line waiting for it"),
-                (None, _) => self.problem(lineno, format!("malformed iteration statistics: expected 'delta Dms, ..., dirtied YMb/s P pages', found '{s}'")),
+                (Some(_), _) => self.unreadable(lineno, "statistics line without an iteration line waiting for it"),
+                (None, _) => self.unreadable(lineno, format!("malformed iteration statistics: expected 'delta Dms, ..., dirtied YMb/s P pages', found '{s}'")),
             }
             return;
         }
@@ -548,11 +630,11 @@ impl Parser<'_> {
                     self.cur.total_sent = Some(t);
                     self.cur.end = Some((lineno, ts));
                 }
-                Some(_) => self.problem(
+                Some(_) => self.unreadable(
                     lineno,
                     "'Total pages sent' without iteration lines before it",
                 ),
-                None => self.problem(
+                None => self.unreadable(
                     lineno,
                     format!("expected 'Total pages sent= N (R x)', found '{s}'"),
                 ),
@@ -591,7 +673,7 @@ impl Parser<'_> {
                         }),
                     }
                 }
-                None => self.problem(
+                None => self.unreadable(
                     lineno,
                     format!("expected 'Frames iteration I of M: DONE/TOTAL', found '{s}'"),
                 ),
@@ -619,6 +701,7 @@ pub fn parse(path: &Path, bytes: &[u8], opts: &IngestOptions) -> Parsed {
         out: Parsed::default(),
         cur: Seq::default(),
         ctx: Ctx::default(),
+        damaged: None,
     };
     for (i, raw) in text.split('\n').enumerate() {
         let lineno = i + 1;
@@ -678,6 +761,46 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_iteration_line_is_a_problem_and_its_migration_is_not_recorded() {
+        // The sent count overflows u64: before, the line vanished with "0 problems" and the
+        // migration was recorded with 2 of its 3 rounds and the wrong memory size.
+        let bad = LOG.replace("2: sent 250,", "2: sent 18446744073709551616,");
+        let p = parse(
+            Path::new("xend.log"),
+            bad.as_bytes(),
+            &IngestOptions::default(),
+        );
+        assert!(p.migrations.is_empty(), "{:?}", p.migrations);
+        let lines: Vec<(usize, &str)> = p
+            .problems
+            .iter()
+            .map(|q| (q.line, q.message.as_str()))
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == 3
+                    && m.contains("sent '18446744073709551616' is not a page count")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == 2 && m.contains("migration not recorded: line 3")),
+            "{lines:?}"
+        );
+        // The next migration in the same file is not affected.
+        let two = format!("{bad}{LOG}");
+        let p = parse(
+            Path::new("xend.log"),
+            two.as_bytes(),
+            &IngestOptions::default(),
+        );
+        assert_eq!(p.migrations.len(), 1, "{:?}", p.problems);
+        assert_eq!(p.migrations[0].row.rounds, 3);
+    }
+
+    #[test]
     fn truncated_sequence_is_reported_not_returned() {
         let cut = &LOG[..LOG.find("Total pages").unwrap()];
         let p = parse(
@@ -687,5 +810,29 @@ mod tests {
         );
         assert!(p.migrations.is_empty());
         assert!(p.problems.iter().any(|q| q.message.contains("incomplete")));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// A damaged iteration line never yields a migration missing that round: either
+            /// the migration is refused with a problem on that line, or every round is there.
+            #[test]
+            fn every_line_is_used_or_reported(garbage in "[0-9a-z ,:%]{0,30}", at in 1usize..4) {
+                let line = LOG.lines().nth(at).unwrap();
+                let cut = line.find('\r').unwrap();
+                let damaged = format!("{}\r {at}: sent {garbage}", &line[..cut]);
+                let text = LOG.replace(line, &damaged);
+                let p = parse(Path::new("x.log"), text.as_bytes(), &IngestOptions::default());
+                for m in &p.migrations {
+                    prop_assert_eq!(m.rounds.len(), 3);
+                }
+                if p.migrations.is_empty() {
+                    prop_assert!(p.problems.iter().any(|q| q.line == at + 1), "{:?}", p.problems);
+                }
+            }
+        }
     }
 }
