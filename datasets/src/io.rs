@@ -438,6 +438,13 @@ pub fn check_output(path: &Path) -> Result<PathBuf, DatasetError> {
         return Err(refuse("names no file (expected a file path)".into()));
     }
     let target = match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() && special_link(path).is_some() => {
+            let to = special_link(path).unwrap_or_default();
+            return Err(refuse(format!(
+                "is a symbolic link into {} (a stream or device such as stdout, not a file to replace); give a file path",
+                to.display()
+            )));
+        }
         Ok(m) if m.file_type().is_symlink() => match fs::metadata(path) {
             Ok(t) if t.is_file() => {
                 fs::canonicalize(path).map_err(|e| DatasetError::io(path, e))?
@@ -488,6 +495,26 @@ pub fn check_output(path: &Path) -> Result<PathBuf, DatasetError> {
         }
     }
     Ok(target)
+}
+
+/// Where a chain of symbolic links enters `/proc`, `/dev` or `/sys`, if it does: such links
+/// (`/dev/stdout`, `/proc/self/fd/1`) name streams and devices, and resolving one to the file
+/// behind it (stdout redirected to a log) and renaming over that would destroy the log.
+fn special_link(path: &Path) -> Option<PathBuf> {
+    let special = |p: &Path| ["/proc", "/dev", "/sys"].iter().any(|s| p.starts_with(s));
+    let mut cur = real_path(parent_dir(path)).join(path.file_name()?);
+    for _ in 0..40 {
+        if special(&cur) {
+            return Some(cur);
+        }
+        let to = fs::read_link(&cur).ok()?;
+        cur = if to.is_absolute() {
+            to
+        } else {
+            parent_dir(&cur).join(to)
+        };
+    }
+    None
 }
 
 /// [`check_output`] on every output of a command (each with the option naming it), and that
@@ -733,10 +760,15 @@ mod tests {
         mkfifo(&fifo);
         let e = refused(write_bytes_atomic(&fifo, b"x"));
         assert!(e.contains("FIFO"), "{e}");
+        // Whatever stdout is (a pipe, or a log file it is redirected to), never replaced.
         let link = dir.path().join("stdout");
         std::os::unix::fs::symlink("/proc/self/fd/1", &link).unwrap();
         let e = refused(write_bytes_atomic(&link, b"x"));
-        assert!(e.contains("symbolic link"), "{e}");
+        assert!(e.contains("symbolic link into /proc/self/fd/1"), "{e}");
+        for stream in ["/dev/stdout", "/proc/self/fd/1", "/dev/fd/2"] {
+            let e = refused(write_bytes_atomic(Path::new(stream), b"x"));
+            assert!(e.contains("symbolic link into"), "{e}");
+        }
         assert!(fs::symlink_metadata(&link)
             .unwrap()
             .file_type()
