@@ -192,6 +192,14 @@ pub fn read_samples(path: &Path) -> Result<Vec<SampleRow>, DatasetError> {
     Ok(rows)
 }
 
+/// Read one samples file as written, without the dataset's value rules: how a writer verifies
+/// that what it just wrote is present and readable before it drops its journal.
+pub fn read_samples_file(path: &Path) -> Result<Vec<SampleRow>, DatasetError> {
+    let host = host_of(path).unwrap_or_default();
+    let df = read_parquet_checked(path, SAMPLES)?;
+    rows_of(&df, path, &host)
+}
+
 fn rows_of(df: &DataFrame, path: &Path, host: &str) -> Result<Vec<SampleRow>, DatasetError> {
     let typed = |name: &str, dt: DataType| -> Result<Series, DatasetError> {
         column(df, name, path)?

@@ -577,7 +577,7 @@ fn recover(a: RecoverArgs) -> anyhow::Result<ExitCode> {
     }
     let r = meter::journal::recover(&a.dir)?;
     outln!(
-        "recovered {} samples into {} file(s); {} journal(s) already written; {} temporary file(s) removed",
+        "recovered {} samples into {} file(s); {} journal(s) already written (verified); {} temporary file(s) removed",
         r.recovered_samples,
         r.recovered_files.len(),
         r.already_written,
@@ -588,6 +588,19 @@ fn recover(a: RecoverArgs) -> anyhow::Result<ExitCode> {
     }
     for p in &r.live {
         outln!("  {} is held by a running capture: left alone", p.display());
+    }
+    for wal in &r.lost_headers {
+        outln!(
+            "  {}: header line lost; samples filed under its host=NAME folder",
+            wal.display()
+        );
+    }
+    for (file, dest, why) in &r.set_aside_files {
+        outln!(
+            "  {}: {why}: set aside whole in {}",
+            file.display(),
+            dest.display()
+        );
     }
     for (wal, line, dest) in &r.set_aside {
         outln!(
