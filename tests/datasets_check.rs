@@ -167,7 +167,7 @@ fn missing_columns_wrong_types_and_foreign_files_are_reported() {
 fn a_path_without_parquet_is_an_error_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (code, _, stderr) = check(tmp.path(), &[]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(
         stderr.contains(&format!("{}: no Parquet files found", tmp.path().display())),
         "{stderr}"

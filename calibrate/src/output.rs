@@ -17,17 +17,9 @@ pub struct Written {
     pub rounds: PathBuf,
 }
 
-/// A file-name-safe form of an id.
+/// A file-name-safe form of an id (see [`datasets::names::safe_component`]).
 pub fn safe_name(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    datasets::names::safe_component(id)
 }
 
 /// Write `DIR/migrations/NAME.parquet` and `DIR/rounds/NAME.parquet` atomically, NAME being

@@ -437,6 +437,10 @@ fn summarize(
     }
 }
 
+/// Highest static power accepted, W (a megawatt: no host draws it; beyond it energies over
+/// long windows overflow).
+pub const MAX_P0_W: f64 = 1e6;
+
 /// Write a baseline as pretty JSON, atomically (temp file, fsync, rename).
 pub fn write_baseline(path: &Path, b: &Baseline) -> Result<(), BaselineError> {
     let mut text = serde_json::to_string_pretty(b).map_err(|e| BaselineError::File {
@@ -468,8 +472,11 @@ pub fn read_baseline(path: &Path) -> Result<Baseline, BaselineError> {
             b.schema_version
         )));
     }
-    if !b.p0_watts.is_finite() {
-        return Err(err(format!("p0_watts {} is not a number", b.p0_watts)));
+    if !(b.p0_watts.is_finite() && (0.0..=MAX_P0_W).contains(&b.p0_watts)) {
+        return Err(err(format!(
+            "p0_watts {} is not a static power within 0..{MAX_P0_W} W",
+            b.p0_watts
+        )));
     }
     Ok(b)
 }

@@ -92,15 +92,9 @@ impl MeterSpec {
                 (n, d)
             }
         };
-        let ok = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !ok {
-            return Err(CaptureError::Spec(
-                s.into(),
-                "host name must be non-empty letters, digits, '-', '_' or '.'".into(),
-            ));
+        // The host becomes the dataset's `host=NAME` folder: the one rule for such names.
+        if let Err(e) = datasets::names::check_name("host name", &name) {
+            return Err(CaptureError::Spec(s.into(), e.to_string()));
         }
         if device.as_os_str().is_empty() {
             return Err(CaptureError::Spec(s.into(), "missing device".into()));

@@ -164,13 +164,32 @@ fn num(key: &str, v: &str) -> Result<f64, EmulatorError> {
         .ok_or_else(|| EmulatorError::Spec(format!("{key}: {v:?} is not a number")))
 }
 
+/// Highest emulated power, W: far above any meter's range, low enough that no record field
+/// (tenths of W, Wh over days) overflows.
+pub const MAX_WATTS: f64 = 100_000.0;
+/// Highest emulation speed (emulated seconds per real second): beyond it the emulator cannot
+/// generate the records due and would spin without ever seeing a stop request.
+pub const MAX_SPEED: f64 = 10_000.0;
+
+/// A power in W within 0..=[`MAX_WATTS`].
+fn watts(key: &str, v: &str) -> Result<f64, EmulatorError> {
+    let w = num(key, v)?;
+    if (0.0..=MAX_WATTS).contains(&w) {
+        Ok(w)
+    } else {
+        Err(EmulatorError::Spec(format!(
+            "{key}: {w} W is outside 0..{MAX_WATTS} W"
+        )))
+    }
+}
+
 impl Profile {
     /// Parse `constant:W`, `trace:FILE` (CSV with columns time_s,watts) or
     /// `bursts[:idle=W,peak=W,period=S,burst=S,start=S]`.
     pub fn parse(spec: &str) -> Result<Self, EmulatorError> {
         let (kind, arg) = spec.split_once(':').unwrap_or((spec, ""));
         match kind {
-            "constant" => Ok(Profile::Constant(num("constant", arg)?)),
+            "constant" => Ok(Profile::Constant(watts("constant", arg)?)),
             "trace" => Self::load_trace(Path::new(arg)),
             "bursts" => {
                 let Profile::Bursts {
@@ -186,8 +205,8 @@ impl Profile {
                 for (k, v) in kv_pairs(arg)? {
                     let x = num(k, v)?;
                     match k {
-                        "idle" => idle_w = x,
-                        "peak" => peak_w = x,
+                        "idle" => idle_w = watts(k, v)?,
+                        "peak" => peak_w = watts(k, v)?,
                         "period" => period_s = x,
                         "burst" => burst_s = x,
                         "start" => start_s = x,
@@ -237,8 +256,10 @@ impl Profile {
         for (i, (&t, &w)) in t.iter().zip(&w).enumerate() {
             let bad =
                 |what: &str| EmulatorError::Spec(format!("trace {}: {what}", table.row_label(i)));
-            if !(t.is_finite() && w.is_finite() && w >= 0.0) {
-                return Err(bad("time_s and watts must be finite, watts >= 0"));
+            if !(t.is_finite() && w.is_finite() && (0.0..=MAX_WATTS).contains(&w)) {
+                return Err(bad(&format!(
+                    "time_s must be finite and watts within 0..{MAX_WATTS}"
+                )));
             }
             if pts.last().is_some_and(|&(pt, _)| t <= pt) {
                 return Err(bad("time_s must increase"));
@@ -489,6 +510,52 @@ struct Pty {
     slave: PathBuf,
 }
 
+/// Whether `link` may be (re)pointed at a pty: absent, or a symbolic link that is dangling
+/// or points at a pty (an earlier emulator's). Anything else (a file, a folder, another link)
+/// is the user's and is refused before anything is created.
+fn check_link(link: &Path) -> Result<(), EmulatorError> {
+    let refuse = |what: String| {
+        EmulatorError::Spec(format!(
+            "--link {}: {what}; give a path that does not exist (the emulator creates the link)",
+            link.display()
+        ))
+    };
+    let meta = match std::fs::symlink_metadata(link) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(EmulatorError::Io {
+                path: link.into(),
+                source: e,
+            })
+        }
+        Ok(m) => m,
+    };
+    if !meta.file_type().is_symlink() {
+        return Err(refuse(if meta.is_dir() {
+            "is a folder".into()
+        } else {
+            "exists and is not a symbolic link".into()
+        }));
+    }
+    let to = std::fs::read_link(link).unwrap_or_default();
+    let stale_pty = to.starts_with("/dev/pts/") || std::fs::metadata(link).is_err();
+    if stale_pty {
+        Ok(())
+    } else {
+        Err(refuse(format!(
+            "is a symbolic link to {}, not an earlier emulator's",
+            to.display()
+        )))
+    }
+}
+
+/// Remove the link if it still points at `pts` (never someone else's file or newer link).
+fn remove_link(link: &Path, pts: &Path) {
+    if std::fs::read_link(link).is_ok_and(|to| to == pts) {
+        let _ = std::fs::remove_file(link);
+    }
+}
+
 fn open_pty(link: Option<&Path>) -> Result<Pty, EmulatorError> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
         .map_err(EmulatorError::Pty)?;
@@ -501,27 +568,44 @@ fn open_pty(link: Option<&Path>) -> Result<Pty, EmulatorError> {
     cfmakeraw(&mut t);
     tcsetattr(master.as_fd(), SetArg::TCSANOW, &t).map_err(EmulatorError::Pty)?;
     if let Some(link) = link {
-        // Atomically re-point the stable name, as udev does for a re-enumerated device.
-        let tmp = link.with_extension("emulator-tmp");
-        let _ = std::fs::remove_file(&tmp);
+        check_link(link)?;
+        // Atomically re-point the stable name, as udev does for a re-enumerated device, via
+        // a hidden name of this process (removed if the rename fails).
+        let name = link
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = link.with_file_name(format!(".{name}.emulator-tmp-{}", std::process::id()));
+        if std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_symlink()) {
+            let _ = std::fs::remove_file(&tmp);
+        }
         std::os::unix::fs::symlink(&slave, &tmp).map_err(|e| EmulatorError::Io {
             path: tmp.clone(),
             source: e,
         })?;
-        std::fs::rename(&tmp, link).map_err(|e| EmulatorError::Io {
-            path: link.into(),
-            source: e,
-        })?;
+        if let Err(e) = std::fs::rename(&tmp, link) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(EmulatorError::Io {
+                path: link.into(),
+                source: e,
+            });
+        }
     }
     Ok(Pty { master, slave })
 }
 
 /// Start an emulator on a new pseudo-terminal in a background thread.
 pub fn start(config: EmulatorConfig, cancel: Cancel) -> Result<EmulatorHandle, EmulatorError> {
-    if !(config.speed.is_finite() && config.speed > 0.0) {
+    if !(config.speed.is_finite() && config.speed > 0.0 && config.speed <= MAX_SPEED) {
         return Err(EmulatorError::Spec(format!(
-            "speed must be > 0, got {}",
+            "speed must be > 0 and at most {MAX_SPEED} (emulated seconds per real second), got {}",
             config.speed
+        )));
+    }
+    if !(config.noise_w.is_finite() && (0.0..=MAX_WATTS).contains(&config.noise_w)) {
+        return Err(EmulatorError::Spec(format!(
+            "noise must be within 0..{MAX_WATTS} W, got {}",
+            config.noise_w
         )));
     }
     let pty = open_pty(config.link.as_deref())?;
@@ -641,10 +725,10 @@ impl Meter {
             }
             if self.unplug_at.is_some_and(|t| Instant::now() >= t) {
                 self.unplug_at = None;
-                self.pty = None;
-                if let Some(link) = &self.cfg.link {
-                    let _ = std::fs::remove_file(link);
+                if let (Some(link), Some(pty)) = (&self.cfg.link, &self.pty) {
+                    remove_link(link, &pty.slave);
                 }
+                self.pty = None;
                 self.report.disconnects += 1;
             } else if !gone && self.pty.is_none() {
                 let pty = open_pty(self.cfg.link.as_deref())?;
@@ -721,8 +805,9 @@ impl Meter {
                     }
                 }
             }
-            // Generate every record that is due.
-            loop {
+            // Generate every record that is due (a bounded batch per pass, so that a stop
+            // request is seen however far behind the emulated clock is).
+            for _ in 0..1000 {
                 let due =
                     self.log_start_s + (self.log_count + 1) as f64 * f64::from(self.interval_s);
                 if self.now_s() < due {
@@ -754,8 +839,8 @@ impl Meter {
         if let Some(log) = &mut self.sent_log {
             let _ = log.flush();
         }
-        if let Some(link) = &self.cfg.link {
-            let _ = std::fs::remove_file(link);
+        if let (Some(link), Some(pty)) = (&self.cfg.link, &self.pty) {
+            remove_link(link, &pty.slave);
         }
         Ok(self.report)
     }

@@ -339,6 +339,16 @@ pub fn integrate(
             "the sampling interval must be positive".into(),
         ));
     }
+    // Every source of P_0 (a baseline file, --p0, a campaign) meets one range here.
+    if let Some((host, w)) = p0_w
+        .iter()
+        .find(|(_, w)| !(w.is_finite() && (0.0..=crate::baseline::MAX_P0_W).contains(*w)))
+    {
+        return Err(IntegrateError::Invalid(format!(
+            "P_0 of host '{host}' is {w} W: expected a static power within 0..{} W",
+            crate::baseline::MAX_P0_W
+        )));
+    }
     let migrations = pair_windows(windows_path, windows)?;
     let by_host_files = sample_files_by_host(samples_dir)?;
     // Windows per host, checked up front so that a typo fails before any heavy reading.

@@ -168,6 +168,11 @@ pub fn run(c: CalibrateCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
+    check_names(&[
+        ("--vm", "VM name", a.vm.as_deref()),
+        ("--source-host", "host name", a.source_host.as_deref()),
+        ("--dest-host", "host name", a.dest_host.as_deref()),
+    ])?;
     let kind = match a.kind {
         Kind::Xen => LogKind::Xen,
         Kind::Qemu => LogKind::Qemu,
@@ -216,7 +221,22 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Names that end up in migration ids and host names of the datasets: the one rule.
+fn check_names(names: &[(&str, &str, Option<&str>)]) -> anyhow::Result<()> {
+    for (option, what, name) in names {
+        if let Some(name) = name {
+            datasets::names::check_name(what, name).with_context(|| option.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
+    check_names(&[
+        ("--vm", "VM name", Some(&a.vm)),
+        ("--source-host", "host name", Some(&a.source_host)),
+        ("--dest-host", "host name", Some(&a.dest_host)),
+    ])?;
     let bandwidth = match &a.bandwidth {
         Some(b) => Some(
             calibrate::units::parse_size_bytes(b)

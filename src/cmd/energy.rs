@@ -111,8 +111,14 @@ fn parse_p0(s: &str) -> Result<(String, f64), String> {
         .trim()
         .parse()
         .map_err(|_| format!("'{s}': '{w}' is not a number of watts"))?;
-    if host.trim().is_empty() || !w.is_finite() {
+    if host.trim().is_empty() {
         return Err(format!("'{s}': expected HOST=WATTS"));
+    }
+    let max = meter::baseline::MAX_P0_W;
+    if !(w.is_finite() && (0.0..=max).contains(&w)) {
+        return Err(format!(
+            "'{s}': P_0 must be a static power within 0..{max} W"
+        ));
     }
     Ok((host.trim().to_string(), w))
 }
@@ -120,8 +126,9 @@ fn parse_p0(s: &str) -> Result<(String, f64), String> {
 fn interval_ns(s: Option<f64>) -> anyhow::Result<Option<i64>> {
     match s {
         None => Ok(None),
-        Some(v) if v.is_finite() && v > 0.0 => Ok(Some((v * 1e9).round() as i64)),
-        Some(v) => bail!("--interval-s must be a positive number of seconds, got {v}"),
+        // A meter logs at most once an hour.
+        Some(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => Ok(Some((v * 1e9).round() as i64)),
+        Some(v) => bail!("--interval-s must be a number of seconds in (0, 3600], got {v}"),
     }
 }
 

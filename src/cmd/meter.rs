@@ -198,8 +198,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => v * 3600.0,
         u => return Err(format!("{s:?}: unknown unit {u:?} (use ms, s, m or h)")),
     };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{s:?}: must be a non-negative duration"));
+    // Ten years: longer is no finite plan, and would overflow the clock arithmetic.
+    const MAX_S: f64 = 10.0 * 365.25 * 86_400.0;
+    if !secs.is_finite() || !(0.0..=MAX_S).contains(&secs) {
+        return Err(format!("{s:?}: must be a duration between 0 and 10 years"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -431,6 +433,13 @@ fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     if a.flush_every.is_zero() {
         bail!("--flush-every must be > 0");
     }
+    // Zero would reopen or rotate on every pass of the capture loop.
+    if a.segment < Duration::from_secs(1) {
+        bail!("--segment must be at least 1s");
+    }
+    if a.stall_timeout.is_some_and(|t| t < Duration::from_secs(1)) {
+        bail!("--stall-timeout must be at least 1s");
+    }
     cfg.flush_every = a.flush_every;
     cfg.segment_len = a.segment;
     cfg.settle = a.settle;
@@ -624,5 +633,8 @@ mod tests {
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("-1").is_err());
+        // Far beyond any plan: refused, not a panic converting to a Duration.
+        assert!(parse_duration("1e300s").is_err());
+        assert!(parse_duration("99999999999h").is_err());
     }
 }

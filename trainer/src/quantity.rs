@@ -76,22 +76,49 @@ pub fn time_factor(unit: &str) -> Option<f64> {
     })
 }
 
-/// A size in bytes: `4096`, `128MiB`, `1GiB`, `2GB`.
+/// Largest size accepted, bytes (1 EiB): beyond any guest, and far from where the models'
+/// arithmetic overflows.
+pub const MAX_SIZE_BYTES: f64 = (1u64 << 60) as f64;
+/// Largest rate accepted, bytes/s (1 PB/s).
+pub const MAX_RATE_BYTES_PER_S: f64 = 1e15;
+/// Longest duration accepted, s (about 31 years).
+pub const MAX_DURATION_S: f64 = 1e9;
+
+/// `v` if it is at most `max`, else an error saying the range.
+fn at_most(text: &str, v: f64, max: f64, unit: &str) -> Result<f64, QuantityError> {
+    if v <= max {
+        Ok(v)
+    } else {
+        Err(err(
+            text,
+            &format!("{v:e} {unit} is beyond any plausible value (at most {max:e} {unit})"),
+        ))
+    }
+}
+
+/// A size in bytes: `4096`, `128MiB`, `1GiB`, `2GB` (at most [`MAX_SIZE_BYTES`]).
 pub fn parse_size_bytes(text: &str) -> Result<f64, QuantityError> {
     let (v, unit) = split_number(text)?;
     if unit.is_empty() {
-        return Ok(v);
+        return at_most(text, v, MAX_SIZE_BYTES, "B");
     }
-    size_factor(unit).map(|f| v * f).ok_or_else(|| {
+    let bytes = size_factor(unit).map(|f| v * f).ok_or_else(|| {
         err(
             text,
             "expected a size unit: B, kB, MB, GB, KiB, MiB, GiB, bit, Mbit",
         )
-    })
+    })?;
+    at_most(text, bytes, MAX_SIZE_BYTES, "B")
 }
 
-/// A rate in bytes/s: `60MB/s`, `800Mbit/s`, `100Mbps`, `16MiB/s`, or a bare number of bytes/s.
+/// A rate in bytes/s: `60MB/s`, `800Mbit/s`, `100Mbps`, `16MiB/s`, or a bare number of bytes/s
+/// (at most [`MAX_RATE_BYTES_PER_S`]).
 pub fn parse_rate_bytes_per_s(text: &str) -> Result<f64, QuantityError> {
+    let r = parse_rate_any(text)?;
+    at_most(text, r, MAX_RATE_BYTES_PER_S, "B/s")
+}
+
+fn parse_rate_any(text: &str) -> Result<f64, QuantityError> {
     let (v, unit) = split_number(text)?;
     if unit.is_empty() {
         return Ok(v);
@@ -118,9 +145,10 @@ pub fn parse_rate_bytes_per_s(text: &str) -> Result<f64, QuantityError> {
 pub fn parse_duration_s(text: &str, default_unit: &str) -> Result<f64, QuantityError> {
     let (v, unit) = split_number(text)?;
     let unit = if unit.is_empty() { default_unit } else { unit };
-    time_factor(unit)
+    let s = time_factor(unit)
         .map(|f| v * f)
-        .ok_or_else(|| err(text, "expected a duration unit: s, ms, us, ns"))
+        .ok_or_else(|| err(text, "expected a duration unit: s, ms, us, ns"))?;
+    at_most(text, s, MAX_DURATION_S, "s")
 }
 
 /// SI factor of a coefficient-file unit made of one numerator and at most one denominator

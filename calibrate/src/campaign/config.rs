@@ -359,6 +359,79 @@ impl LoadedConfig {
     }
 }
 
+impl LoadedConfig {
+    /// The output folder, checked before anything is written there: a campaign writes many
+    /// files (report.html, summary.json, energy.parquet...) and would replace a user's own, so
+    /// the folder must be new, empty (but for this config file), or a campaign folder (it
+    /// holds `journal.jsonl`); never a file system root.
+    pub fn checked_out_dir(&self) -> Result<PathBuf, CampaignError> {
+        let out = self.out_dir();
+        let refuse = |message: String| CampaignError::Config {
+            path: self.path.clone(),
+            message,
+        };
+        let real = std::fs::canonicalize(&out).unwrap_or_else(|_| out.clone());
+        if real.parent().is_none() {
+            return Err(refuse(format!(
+                "`out` = {}: the root folder; give the campaign a folder of its own",
+                out.display()
+            )));
+        }
+        let meta = match std::fs::metadata(&out) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(source) => return Err(CampaignError::Io { path: out, source }),
+        };
+        if !meta.is_dir() {
+            return Err(refuse(format!(
+                "`out` = {}: exists and is not a folder",
+                out.display()
+            )));
+        }
+        if out.join("journal.jsonl").is_file() {
+            return Ok(out);
+        }
+        let config = std::fs::canonicalize(&self.path).ok();
+        let config_text = std::fs::read(&self.path).ok();
+        let mut foreign = Vec::new();
+        let entries = std::fs::read_dir(&out).map_err(|source| CampaignError::Io {
+            path: out.clone(),
+            source,
+        })?;
+        for e in entries {
+            let e = e.map_err(|source| CampaignError::Io {
+                path: out.clone(),
+                source,
+            })?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let is_config = config.is_some() && std::fs::canonicalize(e.path()).ok() == config;
+            let same_copy = name == "campaign.toml"
+                && config_text.is_some()
+                && std::fs::read(e.path()).ok() == config_text;
+            // What a run that stopped before its journal leaves: the lock, the config copy.
+            if !(is_config || same_copy || name == ".lock") {
+                foreign.push(name);
+            }
+        }
+        if foreign.is_empty() {
+            return Ok(out);
+        }
+        foreign.sort();
+        let shown = foreign
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(refuse(format!(
+            "`out` = {}: exists and is not a campaign folder (no journal.jsonl; it holds {shown}{}); \
+             a campaign would replace files there: give a new or empty folder",
+            out.display(),
+            if foreign.len() > 5 { ", ..." } else { "" }
+        )))
+    }
+}
+
 /// Read and check a config file.
 pub fn load(path: &Path) -> Result<LoadedConfig, CampaignError> {
     let text = std::fs::read_to_string(path).map_err(|source| CampaignError::Io {
@@ -393,6 +466,18 @@ impl Config {
     pub fn check(&self) -> Result<(), String> {
         if self.name.trim().is_empty() {
             return Err("`name` is empty".into());
+        }
+        // Host and VM names become folder and file names (samples/host=NAME, baselines,
+        // models/SRC--DST, migration ids): the one rule for such names.
+        for (key, name) in [
+            ("source.host", &self.source.host),
+            ("destination.host", &self.destination.host),
+        ] {
+            datasets::names::check_name("host name", name).map_err(|e| format!("{key}: {e}"))?;
+        }
+        for vm in &self.vms {
+            datasets::names::check_name("VM name", &vm.name)
+                .map_err(|e| format!("[[vms]] name: {e}"))?;
         }
         if self.source.host == self.destination.host {
             return Err(format!(
@@ -524,5 +609,61 @@ mod tests {
         assert!(parse(&unknown).unwrap_err().contains("extra"));
         let same = EXAMPLE_CONFIG.replace("host = \"node-b\"", "host = \"node-a\"");
         assert!(parse(&same).unwrap_err().contains("both"));
+    }
+
+    #[test]
+    fn names_that_leave_their_folder_are_refused() {
+        for (from, to, want) in [
+            (
+                "host = \"node-a\"",
+                "host = \"../../evil\"",
+                "source.host: host name '../../evil'",
+            ),
+            (
+                "host = \"node-b\"",
+                "host = \"\"",
+                "destination.host: host name '': empty",
+            ),
+            (
+                "name = \"vm-4g\"",
+                "name = \"a/b\"",
+                "[[vms]] name: VM name 'a/b'",
+            ),
+        ] {
+            assert!(EXAMPLE_CONFIG.contains(from), "{from}");
+            let e = parse(&EXAMPLE_CONFIG.replacen(from, to, 1)).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_output_folder_must_be_new_empty_or_a_campaign() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, EXAMPLE_CONFIG).unwrap();
+        let mut lc = load(&cfg).unwrap();
+        let at = |lc: &mut LoadedConfig, out: &Path| {
+            lc.config.out = Some(out.to_path_buf());
+            lc.checked_out_dir().map_err(|e| e.to_string())
+        };
+        // New, and the config's own folder holding only the config.
+        assert!(at(&mut lc, Path::new("new")).is_ok());
+        assert!(at(&mut lc, Path::new(".")).is_ok());
+        // A folder of someone else's files.
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::write(theirs.join("report.html"), "mine").unwrap();
+        let e = at(&mut lc, &theirs).unwrap_err();
+        assert!(
+            e.contains("not a campaign folder") && e.contains("report.html"),
+            "{e}"
+        );
+        // The same folder once it is a campaign's.
+        std::fs::write(theirs.join("journal.jsonl"), "").unwrap();
+        assert!(at(&mut lc, &theirs).is_ok());
+        assert!(at(&mut lc, Path::new("/"))
+            .unwrap_err()
+            .contains("root folder"));
+        assert!(at(&mut lc, &cfg).unwrap_err().contains("not a folder"));
     }
 }

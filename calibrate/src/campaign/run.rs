@@ -308,7 +308,7 @@ pub fn run(lc: &LoadedConfig, opts: &RunOptions) -> Result<Outcome, CampaignErro
             });
         }
     }
-    let out = lc.out_dir();
+    let out = lc.checked_out_dir()?;
     std::fs::create_dir_all(&out).map_err(io(&out))?;
     let _lock = lock(&out)?;
     let config_copy = out.join("campaign.toml");
