@@ -264,7 +264,9 @@ fn rank_marks_best_and_puts_non_converging_last() {
 }
 
 fn measured(id: &str, start: i64, v0_pages: u64) -> (MigrationRow, Vec<RoundRow>) {
-    // A QEMU migration of a 100 MB guest at D/R = 0.5 whose first round sent only v0 pages.
+    // A QEMU migration of a 100 MB guest at D/R = 0.5 whose first round sent only v0 pages;
+    // `start` counts 100 s steps from 2023-11-14 (timestamps are ns, as the datasets require).
+    let start = 1_700_000_000_000_000_000 + start * 100_000_000_000;
     let m = MigrationRow {
         migration_id: id.into(),
         hypervisor: "qemu".into(),
@@ -273,7 +275,7 @@ fn measured(id: &str, start: i64, v0_pages: u64) -> (MigrationRow, Vec<RoundRow>
         vm_mem_bytes: 100_000_000,
         page_size_bytes: 4096,
         start_utc_ns: Some(start),
-        end_utc_ns: Some(start + 10),
+        end_utc_ns: Some(start + 10_000_000_000),
         t_mig_s: 10.0,
         t_down_s: Some(0.1),
         t_down_method: "guest_stop_resume".into(),

@@ -434,11 +434,13 @@ fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         bail!("--flush-every must be > 0");
     }
     // Zero would reopen or rotate on every pass of the capture loop.
-    if a.segment < Duration::from_secs(1) {
-        bail!("--segment must be at least 1s");
+    if a.segment < Duration::from_millis(100) {
+        bail!("--segment must be at least 100ms");
     }
-    if a.stall_timeout.is_some_and(|t| t < Duration::from_secs(1)) {
-        bail!("--stall-timeout must be at least 1s");
+    if a.stall_timeout
+        .is_some_and(|t| t < Duration::from_millis(100))
+    {
+        bail!("--stall-timeout must be at least 100ms");
     }
     cfg.flush_every = a.flush_every;
     cfg.segment_len = a.segment;

@@ -405,7 +405,50 @@ impl CoefficientFile {
                 return Err(format!("'{}': min {} > max {}", v.column, v.min, v.max));
             }
         }
+        // No NaN or infinity in a coefficient file: JSON would write it as null, and the file
+        // could not be read back.
+        let mut numbers: Vec<(String, Option<f64>)> = Vec::new();
+        for c in &self.coefficients {
+            for (what, v) in [
+                ("std_error", c.std_error),
+                ("t_value", c.t_value),
+                ("ci95_low", c.ci95_low),
+                ("ci95_high", c.ci95_high),
+            ] {
+                numbers.push((format!("coefficient '{}' {what}", c.name), v));
+            }
+        }
+        for v in self.features.iter().chain([&self.target]) {
+            for (what, x) in [("min", v.min), ("max", v.max), ("mean", v.mean)] {
+                numbers.push((format!("'{}' {what}", v.column), Some(x)));
+            }
+        }
         let f = &self.fit;
+        for (what, x) in [
+            ("r_squared", Some(f.r_squared)),
+            ("adjusted_r_squared", Some(f.adjusted_r_squared)),
+            ("residual_sd", Some(f.residual_sd)),
+            ("rmse", Some(f.rmse)),
+            ("mae", Some(f.mae)),
+            ("mape_percent", f.mape_percent),
+            ("condition_number", Some(f.condition_number)),
+            (
+                "cross_validation.mae",
+                f.cross_validation.as_ref().map(|c| c.mae),
+            ),
+            (
+                "cross_validation.mape_percent",
+                f.cross_validation.as_ref().and_then(|c| c.mape_percent),
+            ),
+        ] {
+            numbers.push((format!("fit.{what}"), x));
+        }
+        if let Some((what, x)) = numbers
+            .iter()
+            .find_map(|(w, x)| x.filter(|x| !x.is_finite()).map(|x| (w, x)))
+        {
+            return Err(format!("{what} is {x}, not a finite number"));
+        }
         if f.n_parameters as usize != expect || f.df_residual + f.n_parameters != f.n_rows {
             return Err(format!(
                 "fit: n_rows {}, n_parameters {}, df_residual {} do not add up",

@@ -79,8 +79,8 @@ pub fn time_factor(unit: &str) -> Option<f64> {
 /// Largest size accepted, bytes (1 EiB): beyond any guest, and far from where the models'
 /// arithmetic overflows.
 pub const MAX_SIZE_BYTES: f64 = (1u64 << 60) as f64;
-/// Largest rate accepted, bytes/s (1 PB/s).
-pub const MAX_RATE_BYTES_PER_S: f64 = 1e15;
+/// Largest rate accepted, bytes/s (1 EB/s).
+pub const MAX_RATE_BYTES_PER_S: f64 = 1e18;
 /// Longest duration accepted, s (about 31 years).
 pub const MAX_DURATION_S: f64 = 1e9;
 

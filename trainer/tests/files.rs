@@ -175,7 +175,7 @@ fn gamma_from_rounds_joined_to_migrations() {
         }
         migs.push(MigrationRow {
             migration_id: id,
-            hypervisor: if m % 3 == 0 { "qemu" } else { "xen" }.into(),
+            hypervisor: if m % 3 == 0 { "qemu" } else { "xen3" }.into(),
             vm: "vm".into(),
             workload: Some("h2".into()),
             vm_mem_bytes: 1 << 30,
@@ -212,7 +212,7 @@ fn gamma_from_rounds_joined_to_migrations() {
     let e = trainer::train_gamma(
         &opts,
         &GammaOptions {
-            hypervisor: Some("xen".into()),
+            hypervisor: Some("xen3".into()),
             ..Default::default()
         },
         &Control::none(),
@@ -221,7 +221,7 @@ fn gamma_from_rounds_joined_to_migrations() {
     .to_string();
     assert!(e.contains("--migrations"), "{e}");
     let go = GammaOptions {
-        hypervisor: Some("xen".into()),
+        hypervisor: Some("xen3".into()),
         workload: Some("h2".into()),
         migrations: vec![mfile.clone()],
         include_last: false,
@@ -266,7 +266,7 @@ fn gamma_from_rounds_joined_to_migrations() {
         .iter()
         .any(|n| n.contains("stop-and-copy")));
     assert_eq!(f.provenance.inputs.len(), 2);
-    assert_eq!(f.provenance.filters, ["hypervisor=xen", "workload=h2"]);
+    assert_eq!(f.provenance.filters, ["hypervisor=xen3", "workload=h2"]);
     // Unknown hypervisor: refused, naming what exists.
     let e = trainer::train_gamma(
         &opts,
@@ -278,7 +278,7 @@ fn gamma_from_rounds_joined_to_migrations() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("qemu, xen"), "{e}");
+    assert!(e.contains("qemu, xen3"), "{e}");
     // A filter on the rounds applies after T_{i-1} is derived: round>=3 keeps rounds 3..5.
     let opts3 = TrainOptions {
         filters: vec!["round>=3".into()],
