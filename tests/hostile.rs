@@ -206,7 +206,7 @@ mod outputs {
         assert!(!inside.exists());
         let out = d.path().join("e.parquet");
         refused(
-            &mut integrate(&samples, &windows, &out)
+            integrate(&samples, &windows, &out)
                 .arg("--quality")
                 .arg(&out),
             &["--quality names the same file as --out"],

@@ -826,7 +826,7 @@ mod power_series_tests {
             ParquetWriter::new(File::create(&f).unwrap())
                 .finish(&mut df)
                 .unwrap();
-            let err = read_power_series("a", &[f.clone()], None)
+            let err = read_power_series("a", std::slice::from_ref(&f), None)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want) && err.contains("bad.parquet"), "{err}");
