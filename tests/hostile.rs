@@ -524,6 +524,20 @@ mod values {
                 "row 1: column 'e_mig_j': NaN, expected a finite number",
             ],
         );
+        // A coefficient file claiming alpha = 1e308 J/B: the prediction overflows, refused.
+        let mut f: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(models.join("energy/v1.json")).unwrap())
+                .unwrap();
+        f["coefficients"][0]["estimate"] = serde_json::json!(1e308);
+        let hostile = d.path().join("alpha.json");
+        std::fs::write(&hostile, f.to_string()).unwrap();
+        refused(
+            migwatt()
+                .args(["predict", "--vm-mem", "1GiB", "--dirty-rate", "10MB/s"])
+                .args(["--rate", "1Gbit/s", "--energy-model"])
+                .arg(&hostile),
+            &["E_mig comes out as inf J", "out of any plausible range"],
+        );
     }
 
     #[test]

@@ -28,6 +28,17 @@ struct Block {
     unreadable: Option<usize>,
 }
 
+/// Figures a migration's blocks give all or none of (each with the labels that stand in for
+/// it).
+const FIGURE_LABELS: [&[&str]; 6] = [
+    &["Memory processed", "Data processed"],
+    &["Memory remaining", "Data remaining"],
+    &["Memory total", "Data total"],
+    &["Iteration"],
+    &["Constant pages"],
+    &["Normal pages"],
+];
+
 /// The job types `virsh domjobinfo` prints.
 const JOB_TYPES: [&str; 6] = [
     "None",
@@ -150,11 +161,44 @@ impl Parser<'_> {
             .iter()
             .map(|b| self.figures(b).is_some())
             .collect::<Vec<_>>();
-        let unreadable = blocks.iter().zip(&figures_ok).find_map(|(b, ok)| {
-            b.unreadable.or_else(|| {
-                (!ok).then(|| b.fields.values().map(|(l, _)| *l).min().unwrap_or(b.line))
+        // A figure every other block gives but one lacks is a lost line (a round or a size
+        // would silently change); a failed or cancelled job's last block may lack them.
+        let has = |b: &Block, labels: &[&str]| labels.iter().any(|l| b.fields.contains_key(*l));
+        let mut lacking = None;
+        for labels in FIGURE_LABELS {
+            if blocks.iter().any(|b| has(b, labels)) {
+                for b in &blocks {
+                    let exempt = is_final(&b.job_type) && b.job_type != "Completed";
+                    if !exempt && !has(b, labels) {
+                        self.problem(
+                            b.line,
+                            format!(
+                                "this domjobinfo block has no '{}' line, which the migration's other blocks give",
+                                labels[0]
+                            ),
+                        );
+                        lacking.get_or_insert(b.line);
+                    }
+                }
+            }
+        }
+        if let Some(last) = blocks.last().filter(|b| b.job_type == "Completed") {
+            if !last.fields.contains_key("Total downtime") {
+                self.problem(
+                    last.line,
+                    "completed job without 'Total downtime': the migration's downtime is unknown",
+                );
+            }
+        }
+        let unreadable = blocks
+            .iter()
+            .zip(&figures_ok)
+            .find_map(|(b, ok)| {
+                b.unreadable.or_else(|| {
+                    (!ok).then(|| b.fields.values().map(|(l, _)| *l).min().unwrap_or(b.line))
+                })
             })
-        });
+            .or(lacking);
         if let Some(line) = unreadable {
             self.problem(
                 first_line,
@@ -359,6 +403,14 @@ pub fn parse(path: &Path, bytes: &[u8], opts: &IngestOptions) -> Parsed {
             continue;
         };
         let (label, value) = (label.trim(), value.trim());
+        if label.is_empty() {
+            unreadable(
+                &mut p,
+                &mut cur,
+                format!("expected 'Label: value', found '{line}'"),
+            );
+            continue;
+        }
         if label == "Job type" {
             if let Some(b) = cur.take() {
                 blocks.push(b);
@@ -547,6 +599,37 @@ Normal pages:     10880
                 "{to}: {:?}",
                 p.problems
             );
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Replace any line with anything: the migration is recorded whole (every block
+            /// used) or not at all with a problem, and never with a block silently lost.
+            #[test]
+            fn a_line_is_used_or_reported(at in 0usize..34, junk in "[ -9;-~]{0,30}|:[ -~]{0,10}") {
+                let lines: Vec<&str> = LOG.lines().collect();
+                let at = at % lines.len();
+                let mut damaged: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                damaged[at] = junk.clone();
+                let text = damaged.join("\n");
+                let p = parse(Path::new("jobs.txt"), text.as_bytes(), &IngestOptions::default());
+                let whole = parse(Path::new("jobs.txt"), LOG.as_bytes(), &IngestOptions::default());
+                if p.problems.is_empty() {
+                    // Only harmless edits pass silently (a field nobody reads, one given twice
+                    // under another name): the migration is the same.
+                    prop_assert_eq!(p.migrations.len(), 1, "{}", junk);
+                    let (m, w) = (&p.migrations[0].row, &whole.migrations[0].row);
+                    prop_assert_eq!(
+                        (m.rounds, m.v_mig_bytes, m.vm_mem_bytes, m.t_mig_s, m.t_down_s),
+                        (w.rounds, w.v_mig_bytes, w.vm_mem_bytes, w.t_mig_s, w.t_down_s),
+                        "line {} -> {:?}", at, junk
+                    );
+                }
+            }
         }
     }
 }

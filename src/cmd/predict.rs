@@ -191,6 +191,35 @@ fn read_history(
     Ok((migs, rounds))
 }
 
+/// A prediction whose figures are not all finite numbers comes from inputs or coefficients
+/// out of any plausible range (an alpha of 1e308 J/B): refused, never printed as inf or null.
+fn finite_prediction(p: &trainer::predict::Summary, m: &Models) -> anyhow::Result<()> {
+    let figures = [
+        ("V_mig", p.v_mig_bytes, "B"),
+        ("T_mig", p.t_mig_s, "s"),
+        ("T_down", p.t_down_s, "s"),
+        ("E_mig", p.e_mig_j, "J"),
+    ];
+    for (what, v, unit) in figures {
+        if let Some(v) = v.filter(|v| !v.is_finite()) {
+            let models: Vec<&str> = [&m.energy_id, &m.gamma_id]
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect();
+            bail!(
+                "{what} comes out as {v} {unit}: the inputs or the coefficients of {} are out of any plausible range",
+                if models.is_empty() {
+                    "the models".to_string()
+                } else {
+                    models.join(" and ")
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
 fn fmt_opt(v: Option<f64>, scale: f64, digits: usize) -> String {
     v.map_or("-".into(), |x| format!("{:.*}", digits, x / scale))
 }
@@ -313,6 +342,7 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    finite_prediction(&p.summary, &m).context("the prediction")?;
     match a.format {
         Format::Json => {
             let v = serde_json::json!({
@@ -401,6 +431,8 @@ fn predict_table(
                 }
             }
         };
+        finite_prediction(&p.summary, m)
+            .with_context(|| format!("{}: row {i} ('{}')", path.display(), c.vm.get(i)))?;
         out.push((c.vm.get(i).to_string(), s, p));
     }
     match a.format {
@@ -485,6 +517,22 @@ pub fn run_rank(a: RankArgs) -> anyhow::Result<ExitCode> {
     let t1 = Instant::now();
     let p = predict_all(&c, &d, &m.gamma, m.energy.as_ref())
         .with_context(|| a.vms.display().to_string())?;
+    // NaN marks "no figure" in these columns; an infinity is an overflow.
+    for (what, column, unit) in [
+        ("V_mig", &p.v_mig_bytes, "B"),
+        ("T_mig", &p.t_mig_s, "s"),
+        ("T_down", &p.t_down_s, "s"),
+        ("E_mig", &p.e_mig_j, "J"),
+    ] {
+        if let Some(i) = column.iter().position(|v| v.is_infinite()) {
+            bail!(
+                "{}: row {i} ('{}'): {what} comes out as {} {unit}: the row or the models' coefficients are out of any plausible range",
+                a.vms.display(),
+                c.vm.get(i),
+                column[i]
+            );
+        }
+    }
     let t_pred = t1.elapsed();
     let t2 = Instant::now();
     let (cost, order) = rank(&p, &w);
