@@ -577,8 +577,33 @@ fn check_frame(
             if let Ok(column) = df.column(c.name) {
                 let s = column.as_materialized_series();
                 if s.dtype() != &c.ty.dtype() {
-                    if let Ok(s) = s.cast(&c.ty.dtype()) {
-                        cast.push((c.name, s));
+                    if let Ok(t) = s.cast(&c.ty.dtype()) {
+                        // A value the cast turned into a null does not fit the type (a negative
+                        // byte count, a fraction of a count): say which, not just "null".
+                        if t.null_count() > s.null_count() {
+                            let (was, now) = (s.is_null(), t.is_null());
+                            let mut n = 0;
+                            for i in 0..s.len() {
+                                if now.get(i) == Some(true) && was.get(i) == Some(false) {
+                                    n += 1;
+                                    if n <= MAX_PER_COLUMN {
+                                        push(
+                                            Some(i),
+                                            Some(c.name),
+                                            format!(
+                                                "{} is not a valid {:?} ({})",
+                                                cell(s, i),
+                                                c.ty.dtype(),
+                                                c.unit
+                                            ),
+                                        );
+                                    }
+                                }
+                            }
+                            summarise(n, c.name, "of the wrong type", push);
+                            continue;
+                        }
+                        cast.push((c.name, t));
                     }
                 }
             }
@@ -609,11 +634,15 @@ fn check_frame(
         };
         let s = column.as_materialized_series();
         if s.dtype() != &c.ty.dtype() {
-            push(
-                None,
-                Some(c.name),
-                format!("type {:?}, expected {:?}", s.dtype(), c.ty.dtype()),
-            );
+            // Lenient: a column that casts was checked above, one that does not is the
+            // reader's to refuse.
+            if !lenient {
+                push(
+                    None,
+                    Some(c.name),
+                    format!("type {:?}, expected {:?}", s.dtype(), c.ty.dtype()),
+                );
+            }
             continue;
         }
         good.insert(c.name, s);
@@ -934,6 +963,33 @@ pub fn describe_violations(kind: &str, violations: &[Violation], total: usize) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lenient_rules_check_the_columns_a_table_has_in_the_types_it_has() {
+        // As a CSV of energy observations loads: integers as i64, no optional columns.
+        let df = DataFrame::new(
+            3,
+            vec![
+                Column::new("migration_id".into(), ["m1", "m2", "m1"]),
+                Column::new("v_mig_bytes".into(), [5i64, -3, 7]),
+                Column::new("e_mig_j".into(), [1.0, f64::INFINITY, 2.0]),
+            ],
+        )
+        .unwrap();
+        let mut rules = Rules::of(crate::energy::ENERGY).unwrap().lenient();
+        let e = rules
+            .check(Path::new("e.csv"), &df, None)
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "row 1: column 'v_mig_bytes': -3 is not a valid UInt64",
+            "row 1: column 'e_mig_j': inf, expected a finite number",
+            "row 2: duplicate key (migration_id=m1), first at row 0",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert!(!e.contains("missing"), "{e}");
+    }
     use crate::io::write_parquet_atomic;
 
     fn rounds_frame(ids: &[&str], rounds: &[u32], start: &[Option<i64>]) -> DataFrame {
