@@ -560,6 +560,45 @@ impl Config {
                 ));
             }
         }
+        // Values that would make a step run without end or a power overflow its records.
+        let positive_s = [
+            ("[hypervisor] timeout_s", Some(h.timeout_s)),
+            ("[hypervisor] dirty_rate_sample_s", h.dirty_rate_sample_s),
+            (
+                "[hypervisor.launch] ready_timeout_s",
+                h.launch.as_ref().map(|l| l.ready_timeout_s),
+            ),
+        ];
+        for (k, v) in positive_s {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0 && *v <= 86_400.0)) {
+                return Err(format!("`{k}` = {v:?}: expected seconds in (0, 86400]"));
+            }
+        }
+        for (k, v) in [("baseline_s", self.baseline_s), ("settle_s", self.settle_s)] {
+            if v > 86_400.0 {
+                return Err(format!("`{k}` = {v}: expected at most a day of seconds"));
+            }
+        }
+        let e = &self.emulation;
+        let max_w = meter::emulator::MAX_WATTS;
+        for (k, v) in [
+            ("source_idle_w", e.source_idle_w),
+            ("destination_idle_w", e.destination_idle_w),
+            ("migrating_w", e.migrating_w),
+            ("source_j_per_mb", e.source_j_per_mb),
+            ("destination_j_per_mb", e.destination_j_per_mb),
+            ("noise_w", e.noise_w),
+        ] {
+            if !(v.is_finite() && (0.0..=max_w).contains(&v)) {
+                return Err(format!("[emulation] {k} = {v:?}: expected 0..{max_w}"));
+            }
+        }
+        if !(self.baseline_max_spread_w.is_finite() && self.baseline_max_spread_w >= 0.0) {
+            return Err(format!(
+                "`baseline_max_spread_w` = {}: expected watts >= 0",
+                self.baseline_max_spread_w
+            ));
+        }
         if let Some(l) = &h.launch {
             if l.args.is_empty() {
                 return Err(
@@ -609,6 +648,23 @@ mod tests {
         assert!(parse(&unknown).unwrap_err().contains("extra"));
         let same = EXAMPLE_CONFIG.replace("host = \"node-b\"", "host = \"node-a\"");
         assert!(parse(&same).unwrap_err().contains("both"));
+    }
+
+    #[test]
+    fn unbounded_and_impossible_values_are_refused() {
+        for (add, want) in [
+            (
+                "[emulation]\nsource_j_per_mb = 1e308\n",
+                "source_j_per_mb = 1e308",
+            ),
+            ("[emulation]\nsource_idle_w = -5\n", "source_idle_w = -5"),
+        ] {
+            let e = parse(&format!("{EXAMPLE_CONFIG}\n{add}")).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+        assert!(EXAMPLE_CONFIG.contains("timeout_s = 600"));
+        let e = parse(&EXAMPLE_CONFIG.replacen("timeout_s = 600", "timeout_s = 0", 1)).unwrap_err();
+        assert!(e.contains("timeout_s` = 0.0: expected seconds"), "{e}");
     }
 
     #[test]
