@@ -402,6 +402,9 @@ impl Parser<'_> {
             destination_host: self
                 .opts
                 .destination_host_or(gs("destination_host").as_deref()),
+            memory_verified: None,
+            memory_mismatch_pages: None,
+            accelerator: None,
         };
         self.out.migrations.push(Migration { row, rounds });
     }

@@ -577,6 +577,9 @@ mod tests {
             pre_dirty_sample_s: Some(1.0),
             source_host: "a".into(),
             destination_host: "b".into(),
+            memory_verified: None,
+            memory_mismatch_pages: None,
+            accelerator: None,
         }
     }
 

@@ -50,6 +50,9 @@ fn migration(i: i64) -> MigrationRow {
         pre_dirty_sample_s: Some(1.0),
         source_host: "hA".into(),
         destination_host: "hB".into(),
+        memory_verified: None,
+        memory_mismatch_pages: None,
+        accelerator: None,
     }
 }
 
