@@ -267,6 +267,7 @@ fn campaign(dir: &Path, with_gamma: bool) -> CampaignSummary {
                 migration_id: "qemu-vm-4".into(),
                 reason: "destination QEMU exited".into(),
             }],
+            ..MigrationCounts::default()
         },
         models,
         verdicts: verdicts(),
