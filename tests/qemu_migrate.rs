@@ -53,7 +53,11 @@ fn run_migration(label: &str, rate: u32, hot_mib: u32, timeout_s: u32, exit: i32
         migrate_args: args.to_vec(),
         ..RunSetup::default()
     };
-    outcome(label, migrate_with_setup("mw-qemu", rate, hot_mib, LINK_BYTES_PER_S, &setup), exit)
+    outcome(
+        label,
+        migrate_with_setup("mw-qemu", rate, hot_mib, LINK_BYTES_PER_S, &setup),
+        exit,
+    )
 }
 
 fn outcome(label: &str, m: Migrated, exit: i32) -> Outcome {
@@ -256,11 +260,7 @@ fn a_page_changed_on_the_paused_destination_is_caught() {
     let gdb = gdir.path().join("dst.gdb");
     let script = gdir.path().join("poke.py");
     std::fs::write(&script, POKE_PY).unwrap();
-    let hook = format!(
-        "python3 {} {} {ADDR:#x}",
-        script.display(),
-        gdb.display()
-    );
+    let hook = format!("python3 {} {} {ADDR:#x}", script.display(), gdb.display());
     let gdb_arg = format!("unix:{},server=on,wait=off", gdb.display());
     let setup = RunSetup {
         migrate_args: vec![
@@ -271,7 +271,7 @@ fn a_page_changed_on_the_paused_destination_is_caught() {
             "--paused-hook".into(),
             hook,
         ],
-        dst_qemu_args: Some(Box::new(move |_| vec!["-gdb".into(), gdb_arg.clone()])),
+        dst_qemu_args: vec!["-gdb".into(), gdb_arg],
         ..RunSetup::default()
     };
     let m = migrate_with_setup("mw-qemu", 1024, 16, LINK_BYTES_PER_S, &setup);

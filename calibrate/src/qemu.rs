@@ -279,25 +279,30 @@ impl Parser<'_> {
                     _ => {}
                 }
             }
-            LINE_VERIFY => match v.get("verified") {
-                Some(Value::Bool(ok)) => {
-                    let Some(n) = u(v, "mismatch_pages") else {
-                        self.problem(lineno, "verify line: expected 'mismatch_pages' (pages)");
-                        return;
-                    };
-                    if *ok != (n == 0) {
-                        self.problem(
+            LINE_VERIFY => {
+                match v.get("verified") {
+                    Some(Value::Bool(ok)) => {
+                        let Some(n) = u(v, "mismatch_pages") else {
+                            self.problem(lineno, "verify line: expected 'mismatch_pages' (pages)");
+                            return;
+                        };
+                        if *ok != (n == 0) {
+                            self.problem(
                             lineno,
                             format!("verify line: 'verified' {ok} contradicts {n} mismatching pages"),
                         );
-                        return;
+                            return;
+                        }
+                        grp.verified = Some(*ok);
+                        grp.mismatch_pages = Some(n);
                     }
-                    grp.verified = Some(*ok);
-                    grp.mismatch_pages = Some(n);
+                    Some(Value::Null) => {}
+                    _ => self.problem(
+                        lineno,
+                        "verify line: expected 'verified' true, false or null",
+                    ),
                 }
-                Some(Value::Null) => {}
-                _ => self.problem(lineno, "verify line: expected 'verified' true, false or null"),
-            },
+            }
             LINE_RESUME => grp.resumed_by_collector = true,
             LINE_CANCEL | LINE_END | LINE_HOOK => {}
             other => self.problem(lineno, format!("unknown line type '{other}'")),

@@ -92,7 +92,9 @@ pub fn parse_flat_view(text: &str) -> Result<Vec<RamRange>, String> {
             continue;
         }
         let Some(len_bytes) = b.checked_sub(a).and_then(|l| l.checked_add(1)) else {
-            return Err(format!("range {span}: expected START-END with END >= START"));
+            return Err(format!(
+                "range {span}: expected START-END with END >= START"
+            ));
         };
         out.push(RamRange {
             start: a,
@@ -119,7 +121,8 @@ pub fn ram_ranges(q: &mut Qmp) -> Result<Vec<RamRange>, CalibrateError> {
         Duration::from_secs(30),
     )?;
     let text = text.as_str().unwrap_or("");
-    parse_flat_view(text).map_err(|m| CalibrateError::Verify(format!("{}: {m}", q.socket().display())))
+    parse_flat_view(text)
+        .map_err(|m| CalibrateError::Verify(format!("{}: {m}", q.socket().display())))
 }
 
 /// Pages compared and the ones that differed.
@@ -203,12 +206,7 @@ pub fn compare_guest_ram(src: &mut Qmp, dst: &mut Qmp) -> Result<Verification, C
 
 fn describe(r: &[RamRange]) -> String {
     r.iter()
-        .map(|x| {
-            format!(
-                "{:#x}+{:#x} {} {}",
-                x.start, x.len_bytes, x.kind, x.region
-            )
-        })
+        .map(|x| format!("{:#x}+{:#x} {} {}", x.start, x.len_bytes, x.kind, x.region))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -362,7 +360,9 @@ pub fn stream_ranges(
             for (q, path, tx) in jobs {
                 scope.spawn(move || {
                     let args = json!({"val": start, "size": len, "filename": path});
-                    let r = q.execute("pmemsave", Some(args), timeout).map(|_: (i64, Value)| ());
+                    let r = q
+                        .execute("pmemsave", Some(args), timeout)
+                        .map(|_: (i64, Value)| ());
                     let _ = tx.send(r);
                 });
             }
@@ -461,7 +461,11 @@ FlatView #4
             ]
         );
         // All of a 128 MiB guest's RAM, and the BIOS.
-        let ram: u64 = r.iter().filter(|x| x.start < 1 << 32 && x.region == "pc.ram").map(|x| x.len_bytes).sum();
+        let ram: u64 = r
+            .iter()
+            .filter(|x| x.start < 1 << 32 && x.region == "pc.ram")
+            .map(|x| x.len_bytes)
+            .sum();
         assert_eq!(ram, 128 << 20);
     }
 

@@ -286,7 +286,10 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {p}");
     }
     if let Some(h) = got.hook.as_ref().filter(|h| !h.success) {
-        eprintln!("warning: the paused hook failed ({}): {}", h.status, h.command);
+        eprintln!(
+            "warning: the paused hook failed ({}): {}",
+            h.status, h.command
+        );
     }
     let m = &got.migration;
     let raw = a

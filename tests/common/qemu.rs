@@ -47,13 +47,22 @@ pub fn accel() -> &'static str {
         .chain([g.join("vmlinuz").display().to_string()])
         .chain(["-initrd".to_string()])
         .chain([g.join("initramfs.cpio.gz").display().to_string()])
-        .chain(["-append".to_string(), "console=ttyS0 rdinit=/init".to_string()])
+        .chain([
+            "-append".to_string(),
+            "console=ttyS0 rdinit=/init".to_string(),
+        ])
         .collect();
         let a = calibrate::accel::choose(QEMU, &probe).as_str();
         let version = Command::new(QEMU)
             .arg("--version")
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
             .unwrap_or_else(|e| format!("{QEMU}: {e}"));
         eprintln!("real-QEMU tests on: {version}; accelerator {a} (KVM tried first)");
         a
@@ -99,29 +108,37 @@ pub fn start_qemu_with(
     let g = guest_dir();
     let serial = dir.join(format!("{name}.serial"));
     let mut cmd = Command::new(QEMU);
-    cmd.args(["-accel", accel(), "-cpu", "qemu64", "-m", "128M", "-nodefaults"])
-        .args(["-display", "none", "-no-reboot"])
-        .arg("-kernel")
-        .arg(g.join("vmlinuz"))
-        .arg("-initrd")
-        .arg(g.join("initramfs.cpio.gz"))
-        .arg("-append")
-        .arg(format!(
-            "console=ttyS0 rdinit=/init quiet dirty_pages_per_s={rate} dirty_hot_mib={hot_mib}"
-        ))
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .arg("-qmp")
-        .arg(format!(
-            "unix:{},server=on,wait=off",
-            dir.join(format!("{name}.qmp")).display()
-        ))
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(dir.join(format!("{name}.stderr"))).unwrap(),
-        ));
+    cmd.args([
+        "-accel",
+        accel(),
+        "-cpu",
+        "qemu64",
+        "-m",
+        "128M",
+        "-nodefaults",
+    ])
+    .args(["-display", "none", "-no-reboot"])
+    .arg("-kernel")
+    .arg(g.join("vmlinuz"))
+    .arg("-initrd")
+    .arg(g.join("initramfs.cpio.gz"))
+    .arg("-append")
+    .arg(format!(
+        "console=ttyS0 rdinit=/init quiet dirty_pages_per_s={rate} dirty_hot_mib={hot_mib}"
+    ))
+    .arg("-serial")
+    .arg(format!("file:{}", serial.display()))
+    .arg("-qmp")
+    .arg(format!(
+        "unix:{},server=on,wait=off",
+        dir.join(format!("{name}.qmp")).display()
+    ))
+    .args(extra)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::from(
+        std::fs::File::create(dir.join(format!("{name}.stderr"))).unwrap(),
+    ));
     if let Some(inc) = incoming {
         cmd.arg("-incoming")
             .arg(format!("unix:{}", inc.display()))
@@ -161,9 +178,10 @@ pub fn wait_alive(q: &mut Qemu) -> String {
         for bad in ["Oops", "Kernel panic", "BUG:", "general protection"] {
             assert!(!text.contains(bad), "the destination guest broke:\n{text}");
         }
-        if new.lines().any(|l| {
-            l.starts_with("dirtier:") || l.starts_with("migwatt-workload:")
-        }) && new.ends_with('\n')
+        if new
+            .lines()
+            .any(|l| l.starts_with("dirtier:") || l.starts_with("migwatt-workload:"))
+            && new.ends_with('\n')
         {
             return new.to_string();
         }
@@ -231,8 +249,8 @@ pub struct Migrated {
 pub struct RunSetup {
     /// Extra arguments of `migwatt calibrate migrate`.
     pub migrate_args: Vec<String>,
-    /// Extra arguments of the destination QEMU (given the run's folder).
-    pub dst_qemu_args: Option<Box<dyn Fn(&Path) -> Vec<String>>>,
+    /// Extra arguments of the destination QEMU.
+    pub dst_qemu_args: Vec<String>,
     /// Leave `--verify` out (it is on by default).
     pub no_verify: bool,
 }
@@ -267,8 +285,14 @@ pub fn migrate_with_setup(
     let d = tmp.path();
     let incoming = d.join("in.sock");
     let relay_sock = d.join("relay.sock");
-    let dst_extra = setup.dst_qemu_args.as_ref().map_or(Vec::new(), |f| f(d));
-    let dst = start_qemu_with(d, "dst", rate, hot_mib, Some(&incoming), &dst_extra);
+    let dst = start_qemu_with(
+        d,
+        "dst",
+        rate,
+        hot_mib,
+        Some(&incoming),
+        &setup.dst_qemu_args,
+    );
     let mut src = start_qemu(d, "src", rate, hot_mib, None);
     wait_ready(&mut src);
     let relay = relay(&relay_sock, incoming, link_bytes_per_s);

@@ -528,7 +528,9 @@ impl Config {
             }
         }
         if let Some(l) = &h.launch {
-            if l.accel != AccelChoice::Auto && l.args.iter().any(|a| a == "-accel" || a == "-enable-kvm") {
+            if l.accel != AccelChoice::Auto
+                && l.args.iter().any(|a| a == "-accel" || a == "-enable-kvm")
+            {
                 return Err(
                     "[hypervisor.launch] accel is set and args name an accelerator too: keep one (leave -accel out of args)".into(),
                 );
