@@ -74,6 +74,8 @@ pub struct MigrateOptions {
     /// Shell command run while both guests are paused after the migration, before
     /// verification (environment: `MIGWATT_SOURCE_QMP`, `MIGWATT_DEST_QMP`).
     pub paused_hook: Option<String>,
+    /// Working folder of the paused hook (None: this process's).
+    pub paused_hook_dir: Option<PathBuf>,
     /// Wait this long after the migration before the hook and the check (a campaign lets
     /// its meters record the migration's window tail undisturbed first).
     pub hold_before_verify: Duration,
@@ -606,13 +608,16 @@ fn run_paused_hook(
 ) -> HookOutcome {
     progress(&format!("paused hook: {cmd}"));
     let t0 = Instant::now();
-    let st = std::process::Command::new("sh")
-        .arg("-c")
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
         .arg(cmd)
         .env("MIGWATT_SOURCE_QMP", &opts.source_qmp)
         .env("MIGWATT_DEST_QMP", &opts.dest_qmp)
-        .stdin(std::process::Stdio::null())
-        .status();
+        .stdin(std::process::Stdio::null());
+    if let Some(d) = &opts.paused_hook_dir {
+        c.current_dir(d);
+    }
+    let st = c.status();
     let elapsed_s = t0.elapsed().as_secs_f64();
     let (success, status) = match st {
         Ok(s) => (s.success(), s.to_string()),

@@ -276,10 +276,15 @@ impl Reader {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::os::fd::AsFd;
         let mut got = 0;
+        let mut wait = false;
         while got < buf.len() {
-            let mut fds = [PollFd::new(self.pipe.as_fd(), PollFlags::POLLIN)];
-            // A timeout only to notice a pmemsave that failed before writing anything.
-            let _ = poll(&mut fds, PollTimeout::from(200u16));
+            if wait {
+                // Nothing to read: sleep until QEMU writes, with a timeout only to notice a
+                // pmemsave that failed before writing anything.
+                let mut fds = [PollFd::new(self.pipe.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(200u16));
+            }
+            wait = true;
             match self.pipe.read(&mut buf[got..]) {
                 Ok(0) => {
                     // No writer: not connected yet, or done. Done and short is an error.
@@ -293,7 +298,10 @@ impl Reader {
                     }
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Ok(n) => got += n,
+                Ok(n) => {
+                    got += n;
+                    wait = false;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     self.outcome()?;
                 }

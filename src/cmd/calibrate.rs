@@ -277,6 +277,7 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         destination_host: a.dest_host,
         verify: a.verify,
         paused_hook: a.paused_hook,
+        paused_hook_dir: None,
         hold_before_verify: Duration::ZERO,
     };
     // Never raised here: the timeout bounds the run; the flag is for library callers.

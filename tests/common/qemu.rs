@@ -53,20 +53,27 @@ pub fn accel() -> &'static str {
         ])
         .collect();
         let a = calibrate::accel::choose(QEMU, &probe).as_str();
-        let version = Command::new(QEMU)
-            .arg("--version")
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .unwrap_or_else(|e| format!("{QEMU}: {e}"));
-        eprintln!("real-QEMU tests on: {version}; accelerator {a} (KVM tried first)");
+        eprintln!(
+            "real-QEMU tests on: {}; accelerator {a} (KVM tried first)",
+            qemu_version()
+        );
         a
     })
+}
+
+/// `qemu-system-x86_64 --version`, first line.
+pub fn qemu_version() -> String {
+    Command::new(QEMU)
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_else(|e| format!("{QEMU}: {e}"))
 }
 
 /// A QEMU process, killed on drop.

@@ -611,7 +611,12 @@ fn execute(
                 source_host: c.source.host.clone(),
                 destination_host: c.destination.host.clone(),
                 verify: h.verifies(),
-                paused_hook: h.paused_hook.as_deref().map(|t| run.expand(t, &[])),
+                paused_hook: h
+                    .paused_hook
+                    .as_deref()
+                    .map(|t| run.expand(t, &hook_vars(lc))),
+                // Like prepare and cleanup, from the config's folder.
+                paused_hook_dir: Some(lc.base.clone()),
                 // The meters record the window's padded tail before the check loads the hosts.
                 hold_before_verify: Duration::from_secs_f64(c.window_pad_s + 1.5),
             };
@@ -777,6 +782,22 @@ fn wait_for_log(
     }
 }
 
+/// The placeholders every hook command may use besides the run's own.
+fn hook_vars(lc: &LoadedConfig) -> Vec<(&'static str, String)> {
+    let c = &lc.config;
+    let qmp = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| lc.resolve(p).display().to_string())
+            .unwrap_or_default()
+    };
+    vec![
+        ("source_host", c.source.host.clone()),
+        ("destination_host", c.destination.host.clone()),
+        ("source_qmp", qmp(&c.hypervisor.source_qmp)),
+        ("destination_qmp", qmp(&c.hypervisor.destination_qmp)),
+    ]
+}
+
 /// Run a hook command through `sh -c`; a non-zero exit is an error naming the hook.
 fn hook(
     lc: &LoadedConfig,
@@ -788,27 +809,7 @@ fn hook(
     let Some(t) = template else {
         return Ok(());
     };
-    let c = &lc.config;
-    let mut vars: Vec<(&str, String)> = vec![
-        ("source_host", c.source.host.clone()),
-        ("destination_host", c.destination.host.clone()),
-        (
-            "source_qmp",
-            c.hypervisor
-                .source_qmp
-                .as_ref()
-                .map(|p| lc.resolve(p).display().to_string())
-                .unwrap_or_default(),
-        ),
-        (
-            "destination_qmp",
-            c.hypervisor
-                .destination_qmp
-                .as_ref()
-                .map(|p| lc.resolve(p).display().to_string())
-                .unwrap_or_default(),
-        ),
-    ];
+    let mut vars = hook_vars(lc);
     vars.extend(extra.iter().cloned());
     let cmd = run.expand(t, &vars);
     let st = std::process::Command::new("sh")
