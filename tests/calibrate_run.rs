@@ -764,3 +764,49 @@ repetitions = 2
     let energy = datasets::energy::read_energy(&out.join("energy.parquet")).unwrap();
     assert_eq!(energy.len(), 2, "{text}");
 }
+
+/// `migwatt demo --qemu`: real live migrations of the test guest, every one verified page by
+/// page before its destination ran, and the demo's output and report say so.
+#[test]
+#[ignore = "needs QEMU and the guest of scripts/setup-qemu.sh (run by scripts/test-all.sh)"]
+fn demo_qemu_verifies_every_migration() {
+    let g = common::qemu::guest_dir();
+    eprintln!("demo --qemu on {}", common::qemu::qemu_version());
+    let d = tempfile::tempdir().unwrap();
+    let o = Command::cargo_bin("migwatt")
+        .unwrap()
+        .args(["demo", "--qemu", "--guest"])
+        .arg(&g)
+        .arg("--out")
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("each verified"), "{text}");
+    let run = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("run-"))
+        .unwrap();
+    let rows = migrations(&run);
+    assert_eq!(rows.len(), 8, "{text}");
+    assert!(
+        rows.values().all(|r| r.memory_verified == Some(true)),
+        "{rows:#?}"
+    );
+    assert!(
+        text.contains("memory verified (guest RAM compared page by page before the destination ran): 8 of 8 checked"),
+        "{text}"
+    );
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.contains("8 of 8 checked migrations matched")
+            && report.contains("each verified: all guest RAM"),
+        "{report}"
+    );
+}
