@@ -255,6 +255,102 @@ fn a_campaign_killed_twice_ends_like_an_uninterrupted_one() {
     );
 }
 
+/// A migration whose guest memory did not match (memory_verified = false, as `calibrate
+/// migrate --verify` records it) measured a broken migration: the campaign keeps its record,
+/// names it, leaves it out of the windows, energy and models, and exits 4. Here the replayed
+/// migrations carry the mark (four of the shipped real QEMU migrations, one marked).
+#[test]
+fn a_mismatched_migration_is_named_left_out_of_the_models_and_exits_4() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("recorded");
+    let mut rows = datasets::migrations::read_migrations(&examples().join("migrations")).unwrap();
+    rows.sort_by_key(|r| r.v_mig_bytes);
+    // Four spread over V_mig (the energy fit needs three left), the largest one marked.
+    let picked: Vec<MigrationRow> = [0, rows.len() / 3, 2 * rows.len() / 3, rows.len() - 1]
+        .iter()
+        .map(|&i| {
+            let mut r = rows[i].clone();
+            let bad = i == rows.len() - 1;
+            r.memory_verified = Some(!bad);
+            r.memory_mismatch_pages = Some(if bad { 2 } else { 0 });
+            r
+        })
+        .collect();
+    let bad_recorded = picked[3].migration_id.clone();
+    datasets::migrations::write_migrations_file(&src.join("migrations/m.parquet"), &picked)
+        .unwrap();
+    let rounds: Vec<_> = datasets::rounds::read_rounds(&examples().join("rounds"))
+        .unwrap()
+        .into_iter()
+        .filter(|r| picked.iter().any(|m| m.migration_id == r.migration_id))
+        .collect();
+    datasets::rounds::write_rounds_file(&src.join("rounds/r.parquet"), &rounds).unwrap();
+    let p = d.path().join("campaign.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"name = "mismatch"
+out = "out"
+baseline_s = 6
+settle_s = 2.2
+
+[source]
+host = "src-host"
+meter = "emulated"
+
+[destination]
+host = "dst-host"
+meter = "emulated"
+
+[hypervisor]
+kind = "replay"
+replay = "{}"
+replay_count = 4
+"#,
+            src.display()
+        ),
+    )
+    .unwrap();
+    let o = run_cmd(&p).output().unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(4), "{text}");
+    let out = d.path().join("out");
+    let recorded = migrations(&out);
+    assert_eq!(recorded.len(), 4, "{text}");
+    // The campaign names migrations after its plan; find the marked one by its volume.
+    let bad_v = picked[3].v_mig_bytes;
+    let bad: Vec<&MigrationRow> = recorded
+        .values()
+        .filter(|r| r.memory_verified == Some(false))
+        .collect();
+    assert_eq!(bad.len(), 1, "{text}");
+    assert_eq!(bad[0].v_mig_bytes, bad_v, "{bad_recorded}");
+    let bad_id = bad[0].migration_id.clone();
+    assert!(
+        text.contains("MEMORY MISMATCH in 1 migration(s), left out of the windows, energy and models")
+            && text.contains(&bad_id)
+            && text.contains("memory verified (guest RAM compared page by page before the destination ran): 3 of 4 checked"),
+        "{text}"
+    );
+    let energy = datasets::energy::read_energy(&out.join("energy.parquet")).unwrap();
+    assert_eq!(energy.len(), 3, "{text}");
+    assert!(energy.iter().all(|e| e.migration_id != bad_id));
+    let windows = datasets::windows::read_windows(&out.join("windows.parquet")).unwrap();
+    assert!(windows.iter().all(|w| w.migration_id != bad_id));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["migrations"]["memory_mismatched"],
+        serde_json::json!([bad_id])
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("MEMORY MISMATCH"), "{report}");
+}
+
 #[test]
 fn init_writes_a_config_that_run_accepts_and_bad_configs_name_the_key() {
     let d = tempfile::tempdir().unwrap();
@@ -335,7 +431,7 @@ timeout_s = 120
 dirty_rate_sample_s = 1
 
 [hypervisor.launch]
-args = ["-accel", "tcg", "-cpu", "qemu64", "-nodefaults", "-display", "none", "-no-reboot",
+args = ["-cpu", "qemu64", "-nodefaults", "-display", "none", "-no-reboot",
         "-kernel", "{g}/vmlinuz", "-initrd", "{g}/initramfs.cpio.gz",
         "-append", "console=ttyS0 rdinit=/init quiet {{workload_args}}"]
 ready = "dirtier: ready"
@@ -357,9 +453,22 @@ bandwidths = ["24MiB/s", "48MiB/s"]
     )
     .unwrap();
     let text = run_to_end(&p);
+    eprintln!("real-QEMU campaign on {}", common::qemu::qemu_version());
     let out = d.path().join("out");
     let rows = migrations(&out);
     assert_eq!(rows.len(), 4, "{text}");
+    // The launcher chose the accelerator (KVM if it works here, else TCG) and started the
+    // destinations with -S; every migration was verified before its destination ran.
+    assert!(text.contains("memory verified (guest RAM compared page by page before the destination ran): 4 of 4 checked"), "{text}");
+    for r in rows.values() {
+        assert_eq!(r.memory_verified, Some(true), "{r:?}\n{text}");
+        assert_eq!(r.memory_mismatch_pages, Some(0));
+        assert!(
+            matches!(r.accelerator.as_deref(), Some("kvm" | "tcg")),
+            "{r:?}"
+        );
+        assert_eq!(r.t_down_method, "source_stop_destination_completed");
+    }
     for r in rows.values() {
         assert_eq!(r.hypervisor, "qemu");
         assert!(r.converged, "{r:?}\n{text}");
@@ -394,6 +503,7 @@ bandwidths = ["24MiB/s", "48MiB/s"]
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["hypervisor"], "qemu");
+    assert_eq!(summary["migrations"]["memory_verified"], 4);
     assert!(out.join("models/qa--qb/energy/v1.json").is_file(), "{text}");
     assert!(common::validate_coefficient_files(&out.join("models")) >= 1);
     assert!(out.join("report.html").is_file());
@@ -609,6 +719,9 @@ timeout_s = 120
 dirty_rate_sample_s = 1
 prepare = "sh start.sh {{vm_mem_mib}} 'dirty_pages_per_s=1024 dirty_hot_mib=16'"
 cleanup = "sh stop.sh"
+# The destination starts without -S: the collector holds it paused with `stop`.
+verify = true
+paused_hook = "echo {{migration_id}} $MIGWATT_SOURCE_QMP $MIGWATT_DEST_QMP >> paused.txt"
 
 [[vms]]
 name = "tiny128m"
@@ -630,9 +743,70 @@ repetitions = 2
         assert!(r.converged && r.v_mig_bytes > 10_000_000, "{r:?}\n{text}");
         assert_eq!(r.bandwidth_limit_bytes_per_s, Some(33_554_432.0), "{r:?}");
         assert_eq!(r.workload.as_deref(), Some("dirty1024"));
+        assert_eq!(r.memory_verified, Some(true), "{r:?}\n{text}");
+    }
+    // The paused hook ran once per migration, with both QMP sockets in its environment.
+    let hooked = std::fs::read_to_string(d.path().join("paused.txt")).unwrap();
+    let lines: Vec<&str> = hooked.lines().collect();
+    assert_eq!(lines.len(), 2, "{hooked}");
+    for (l, id) in lines.iter().zip(rows.keys()) {
+        assert_eq!(
+            *l,
+            format!(
+                "{id} {} {}",
+                d.path().join("src.qmp").display(),
+                d.path().join("dst.qmp").display()
+            )
+        );
     }
     // cleanup ran after each migration: no QEMU left, no socket left.
     assert!(!d.path().join("src.pid").exists() && !d.path().join("src.qmp").exists());
     let energy = datasets::energy::read_energy(&out.join("energy.parquet")).unwrap();
     assert_eq!(energy.len(), 2, "{text}");
+}
+
+/// `migwatt demo --qemu`: real live migrations of the test guest, every one verified page by
+/// page before its destination ran, and the demo's output and report say so.
+#[test]
+#[ignore = "needs QEMU and the guest of scripts/setup-qemu.sh (run by scripts/test-all.sh)"]
+fn demo_qemu_verifies_every_migration() {
+    let g = common::qemu::guest_dir();
+    eprintln!("demo --qemu on {}", common::qemu::qemu_version());
+    let d = tempfile::tempdir().unwrap();
+    let o = Command::cargo_bin("migwatt")
+        .unwrap()
+        .args(["demo", "--qemu", "--guest"])
+        .arg(&g)
+        .arg("--out")
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("each verified"), "{text}");
+    let run = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("run-"))
+        .unwrap();
+    let rows = migrations(&run);
+    assert_eq!(rows.len(), 8, "{text}");
+    assert!(
+        rows.values().all(|r| r.memory_verified == Some(true)),
+        "{rows:#?}"
+    );
+    assert!(
+        text.contains("memory verified (guest RAM compared page by page before the destination ran): 8 of 8 checked"),
+        "{text}"
+    );
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.contains("8 of 8 checked migrations matched")
+            && report.contains("each verified: all guest RAM"),
+        "{report}"
+    );
 }

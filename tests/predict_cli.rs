@@ -294,6 +294,9 @@ fn measured(id: &str, start: i64, v0_pages: u64) -> (MigrationRow, Vec<RoundRow>
         pre_dirty_sample_s: Some(1.0),
         source_host: "a".into(),
         destination_host: "b".into(),
+        memory_verified: None,
+        memory_mismatch_pages: None,
+        accelerator: None,
     };
     let r = RoundRow {
         migration_id: id.into(),

@@ -1,10 +1,14 @@
-//! Real QEMU migrations driven by `migwatt calibrate migrate`: two QEMU processes (TCG), a
-//! tiny Debian-kernel guest whose `dirtier` writes a set number of pages per second, and a
+//! Real QEMU migrations driven by `migwatt calibrate migrate --verify`: two QEMU processes
+//! (KVM where usable, else TCG; the destination started paused with -S), a tiny
+//! Debian-kernel guest whose `dirtier` writes a set number of pages per second, and a
 //! rate-limiting relay between source and destination (QEMU lifts its own max-bandwidth at
-//! stop-and-copy, so only a relay gives realistic downtimes).
+//! stop-and-copy, so only a relay gives realistic downtimes). Every completed migration is
+//! verified page by page before the destination runs, and the destination is then seen alive
+//! (its guest keeps printing); one test corrupts a page of the paused destination through
+//! QEMU's gdbstub and expects the check to catch it.
 //!
 //! Needs `scripts/setup-qemu.sh` first; run one at a time with
-//! `MIGWATT_QEMU_GUEST_DIR=$(scripts/setup-qemu.sh | tail -n1) cargo test --test qemu_migrate -- --ignored --test-threads=1`.
+//! `MIGWATT_QEMU_GUEST_DIR=$(scripts/setup-qemu.sh | tail -n1) cargo test --workspace --test qemu_migrate -- --ignored --test-threads=1`.
 //! Set MIGWATT_QEMU_RECORD_DIR to keep each run's raw QMP log there.
 
 use std::path::{Path, PathBuf};
@@ -30,10 +34,13 @@ struct Outcome {
     rounds: Vec<RoundRow>,
     raw: PathBuf,
     out: PathBuf,
-    _tmp: tempfile::TempDir,
+    stdout: String,
+    m: Migrated,
 }
 
-fn run_migration(label: &str, rate: u32, hot_mib: u32, timeout_s: u32) -> Outcome {
+/// Run one migration; `exit` is the status `calibrate migrate` must end with (0: completed
+/// and verified; 4: cancelled, failed or not verified).
+fn run_migration(label: &str, rate: u32, hot_mib: u32, timeout_s: u32, exit: i32) -> Outcome {
     let args = [
         "--timeout".to_string(),
         timeout_s.to_string(),
@@ -42,17 +49,26 @@ fn run_migration(label: &str, rate: u32, hot_mib: u32, timeout_s: u32) -> Outcom
         "--vm".into(),
         "tiny".into(),
     ];
-    let m = migrate_through_relay("mw-qemu", rate, hot_mib, LINK_BYTES_PER_S, &args);
-    let stderr = String::from_utf8_lossy(&m.output.stderr);
-    assert!(
-        m.output.status.success(),
-        "migrate failed: {stderr}\n{}",
-        String::from_utf8_lossy(&m.output.stdout)
+    let setup = RunSetup {
+        migrate_args: args.to_vec(),
+        ..RunSetup::default()
+    };
+    outcome(
+        label,
+        migrate_with_setup("mw-qemu", rate, hot_mib, LINK_BYTES_PER_S, &setup),
+        exit,
+    )
+}
+
+fn outcome(label: &str, m: Migrated, exit: i32) -> Outcome {
+    let stderr = String::from_utf8_lossy(&m.output.stderr).to_string();
+    let stdout = String::from_utf8_lossy(&m.output.stdout).to_string();
+    assert_eq!(
+        m.output.status.code(),
+        Some(exit),
+        "migrate exit status: {stderr}\n{stdout}"
     );
-    eprintln!(
-        "{label}: {}{stderr}",
-        String::from_utf8_lossy(&m.output.stdout)
-    );
+    eprintln!("{label}: {stdout}{stderr}");
     let (out, relayed) = (m.out.clone(), m.relayed);
     let rows = read_migrations(&out.join("migrations")).unwrap();
     assert_eq!(rows.len(), 1);
@@ -69,13 +85,43 @@ fn run_migration(label: &str, rate: u32, hot_mib: u32, timeout_s: u32) -> Outcom
         std::fs::create_dir_all(&keep).unwrap();
         std::fs::copy(&raw, keep.join(format!("qemu-{label}.qmp.jsonl"))).unwrap();
     }
+    let row = rows.into_iter().next().unwrap();
+    assert_eq!(row.accelerator.as_deref(), Some(accel()), "{row:?}");
     Outcome {
-        row: rows.into_iter().next().unwrap(),
+        row,
         rounds,
         raw,
         out,
-        _tmp: m.tmp,
+        stdout,
+        m,
     }
+}
+
+/// A completed migration was verified page by page, its downtime ends at the destination's
+/// `completed` event, and the destination then runs a live guest.
+fn check_verified_and_alive(o: &mut Outcome) {
+    assert_eq!(o.row.memory_verified, Some(true), "{:?}", o.row);
+    assert_eq!(o.row.memory_mismatch_pages, Some(0));
+    assert!(o.stdout.contains("memory verified: all"), "{}", o.stdout);
+    assert_eq!(o.row.t_down_method, "source_stop_destination_completed");
+    let v = log_lines(&o.raw, "verify");
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["verified"], true);
+    // All of the 128 MiB guest's RAM (and its ROMs) was compared.
+    assert!(v[0]["bytes"].as_u64().unwrap() >= 128 << 20, "{}", v[0]);
+    assert!(v[0]["elapsed_s"].as_f64().unwrap() > 0.0);
+    let said = wait_alive(&mut o.m.dst);
+    eprintln!("destination alive after the check: {}", said.trim());
+}
+
+/// The raw log's lines of one type.
+fn log_lines(raw: &Path, kind: &str) -> Vec<Value> {
+    std::fs::read_to_string(raw)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == kind)
+        .collect()
 }
 
 /// The last query-migrate reply carrying `ram` (the completed one, or the last active one
@@ -154,12 +200,12 @@ fn check_replay(o: &Outcome) {
 #[ignore = "needs QEMU guest: run scripts/setup-qemu.sh"]
 fn slow_dirtying_guest_converges_in_few_rounds() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let o = run_migration("dirty256", 256, 8, 120);
+    let mut o = run_migration("dirty256", 256, 8, 120, 0);
     check_adds_up(&o);
     assert!(o.row.converged);
     assert!(o.rounds.last().unwrap().last);
-    assert_eq!(o.row.t_down_method, "guest_stop_resume");
     assert!(o.row.t_down_s.unwrap() > 0.0);
+    check_verified_and_alive(&mut o);
     check_replay(&o);
 }
 
@@ -167,9 +213,10 @@ fn slow_dirtying_guest_converges_in_few_rounds() {
 #[ignore = "needs QEMU guest: run scripts/setup-qemu.sh"]
 fn half_link_dirtying_guest_needs_more_rounds() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let o = run_migration("dirty2048", 2048, 32, 120);
+    let mut o = run_migration("dirty2048", 2048, 32, 120, 0);
     check_adds_up(&o);
     assert!(o.row.converged);
+    check_verified_and_alive(&mut o);
     assert!(o.row.rounds >= 3, "rounds {}", o.row.rounds);
     // With a pre-migration D, a round has a gamma whenever the round before it has a
     // dirtied count and a duration (not the switchover just before stop-and-copy).
@@ -185,11 +232,113 @@ fn half_link_dirtying_guest_needs_more_rounds() {
 #[ignore = "needs QEMU guest: run scripts/setup-qemu.sh"]
 fn guest_dirtying_faster_than_the_link_is_cancelled() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let o = run_migration("dirty8192", 8192, 48, 12);
+    // Exit status 4: the migration did not complete.
+    let o = run_migration("dirty8192", 8192, 48, 12, 4);
     check_adds_up(&o);
     assert!(!o.row.converged);
     assert_eq!(o.row.status, "cancelled");
     assert!(!o.rounds.iter().any(|r| r.last));
     assert_eq!(o.row.t_down_s, None);
+    // Nothing to verify: the destination never received a whole guest.
+    assert_eq!(o.row.memory_verified, None);
+    assert_eq!(o.row.memory_mismatch_pages, None);
     check_replay(&o);
 }
+
+/// The check can fail: a paused hook writes into one page of the paused destination's guest
+/// RAM through QEMU's gdbstub (GDB remote protocol, physical-memory mode; the connection is
+/// closed without detaching, so the guest stays paused), after the migration and before the
+/// comparison. The comparison must name exactly that page, keep the row marked, exit 4 and
+/// leave the destination paused.
+#[test]
+#[ignore = "needs QEMU guest: run scripts/setup-qemu.sh"]
+fn a_page_changed_on_the_paused_destination_is_caught() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // A page in the middle of the 128 MiB guest's RAM.
+    const ADDR: u64 = 0x0500_0000;
+    let gdir = tempfile::Builder::new().prefix("mw-gdb").tempdir().unwrap();
+    let gdb = gdir.path().join("dst.gdb");
+    let script = gdir.path().join("poke.py");
+    std::fs::write(&script, POKE_PY).unwrap();
+    let hook = format!("python3 {} {} {ADDR:#x}", script.display(), gdb.display());
+    let gdb_arg = format!("unix:{},server=on,wait=off", gdb.display());
+    let setup = RunSetup {
+        migrate_args: vec![
+            "--timeout".into(),
+            "120".into(),
+            "--vm".into(),
+            "tiny".into(),
+            "--paused-hook".into(),
+            hook,
+        ],
+        dst_qemu_args: vec!["-gdb".into(), gdb_arg],
+        ..RunSetup::default()
+    };
+    let m = migrate_with_setup("mw-qemu", 1024, 16, LINK_BYTES_PER_S, &setup);
+    let o = outcome("corrupted", m, 4);
+    assert!(o.row.converged, "{:?}", o.row);
+    assert_eq!(o.row.memory_verified, Some(false));
+    assert_eq!(o.row.memory_mismatch_pages, Some(1));
+    assert!(
+        o.stdout.contains("MEMORY MISMATCH: 1 of")
+            && o.stdout.contains(&format!("first at {ADDR:#x}"))
+            && o.stdout.contains("left paused"),
+        "{}",
+        o.stdout
+    );
+    let hooks = log_lines(&o.raw, "hook");
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0]["success"], true, "{}", hooks[0]);
+    let v = log_lines(&o.raw, "verify");
+    assert_eq!(v[0]["verified"], false);
+    assert_eq!(v[0]["first_mismatches"], serde_json::json!([ADDR]));
+    // No `cont`: the corrupted destination never ran.
+    assert!(log_lines(&o.raw, "resume").is_empty());
+    let mut q = calibrate::qmp::Qmp::connect(
+        &o.m.tmp.path().join("dst.qmp"),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    let (_, st) = q
+        .execute("query-status", None, std::time::Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(st["status"], "paused", "{st}");
+    // The row is kept, marked, and replays the same.
+    check_replay(&o);
+}
+
+/// The paused hook of the mismatch test: checks its environment, then inverts 16 bytes of
+/// guest-physical memory at ADDR through the destination's gdbstub.
+const POKE_PY: &str = r##"
+import os, socket, sys
+for k in ("MIGWATT_SOURCE_QMP", "MIGWATT_DEST_QMP"):
+    assert os.path.exists(os.environ[k]), k
+path, addr = sys.argv[1], int(sys.argv[2], 0)
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+def send(data):
+    s.sendall(b"$%s#%02x" % (data.encode(), sum(data.encode()) % 256))
+    while True:
+        c = s.recv(1)
+        if c == b"+":
+            break
+        assert c, "gdbstub closed the connection"
+    out = b""
+    while s.recv(1) != b"$":
+        pass
+    while True:
+        c = s.recv(1)
+        if c == b"#":
+            break
+        out += c
+    s.recv(2)
+    s.sendall(b"+")
+    return out.decode()
+assert send("Qqemu.PhyMemMode:1") == "OK"
+old = bytes.fromhex(send("m%x,10" % addr))
+new = bytes(b ^ 0xFF for b in old)
+assert send("M%x,10:%s" % (addr, new.hex())) == "OK"
+assert bytes.fromhex(send("m%x,10" % addr)) == new
+# Closed without 'D' (detach would resume the guest).
+s.close()
+"##;

@@ -138,6 +138,7 @@ fn campaign(dir: &Path) {
                 migration_id: "qemu-tiny256m-planned-25".into(),
                 reason: "destination QEMU did not start (test fixture)".into(),
             }],
+            ..MigrationCounts::default()
         },
         models: vec![
             model("energy", "models/energy/v1.json"),

@@ -3,7 +3,9 @@
 //! Two emulated Watts up? PRO meters run on real pseudo-terminals; their power follows the
 //! running migration's throughput. By default the migrations are replays of real QEMU
 //! migrations shipped in `datasets/examples/campaign` (recorded by the collector); with
-//! `--qemu` they are real live migrations of local QEMU guests. Everything else (capture,
+//! `--qemu` they are real live migrations of local QEMU guests, each verified (all guest RAM
+//! of the paused source and destination compared page by page before the destination runs).
+//! Everything else (capture,
 //! P_0, integration, training, verdicts, report) is the production campaign code. The demo
 //! writes its config beside its output so it can be rerun with `migwatt calibrate run`.
 
@@ -61,9 +63,13 @@ kind = "qemu"
 downtime_limit_ms = 50
 timeout_s = 120
 dirty_rate_sample_s = 1
+# Every migration is proven correct before its destination runs (the default with launch).
+verify = true
 
 [hypervisor.launch]
-args = ["-accel", "tcg", "-cpu", "qemu64", "-nodefaults", "-display", "none", "-no-reboot",
+# KVM where a guest boots under it, else TCG (tried once).
+accel = "auto"
+args = ["-cpu", "qemu64", "-nodefaults", "-display", "none", "-no-reboot",
         "-kernel", "{g}/vmlinuz", "-initrd", "{g}/initramfs.cpio.gz",
         "-append", "console=ttyS0 rdinit=/init quiet {{workload_args}}"]
 ready = "dirtier: ready"
@@ -130,6 +136,9 @@ mod tests {
         ] {
             let c = campaign::config::parse(&demo_config(&m)).unwrap();
             assert!(c.source.is_emulated() && c.destination.is_emulated());
+            if matches!(m, DemoMigrations::Qemu { .. }) {
+                assert!(c.hypervisor.verifies());
+            }
             assert_eq!(c.baseline_s, 6.0);
         }
     }

@@ -61,6 +61,9 @@ pub enum CalibrateError {
         /// QEMU's error description.
         message: String,
     },
+    /// Guest memory could not be compared (the comparison itself did not run to the end).
+    #[error("memory verification: {0}")]
+    Verify(String),
     /// Invalid options.
     #[error("{0}")]
     Usage(String),

@@ -3,6 +3,7 @@
 //! QMP collector that drives a live migration and records it. Every source yields the
 //! migrations and rounds datasets of the `datasets` crate.
 
+pub mod accel;
 pub mod campaign;
 pub mod collect;
 pub mod demo;
@@ -15,6 +16,7 @@ pub mod qmp;
 pub mod report;
 pub mod summary;
 pub mod units;
+pub mod verify;
 pub mod xen;
 
 pub use error::{CalibrateError, Problem};

@@ -332,6 +332,9 @@ impl Parser<'_> {
             pre_dirty_sample_s: None,
             source_host: self.opts.source_host_or(None),
             destination_host: self.opts.destination_host_or(None),
+            memory_verified: None,
+            memory_mismatch_pages: None,
+            accelerator: None,
         };
         self.out.migrations.push(Migration { row, rounds });
     }

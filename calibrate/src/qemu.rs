@@ -3,8 +3,11 @@
 //! Every line is an object with a `type` and the host wall clock `utc_ns` at which it was
 //! recorded:
 //! - `start`: a migration begins; `vm`, `workload`, `source_host`, `destination_host`, `uri`,
-//!   `qemu_version`, `parameters` (as set with migrate-set-parameters: `max-bandwidth` in
-//!   bytes/s, `downtime-limit` in ms) and `capabilities` (name -> bool);
+//!   `qemu_version`, `accelerator` (`kvm`, `tcg` or null), `parameters` (as set with
+//!   migrate-set-parameters: `max-bandwidth` in bytes/s, `downtime-limit` in ms),
+//!   `capabilities` (name -> bool), `verify`, `paused_hook`, `destination_status` (its
+//!   query-status before the migration) and `destination_held` (true: the collector sent
+//!   `stop` to the waiting destination so that it stays paused after the migration);
 //! - `dirty_rate`: a pre-migration sample: `sample_s` and QEMU's `query-dirty-rate` reply
 //!   (`dirty-rate` in MiB/s);
 //! - `migrate`: the `migrate` command was sent (the migration's start);
@@ -12,7 +15,20 @@
 //! - `event`: a QMP event from the `source` or `destination` (`side`), as QEMU sent it, with
 //!   its own `timestamp`;
 //! - `cancel`: the collector sent `migrate_cancel` (`reason`);
+//! - `hook`: the paused hook ran (`command`, `success`, `status`, `elapsed_s`);
+//! - `verify`: the memory check after the migration: `verified` (bool, or null when the
+//!   check could not run, with `error`), `pages`, `mismatch_pages`, `first_mismatches`
+//!   (guest-physical addresses), `bytes`, `elapsed_s` (how long the check took) and `ranges`;
+//! - `resume`: the collector sent `cont` to the destination;
 //! - `end`: the collector is done with this migration.
+//!
+//! Downtime (`t_down_s`): source STOP to destination RESUME (`guest_stop_resume`) when the
+//! destination ran the guest by itself; when the collector held it paused for the check
+//! (`destination_held`) or resumed it (a `resume` line: started with `-S`), RESUME says when
+//! the collector let it run (if it did), so the downtime ends at the destination's MIGRATION
+//! `completed` event instead
+//! (`source_stop_destination_completed`), the instant QEMU would have resumed the guest,
+//! and so does the migration's `end_utc_ns`. The check's own time is in the `verify` line.
 //!
 //! A migration is complete once a reply with a final status (completed, failed, cancelled)
 //! is present. After a cancel the reply shrinks to `{"status": "cancelled"}`, so the figures
@@ -42,6 +58,12 @@ pub const LINE_EVENT: &str = "event";
 pub const LINE_CANCEL: &str = "cancel";
 /// `type` of the closing line.
 pub const LINE_END: &str = "end";
+/// `type` of the paused hook's line.
+pub const LINE_HOOK: &str = "hook";
+/// `type` of the memory check's line.
+pub const LINE_VERIFY: &str = "verify";
+/// `type` of the line recording that the collector resumed the destination (`cont`).
+pub const LINE_RESUME: &str = "resume";
 
 /// A `query-migrate` reply's figures.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +99,10 @@ struct Group {
     stop_ns: Option<i64>,
     resume_ns: Option<i64>,
     completed_ns: Option<i64>,
+    dest_completed_ns: Option<i64>,
+    resumed_by_collector: bool,
+    verified: Option<bool>,
+    mismatch_pages: Option<u64>,
 }
 
 /// A non-negative integer field no larger than [`MAX_BYTES`] (larger is malformed).
@@ -241,10 +267,44 @@ impl Parser<'_> {
                     ("destination", "RESUME") if grp.resume_ns.is_none() => {
                         grp.resume_ns = Some(t);
                     }
+                    ("destination", "MIGRATION") => {
+                        let st = ev
+                            .get("data")
+                            .and_then(|d| d.get("status"))
+                            .and_then(Value::as_str);
+                        if st == Some("completed") && grp.dest_completed_ns.is_none() {
+                            grp.dest_completed_ns = Some(t);
+                        }
+                    }
                     _ => {}
                 }
             }
-            LINE_CANCEL | LINE_END => {}
+            LINE_VERIFY => {
+                match v.get("verified") {
+                    Some(Value::Bool(ok)) => {
+                        let Some(n) = u(v, "mismatch_pages") else {
+                            self.problem(lineno, "verify line: expected 'mismatch_pages' (pages)");
+                            return;
+                        };
+                        if *ok != (n == 0) {
+                            self.problem(
+                            lineno,
+                            format!("verify line: 'verified' {ok} contradicts {n} mismatching pages"),
+                        );
+                            return;
+                        }
+                        grp.verified = Some(*ok);
+                        grp.mismatch_pages = Some(n);
+                    }
+                    Some(Value::Null) => {}
+                    _ => self.problem(
+                        lineno,
+                        "verify line: expected 'verified' true, false or null",
+                    ),
+                }
+            }
+            LINE_RESUME => grp.resumed_by_collector = true,
+            LINE_CANCEL | LINE_END | LINE_HOOK => {}
             other => self.problem(lineno, format!("unknown line type '{other}'")),
         }
     }
@@ -351,10 +411,25 @@ impl Parser<'_> {
             .downtime_ms
             .filter(|ms| *ms > 0)
             .map(|ms| ms as f64 / 1e3);
-        let (t_down_s, method) = match (g.stop_ns, g.resume_ns) {
-            (Some(a), Some(b)) if converged && b >= a => {
-                (Some((b - a) as f64 / 1e9), "guest_stop_resume")
-            }
+        // A destination the collector held paused (for the check) or resumed itself (started
+        // with -S) resumed when the collector let it, if at all: its end is its MIGRATION
+        // `completed`.
+        let held = g.resumed_by_collector
+            || s.get("destination_held").and_then(Value::as_bool) == Some(true);
+        let dest_end = if held {
+            g.dest_completed_ns
+        } else {
+            g.resume_ns
+        };
+        let (t_down_s, method) = match (g.stop_ns, dest_end) {
+            (Some(a), Some(b)) if converged && b >= a => (
+                Some((b - a) as f64 / 1e9),
+                if held {
+                    "source_stop_destination_completed"
+                } else {
+                    "guest_stop_resume"
+                },
+            ),
             _ => match reported {
                 Some(r) if converged => (Some(r), "qemu_reported"),
                 _ => (None, "none"),
@@ -362,7 +437,7 @@ impl Parser<'_> {
         };
         let params = s.get("parameters");
         let caps = s.get("capabilities");
-        let end_utc = match g.resume_ns {
+        let end_utc = match dest_end {
             Some(r) if converged && r >= t_start => r.max(t_end),
             _ => t_end,
         };
@@ -402,6 +477,10 @@ impl Parser<'_> {
             destination_host: self
                 .opts
                 .destination_host_or(gs("destination_host").as_deref()),
+            memory_verified: g.verified.filter(|_| converged),
+            memory_mismatch_pages: g.mismatch_pages.filter(|_| converged),
+            accelerator: gs("accelerator")
+                .filter(|a| datasets::migrations::ACCELERATORS.contains(&a.as_str())),
         };
         self.out.migrations.push(Migration { row, rounds });
     }

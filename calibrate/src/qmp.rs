@@ -36,6 +36,14 @@ pub struct Qmp {
     pub greeting: Value,
 }
 
+impl Drop for Qmp {
+    fn drop(&mut self) {
+        // The reader thread holds a clone of the socket: shut it down so that QEMU sees the
+        // client leave (it serves one client per socket) and the thread ends.
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 impl Qmp {
     /// Connect (retrying until `timeout` while the socket does not accept yet), read the
     /// greeting and negotiate capabilities.

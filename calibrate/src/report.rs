@@ -807,6 +807,32 @@ fn migrations_section(inputs: &Inputs) -> Section {
                 rows.len(),
                 rows.iter().filter(|r| r.converged).count()
             ))]));
+            let checked = rows.iter().filter(|r| r.memory_verified.is_some()).count();
+            if checked > 0 {
+                let bad: Vec<&str> = rows
+                    .iter()
+                    .filter(|r| r.memory_verified == Some(false))
+                    .map(|r| r.migration_id.as_str())
+                    .collect();
+                let text = format!(
+                    "Memory verified (guest RAM of the paused source and destination compared page by page before the destination ran): {} of {checked} checked migrations matched{}.",
+                    checked - bad.len(),
+                    if bad.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; MISMATCH in {} ({}), left out of the models unless the campaign sets include_mismatched",
+                            bad.len(),
+                            bad.join(", ")
+                        )
+                    }
+                );
+                blocks.push(if bad.is_empty() {
+                    Block::Para(vec![t(text)])
+                } else {
+                    Block::Callout("fail", vec![t(text)])
+                });
+            }
             blocks.push(Block::Table {
                 head: [
                     "migration",
@@ -831,8 +857,17 @@ fn migrations_section(inputs: &Inputs) -> Section {
                         if let Some(why) = inputs.excluded.get(&r.migration_id) {
                             note.push(format!("energy left out: {why}"));
                         }
+                        match (r.memory_verified, r.memory_mismatch_pages) {
+                            (Some(true), _) => note.push("memory verified".into()),
+                            (Some(false), n) => note.push(format!(
+                                "MEMORY MISMATCH ({} pages)",
+                                n.map_or("?".into(), |n| n.to_string())
+                            )),
+                            _ => {}
+                        }
+                        let bad = !r.converged || r.memory_verified == Some(false);
                         (
-                            (!r.converged).then_some("fail"),
+                            bad.then_some("fail"),
                             vec![
                                 Cell::of(vec![code(&r.migration_id)]),
                                 Cell::text(r.workload.as_deref().unwrap_or("-")),

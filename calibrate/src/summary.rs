@@ -121,6 +121,18 @@ pub struct MigrationCounts {
     pub converged: usize,
     /// Migrations that failed, with the reason.
     pub failed: Vec<FailedMigration>,
+    /// Recorded migrations whose guest memory was verified intact.
+    #[serde(default)]
+    pub memory_verified: usize,
+    /// Recorded migrations whose guest memory differed after the migration.
+    #[serde(default)]
+    pub memory_mismatched: Vec<String>,
+    /// Completed migrations that were to be verified but could not be checked.
+    #[serde(default)]
+    pub memory_not_checked: Vec<String>,
+    /// Whether mismatched migrations were kept in the windows, energy and models anyway.
+    #[serde(default)]
+    pub include_mismatched: bool,
 }
 
 /// A planned migration that produced no record.

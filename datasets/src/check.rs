@@ -78,6 +78,8 @@ pub struct ColumnSpec {
     pub unit: &'static str,
     /// Value rule derived from the unit.
     pub rule: Rule,
+    /// Minor schema version that added the column: files of an older minor may lack it.
+    pub since_minor: u32,
 }
 
 /// Where a key must be unique.
@@ -117,6 +119,17 @@ const fn col(
         nullable,
         unit,
         rule,
+        since_minor: 0,
+    }
+}
+
+impl ColumnSpec {
+    /// The same column, added by minor version `minor` (older files may lack it).
+    const fn since(self, minor: u32) -> Self {
+        ColumnSpec {
+            since_minor: minor,
+            ..self
+        }
     }
 }
 
@@ -127,12 +140,14 @@ const ROLES: &[&str] = &["source", "destination"];
 const STATUSES: &[&str] = &["completed", "cancelled", "failed", "incomplete"];
 const T_DOWN_METHODS: &[&str] = &[
     "guest_stop_resume",
+    "source_stop_destination_completed",
     "qemu_reported",
     "libvirt_reported",
     "xen_last_iteration",
     "none",
 ];
 const HYPERVISORS: &[&str] = &["xen3", "xen4", "qemu", "libvirt"];
+const ACCELERATORS: &[&str] = &crate::migrations::ACCELERATORS;
 
 macro_rules! record_fields {
     ($($head:expr),* $(,)?) => {
@@ -295,6 +310,9 @@ pub const KINDS: &[KindSpec] = &[
             col("pre_dirty_sample_s", F64, true, "s", NonNegative),
             col("source_host", Str, false, "-", Any),
             col("destination_host", Str, false, "-", Any),
+            col("memory_verified", Bool, true, "-", Any).since(1),
+            col("memory_mismatch_pages", U64, true, "pages", Any).since(1),
+            col("accelerator", Str, true, "-", OneOf(ACCELERATORS)).since(1),
         ],
         key: &["migration_id"],
         key_scope: KeyScope::Folder,
@@ -343,7 +361,7 @@ pub const KINDS: &[KindSpec] = &[
             col("dirty_rate_bytes_per_s", F64, false, "bytes/s", NonNegative),
             col("rate_bytes_per_s", F64, false, "bytes/s", NonNegative),
             col("first_round_bytes", F64, false, "bytes", NonNegative),
-            col("hot_set_bytes", F64, true, "bytes", NonNegative),
+            col("hot_set_bytes", F64, true, "bytes", NonNegative).since(2),
             col("predicted_v_mig_bytes", F64, true, "bytes", NonNegative),
             col("predicted_t_mig_s", F64, true, "s", NonNegative),
             col("predicted_t_down_s", F64, true, "s", NonNegative),
@@ -357,9 +375,9 @@ pub const KINDS: &[KindSpec] = &[
             col("rel_err_v_mig", F64, true, "1", Finite),
             col("rel_err_t_mig", F64, true, "1", Finite),
             col("rel_err_t_down", F64, true, "1", Finite),
-            col("predicted_e_mig_j", F64, true, "J", Finite),
-            col("measured_e_mig_j", F64, true, "J", Finite),
-            col("rel_err_e_mig", F64, true, "1", Finite),
+            col("predicted_e_mig_j", F64, true, "J", Finite).since(1),
+            col("measured_e_mig_j", F64, true, "J", Finite).since(1),
+            col("rel_err_e_mig", F64, true, "1", Finite).since(1),
         ],
         key: &["migration_id", "model"],
         key_scope: KeyScope::Folder,
@@ -519,6 +537,11 @@ fn check_file(path: &Path, report: &mut CheckReport, seen: &mut Seen) {
         },
     };
     if let Some(spec) = spec {
+        let parsed = checked.version.as_deref().and_then(SchemaVersion::parse);
+        // Columns a later minor version added may be missing from an older file.
+        let file_minor = parsed
+            .filter(|p| p.major == spec.kind.version.major)
+            .map_or(spec.kind.version.minor, |p| p.minor);
         match checked
             .version
             .as_deref()
@@ -545,7 +568,16 @@ fn check_file(path: &Path, report: &mut CheckReport, seen: &mut Seen) {
             Some(_) => {}
         }
         let host = get(crate::samples::KEY_HOST).or_else(|| host_from_path(path));
-        check_frame(path, spec, &df, host.as_deref(), &mut push, seen, false);
+        check_frame(
+            path,
+            spec,
+            file_minor,
+            &df,
+            host.as_deref(),
+            &mut push,
+            seen,
+            false,
+        );
     }
     report.files.push(checked);
     report.violations.extend(v);
@@ -565,6 +597,7 @@ fn host_from_path(path: &Path) -> Option<String> {
 fn check_frame(
     path: &Path,
     spec: &'static KindSpec,
+    file_minor: u32,
     df: &DataFrame,
     host: Option<&str>,
     push: &mut Push<'_>,
@@ -617,7 +650,7 @@ fn check_frame(
             continue;
         }
         let Ok(column) = df.column(c.name) else {
-            if lenient {
+            if lenient || c.since_minor > file_minor {
                 continue;
             }
             push(
@@ -913,9 +946,12 @@ impl Rules {
                 problem,
             })
         };
+        // A reader does not know the file's minor version: columns a later minor added are
+        // optional to it (each reader handles their absence).
         check_frame(
             path,
             self.spec,
+            0,
             df,
             host,
             &mut push,
@@ -1227,6 +1263,45 @@ mod tests {
                 "samples",
                 "window_quality"
             ]
+        );
+    }
+
+    #[test]
+    fn columns_of_a_later_minor_are_required_only_from_that_minor() {
+        let d = tempfile::tempdir().unwrap();
+        let row: crate::migrations::MigrationRow = serde_json::from_value(serde_json::json!({
+            "migration_id": "m1", "hypervisor": "qemu", "vm": "vm", "workload": null,
+            "vm_mem_bytes": 9, "page_size_bytes": 4096, "start_utc_ns": null, "end_utc_ns": null,
+            "t_mig_s": 1.5, "t_down_s": 0.02, "t_down_method": "source_stop_destination_completed",
+            "t_down_reported_s": null, "v_mig_bytes": 7, "zero_pages": 1, "rounds": 2,
+            "converged": true, "status": "completed", "bandwidth_limit_bytes_per_s": null,
+            "downtime_limit_s": 0.05, "max_rounds": null, "max_factor": null,
+            "auto_converge": false, "pre_dirty_rate_bytes_per_s": null,
+            "pre_dirty_sample_s": null, "source_host": "a", "destination_host": "b",
+            "memory_verified": false, "memory_mismatch_pages": 2, "accelerator": "hvf"
+        }))
+        .unwrap();
+        let mut df = crate::migrations::migrations_frame(&[row]).unwrap();
+        let p = d.path().join("m.parquet");
+        write_parquet_atomic(&mut df, &p, crate::migrations::MIGRATIONS).unwrap();
+        let text: Vec<String> = check_path(&p)
+            .unwrap()
+            .violations
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        assert_eq!(text.len(), 1, "{text:#?}");
+        assert!(text[0].contains("'accelerator'") && text[0].contains("'hvf'"));
+        let mut df = df.drop("memory_verified").unwrap();
+        write_parquet_atomic(&mut df, &p, crate::migrations::MIGRATIONS).unwrap();
+        let r = check_path(&p).unwrap();
+        assert!(
+            r.violations
+                .iter()
+                .any(|v| v.column.as_deref() == Some("memory_verified")
+                    && v.problem.contains("missing")),
+            "{:#?}",
+            r.violations
         );
     }
 

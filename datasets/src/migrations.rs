@@ -5,6 +5,10 @@
 //! whole folder). Units are in the column names: bytes, seconds, UTC nanoseconds, bytes/s.
 //! `t_down_s` is the best downtime figure the source had and `t_down_method` says how it was
 //! measured (see [`DOWNTIME_METHODS`]); `t_down_reported_s` is the hypervisor's own figure.
+//!
+//! Schema 1.1.0 added `memory_verified`, `memory_mismatch_pages` (the page-by-page comparison
+//! of the paused source's and destination's guest RAM after the migration) and `accelerator`;
+//! 1.0.0 files are read with those null.
 
 use std::path::Path;
 
@@ -20,16 +24,22 @@ pub const MIGRATIONS: DatasetKind = DatasetKind {
     name: "migrations",
     version: SchemaVersion {
         major: 1,
-        minor: 0,
+        minor: 1,
         patch: 0,
     },
 };
 
 /// Values of `t_down_method` and what each means.
-pub const DOWNTIME_METHODS: [(&str, &str); 5] = [
+pub const DOWNTIME_METHODS: [(&str, &str); 6] = [
     (
         "guest_stop_resume",
         "source QMP STOP event to destination QMP RESUME event (what the guest sees)",
+    ),
+    (
+        "source_stop_destination_completed",
+        "source QMP STOP event to the destination's MIGRATION {status: completed} event: the \
+         instant a destination started without -S would run the guest (used when the \
+         destination is held paused for verification, so its RESUME comes later)",
     ),
     (
         "qemu_reported",
@@ -101,7 +111,20 @@ pub struct MigrationRow {
     pub source_host: String,
     /// Destination host name.
     pub destination_host: String,
+    /// Whether the paused source's and destination's guest RAM compared equal page by page
+    /// after the migration (None: not checked). Schema 1.1.0.
+    #[serde(default)]
+    pub memory_verified: Option<bool>,
+    /// Pages (4 KiB) that differed in that comparison (None: not checked). Schema 1.1.0.
+    #[serde(default)]
+    pub memory_mismatch_pages: Option<u64>,
+    /// Accelerator the source QEMU ran: `kvm`, `tcg` (None: unknown). Schema 1.1.0.
+    #[serde(default)]
+    pub accelerator: Option<String>,
 }
+
+/// Values of `accelerator`.
+pub const ACCELERATORS: [&str; 2] = ["kvm", "tcg"];
 
 /// Build the columns of a migrations file.
 pub fn migrations_frame(rows: &[MigrationRow]) -> Result<DataFrame, PolarsError> {
@@ -139,6 +162,9 @@ pub fn migrations_frame(rows: &[MigrationRow]) -> Result<DataFrame, PolarsError>
         col!("pre_dirty_sample_s", |r| r.pre_dirty_sample_s),
         col!("source_host", |r| r.source_host.as_str()),
         col!("destination_host", |r| r.destination_host.as_str()),
+        col!("memory_verified", |r| r.memory_verified),
+        col!("memory_mismatch_pages", |r| r.memory_mismatch_pages),
+        col!("accelerator", |r| r.accelerator.as_deref()),
     ];
     DataFrame::new(rows.len(), cols)
 }
@@ -221,6 +247,13 @@ impl Cols<'_> {
             .strict_cast(&dt)
             .map_err(|_| col_err(self.path, name, format!("expected {dt}")))
     }
+    /// A column added by a minor version: None when the file predates it.
+    pub(crate) fn added(&self, name: &str, dt: DataType) -> Result<Option<Series>, DatasetError> {
+        if self.df.column(name).is_err() {
+            return Ok(None);
+        }
+        self.get(name, dt).map(Some)
+    }
     pub(crate) fn req<T>(&self, v: Option<T>, name: &str, row: usize) -> Result<T, DatasetError> {
         v.ok_or_else(|| {
             col_err(
@@ -261,6 +294,9 @@ fn rows_of(df: &DataFrame, path: &Path) -> Result<Vec<MigrationRow>, DatasetErro
     let pres = c.get("pre_dirty_sample_s", Float64)?;
     let src = c.get("source_host", String)?;
     let dst = c.get("destination_host", String)?;
+    let verified = c.added("memory_verified", Boolean)?;
+    let mismatch = c.added("memory_mismatch_pages", UInt64)?;
+    let accel = c.added("accelerator", String)?;
     let s = |x: &Series, i: usize| x.str().ok().and_then(|a| a.get(i)).map(str::to_string);
     let u64_ = |x: &Series, i: usize| x.u64().ok().and_then(|a| a.get(i));
     let u32_ = |x: &Series, i: usize| x.u32().ok().and_then(|a| a.get(i));
@@ -296,6 +332,9 @@ fn rows_of(df: &DataFrame, path: &Path) -> Result<Vec<MigrationRow>, DatasetErro
             pre_dirty_sample_s: f64_(&pres, i),
             source_host: c.req(s(&src, i), "source_host", i)?,
             destination_host: c.req(s(&dst, i), "destination_host", i)?,
+            memory_verified: verified.as_ref().and_then(|x| b_(x, i)),
+            memory_mismatch_pages: mismatch.as_ref().and_then(|x| u64_(x, i)),
+            accelerator: accel.as_ref().and_then(|x| s(x, i)),
         });
     }
     Ok(out)
@@ -333,6 +372,9 @@ mod tests {
             pre_dirty_sample_s: Some(1.0),
             source_host: "src".into(),
             destination_host: "dst".into(),
+            memory_verified: (i != 1).then_some(i != 2),
+            memory_mismatch_pages: (i != 1).then_some(if i == 2 { 3 } else { 0 }),
+            accelerator: Some("tcg".into()),
         }
     }
 
@@ -343,6 +385,35 @@ mod tests {
         write_migrations_file(&dir.path().join("migrations/a.parquet"), &rows).unwrap();
         let back = read_migrations(dir.path()).unwrap();
         assert_eq!(back, rows);
+    }
+
+    #[test]
+    fn a_1_0_0_file_reads_with_the_1_1_0_columns_null() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.parquet");
+        let rows: Vec<_> = (0..2).map(row).collect();
+        let mut df = migrations_frame(&rows).unwrap();
+        for c in ["memory_verified", "memory_mismatch_pages", "accelerator"] {
+            df = df.drop(c).unwrap();
+        }
+        let old = DatasetKind {
+            name: "migrations",
+            version: SchemaVersion {
+                major: 1,
+                minor: 0,
+                patch: 0,
+            },
+        };
+        crate::io::write_parquet_atomic(&mut df, &p, old).unwrap();
+        let back = read_migrations(&p).unwrap();
+        assert_eq!(back.len(), 2);
+        for (b, r) in back.iter().zip(&rows) {
+            assert_eq!(b.memory_verified, None);
+            assert_eq!(b.memory_mismatch_pages, None);
+            assert_eq!(b.accelerator, None);
+            assert_eq!(b.v_mig_bytes, r.v_mig_bytes);
+        }
+        assert!(crate::check::check_path(&p).unwrap().violations.is_empty());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub enum CalibrateCommand {
     /// Read hypervisor migration logs into the migrations and rounds datasets
     Ingest(IngestArgs),
     /// Drive one live QEMU migration through QMP, record it and write its rows
+    #[command(after_help = MIGRATE_AFTER)]
     Migrate(MigrateArgs),
     /// Write the integration windows (source and destination) of a migrations dataset
     Windows(WindowsArgs),
@@ -142,7 +143,35 @@ pub struct MigrateArgs {
     /// Destination host name
     #[arg(long, default_value = "destination")]
     pub dest_host: String,
+    /// Prove the migration correct: keep the destination paused after the migration, compare
+    /// all guest RAM of the paused source and destination page by page, and resume the
+    /// destination only if every page matches (exit status 4 otherwise)
+    #[arg(long)]
+    pub verify: bool,
+    /// Shell command run while both guests are paused after the migration, before the check
+    /// (snapshots, inspection, a lab proof that the check catches a corrupted page); its
+    /// environment holds MIGWATT_SOURCE_QMP and MIGWATT_DEST_QMP, the QMP sockets (the
+    /// collector lets go of them while it runs)
+    #[arg(long, value_name = "CMD")]
+    pub paused_hook: Option<String>,
 }
+
+const MIGRATE_AFTER: &str = "\
+With --verify (or --paused-hook) the destination must be waiting with -incoming: the collector \
+sends it `stop`, which keeps it paused after the migration as -S does (QEMU's query-status \
+cannot tell whether -S was given). Once the migration completes, both guests are paused: the \
+hook runs, then every ram/rom range of the system address space is dumped on both sides at \
+once with QMP pmemsave into named pipes in the temporary folder (so both QEMUs must run on \
+this machine) and compared per 4 KiB page; the destination is resumed (cont) only when all \
+pages match. A mismatch prints the count and the first guest-physical addresses, keeps the \
+record (memory_verified = false) and leaves the destination paused. The downtime is then \
+source STOP to the destination's MIGRATION completed event (t_down_method \
+source_stop_destination_completed); the check's time is in the raw log's `verify` line.
+
+Exit status: 0 the migration completed (and, with --verify, every page matched); 4 it failed, \
+was cancelled (--timeout) or did not verify (a mismatch, or the check could not run); 1 an \
+error before anything was recorded, or after the record was written (see the message); 2 bad \
+arguments. Environment of the paused hook: MIGWATT_SOURCE_QMP, MIGWATT_DEST_QMP.";
 
 /// Arguments of `calibrate windows`.
 #[derive(Debug, clap::Args)]
@@ -269,12 +298,22 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         workload: a.workload,
         source_host: a.source_host,
         destination_host: a.dest_host,
+        verify: a.verify,
+        paused_hook: a.paused_hook,
+        paused_hook_dir: None,
+        hold_before_verify: Duration::ZERO,
     };
     // Never raised here: the timeout bounds the run; the flag is for library callers.
     let cancel = AtomicBool::new(false);
     let got = collect::migrate(&opts, &cancel, &mut |m| errln!("{m}"))?;
     for p in &got.problems {
         errln!("warning: {p}");
+    }
+    if let Some(h) = got.hook.as_ref().filter(|h| !h.success) {
+        eprintln!(
+            "warning: the paused hook failed ({}): {}",
+            h.status, h.command
+        );
     }
     let m = &got.migration;
     let raw = a
@@ -299,6 +338,23 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         w.migrations.display(),
         w.rounds.display()
     );
+    outln!(
+        "QEMU {} ({})",
+        got.qemu_version.as_deref().unwrap_or("?"),
+        got.accelerator.as_deref().unwrap_or("accelerator unknown")
+    );
+    if let Some(text) = got.verification_text() {
+        outln!("{text}");
+    }
+    if !got.succeeded(a.verify) {
+        if !m.row.converged {
+            eprintln!("migration {}: not completed", m.row.status);
+        }
+        return Ok(ExitCode::from(4));
+    }
+    if let Some(e) = &got.error_after {
+        bail!("{e} (the migration is recorded in {})", raw.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

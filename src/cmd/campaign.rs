@@ -21,9 +21,15 @@ models/<source>--<destination>/, summary.json, report.html and report.md in the 
 Interrupted (Ctrl-C, a crash, a kill), run the same command again: finished migrations are \
 kept, the cut one is redone, and every captured sample is kept.
 
+With verification (`verify`, on for [hypervisor.launch]) every migration's guest memory is \
+compared page by page after it completes, before the destination runs; a migration whose \
+memory differs is kept in migrations/ (memory_verified = false), named, and left out of the \
+windows, energy and models unless `include_mismatched = true`.
+
 Exit status: 0 when every threshold passed, 3 when the models were written but a threshold \
-failed (the report says which and what to try), 1 on an error, 130 after Ctrl-C (143 after \
-SIGTERM) once the run stopped cleanly.")]
+failed (the report says which and what to try), 4 when a migration failed, was cancelled, or \
+its memory did not match or could not be checked (the report and the output name it; this \
+wins over 3), 1 on an error, 130 after Ctrl-C (143 after SIGTERM) once the run stopped cleanly.")]
 pub struct RunArgs {
     /// The campaign config (TOML; `migwatt calibrate init` writes a commented example)
     pub config: PathBuf,
@@ -80,11 +86,16 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     drop(progress);
     let outcome = outcome?;
     print_outcome(&outcome);
-    Ok(if outcome.summary.accepted {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
+    let m = &outcome.summary.migrations;
+    Ok(
+        if !m.memory_mismatched.is_empty() || !m.memory_not_checked.is_empty() {
+            ExitCode::from(4)
+        } else if outcome.summary.accepted {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        },
+    )
 }
 
 /// Print the verdicts and where everything went.
@@ -106,6 +117,32 @@ pub fn print_outcome(o: &Outcome) {
     );
     for f in &s.migrations.failed {
         outln!("  failed: {}: {}", f.migration_id, f.reason);
+    }
+    let m = &s.migrations;
+    let checked = m.memory_verified + m.memory_mismatched.len();
+    if checked > 0 || !m.memory_not_checked.is_empty() {
+        outln!(
+            "  memory verified (guest RAM compared page by page before the destination ran): {} of {} checked",
+            m.memory_verified, checked
+        );
+    }
+    if !m.memory_mismatched.is_empty() {
+        outln!(
+            "  MEMORY MISMATCH in {} migration(s){}: {}",
+            m.memory_mismatched.len(),
+            if m.include_mismatched {
+                ", kept in the models (include_mismatched)"
+            } else {
+                ", left out of the windows, energy and models"
+            },
+            m.memory_mismatched.join(", ")
+        );
+    }
+    if !m.memory_not_checked.is_empty() {
+        outln!(
+            "  memory NOT verified (the check could not run): {}",
+            m.memory_not_checked.join(", ")
+        );
     }
     for h in &s.hosts {
         outln!(

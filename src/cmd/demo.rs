@@ -15,7 +15,8 @@ use calibrate::demo::{run_demo, DemoMigrations};
 The demo runs `migwatt calibrate run` on built-in defaults, without hardware: two emulated \
 Watts up? PRO meters on pseudo-terminals whose power follows the running migration, and \
 migrations replayed from real QEMU migrations shipped in datasets/examples/campaign (or, \
-with --qemu, real live migrations of a tiny local QEMU guest). It captures, measures P_0, \
+with --qemu, real live migrations of a tiny local QEMU guest, each verified page by page \
+before its destination runs; exit status 4 if one did not verify). It captures, measures P_0, \
 integrates, trains, evaluates against the acceptance thresholds and writes report.html. \
 Its config is saved as demo.toml in the run folder.")]
 pub struct DemoArgs {
@@ -79,7 +80,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             examples.join("migrations").display()
         ),
         DemoMigrations::Qemu { guest } => outln!(
-            "REAL: live migrations of a tiny QEMU guest ({}) between two local QEMU processes",
+            "REAL: live migrations of a tiny QEMU guest ({}) between two local QEMU processes, each verified: \
+             all guest RAM of the paused source and destination compared page by page before the destination runs",
             guest.display()
         ),
     }
@@ -109,6 +111,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     drop(progress);
     let (config, outcome) = got?;
     super::campaign::print_outcome(&outcome);
+    let m = &outcome.summary.migrations;
+    let unverified = !m.memory_mismatched.is_empty() || !m.memory_not_checked.is_empty();
     outln!();
     outln!("the demo's config: {}", config.display());
     outln!(
@@ -122,6 +126,9 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     {
         Some(r) => outln!("open the report: {}", r.display()),
         None => outln!("no report was written (see the messages above)"),
+    }
+    if unverified {
+        return Ok(ExitCode::from(4));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,9 @@ use anyhow::{bail, Context as _};
 use datasets::candidates::read_candidates;
 use datasets::migrations::read_migrations;
 use datasets::rounds::read_rounds;
-use trainer::evaluate::{decision_trials, evaluate_with_energy, mape, vm_history, EvalOptions};
+use trainer::evaluate::{
+    decision_trials, evaluate_with_energy, mape, split_mismatched, vm_history, EvalOptions,
+};
 use trainer::history::{d_tilde, DEFAULT_MU, DEFAULT_PHI};
 use trainer::predict::{
     base_model, simulate_trajectory, EnergyModel, GammaModel, Hypervisor, Prediction, RatePolicy,
@@ -165,9 +167,31 @@ pub struct PredictArgs {
     /// Blend phi of eq 13
     #[arg(long, default_value_t = DEFAULT_PHI)]
     phi: f64,
+    /// With --history: keep the VM's migrations whose guest memory did not match after the
+    /// migration (memory_verified = false; left out by default, and named either way)
+    #[arg(long, requires = "history")]
+    include_mismatched: bool,
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+}
+
+/// Say which migrations' memory did not match, and whether they were left out.
+fn note_mismatched(dir: &Path, ids: &[String], included: bool) {
+    if ids.is_empty() {
+        return;
+    }
+    eprintln!(
+        "note: {} migration(s) of {} did not verify (guest memory differed after the migration){}: {}",
+        ids.len(),
+        dir.display(),
+        if included {
+            ", kept (--include-mismatched)"
+        } else {
+            ", left out (--include-mismatched keeps them)"
+        },
+        ids.join(", ")
+    );
 }
 
 fn read_history(
@@ -281,6 +305,8 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
             bail!("--mu must be in (0.5, 1] and --phi in [0, 1]");
         }
         let (migs, rounds) = read_history(dir)?;
+        let (migs, rounds, mismatched) = split_mismatched(migs, rounds, a.include_mismatched);
+        note_mismatched(dir, &mismatched, a.include_mismatched);
         let h = vm_history(&migs, &rounds, vm, a.mu);
         if h.migrations == 0 {
             bail!("{}: no migrations of VM '{vm}'", dir.display());
@@ -647,6 +673,10 @@ pub struct EvaluateArgs {
     /// Write the per-migration evaluation here (Parquet)
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Keep migrations whose guest memory did not match after the migration
+    /// (memory_verified = false; left out by default, and named either way)
+    #[arg(long)]
+    include_mismatched: bool,
     /// Decision trials (Figure 14): model-guided against random choice
     #[arg(long, default_value_t = 0)]
     decision_trials: usize,
@@ -698,6 +728,8 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let (migs, rounds) = read_history(&a.migrations)?;
+    let (migs, rounds, mismatched) = split_mismatched(migs, rounds, a.include_mismatched);
+    note_mismatched(&a.migrations, &mismatched, a.include_mismatched);
     let opts = EvalOptions {
         gamma: m.gamma,
         energy: m.energy,
@@ -752,6 +784,8 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
             let v = serde_json::json!({
                 "gamma_model": m.gamma_id,
                 "migrations": migs.len(),
+                "mismatched": mismatched,
+                "mismatched_included": a.include_mismatched,
                 "evaluated": rows.len(),
                 "skipped": skipped,
                 "mape": groups,

@@ -34,6 +34,15 @@ pub struct Common {
     /// Print the coefficient file(s) as JSON instead of a summary
     #[arg(long)]
     json: bool,
+    /// Migrations datasets (files or folders) saying whose guest memory did not match after
+    /// the migration (memory_verified = false): energy and gamma leave those migrations out,
+    /// naming them (default: a migrations/ folder beside the first --data path, if any);
+    /// gamma also takes hypervisor and workload per migration_id from them
+    #[arg(long, num_args = 1.., value_name = "PATH")]
+    migrations: Vec<PathBuf>,
+    /// Keep migrations whose guest memory did not match (still named in a note)
+    #[arg(long)]
+    include_mismatched: bool,
 }
 
 impl Common {
@@ -46,6 +55,8 @@ impl Common {
             folds: self.folds,
             seed: self.seed,
             max_condition: self.max_condition,
+            migrations: self.migrations.clone(),
+            include_mismatched: self.include_mismatched,
         }
     }
 }
@@ -72,9 +83,6 @@ pub enum TrainCommand {
         /// Keep only rounds of this workload (column of the rounds, or from --migrations)
         #[arg(long)]
         workload: Option<String>,
-        /// Migrations dataset files giving hypervisor and workload per migration_id
-        #[arg(long, num_args = 1.., value_name = "FILE")]
-        migrations: Vec<PathBuf>,
         /// Also fit the final stop-and-copy rounds
         #[arg(long)]
         include_last: bool,
@@ -167,13 +175,13 @@ pub fn run_train(c: TrainCommand) -> anyhow::Result<ExitCode> {
             common,
             hypervisor,
             workload,
-            migrations,
             include_last,
         } => {
+            // --migrations also gives hypervisor and workload per migration_id.
             let g = GammaOptions {
                 hypervisor,
                 workload,
-                migrations,
+                migrations: common.migrations.clone(),
                 include_last,
             };
             (
@@ -215,6 +223,9 @@ pub fn run_train(c: TrainCommand) -> anyhow::Result<ExitCode> {
         for t in &trained {
             outln!("wrote {}", t.path.display());
             out!("{}", summary(&t.file));
+            for n in &t.file.provenance.notes {
+                outln!("  note: {n}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

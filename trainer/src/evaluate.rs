@@ -69,6 +69,35 @@ struct Past {
     limit_share: Option<f64>,
 }
 
+/// Migrations whose guest memory did not match after the migration (`memory_verified` =
+/// false) measured a broken migration: split them off, with their rounds, unless `include`.
+/// Returns the migrations and rounds to use and the ids of the mismatched ones (left out, or
+/// kept when `include`), so that callers can name them.
+pub fn split_mismatched(
+    migrations: Vec<MigrationRow>,
+    rounds: Vec<RoundRow>,
+    include: bool,
+) -> (Vec<MigrationRow>, Vec<RoundRow>, Vec<String>) {
+    let bad: Vec<String> = migrations
+        .iter()
+        .filter(|m| m.memory_verified == Some(false))
+        .map(|m| m.migration_id.clone())
+        .collect();
+    if include || bad.is_empty() {
+        return (migrations, rounds, bad);
+    }
+    let out = |id: &str| bad.iter().any(|b| b == id);
+    let migrations = migrations
+        .into_iter()
+        .filter(|m| !out(&m.migration_id))
+        .collect();
+    let rounds = rounds
+        .into_iter()
+        .filter(|r| !out(&r.migration_id))
+        .collect();
+    (migrations, rounds, bad)
+}
+
 /// Predict every migration (oldest first) and compare with the measurement.
 pub fn evaluate(
     migrations: &[MigrationRow],
@@ -577,6 +606,9 @@ mod tests {
             pre_dirty_sample_s: Some(1.0),
             source_host: "a".into(),
             destination_host: "b".into(),
+            memory_verified: None,
+            memory_mismatch_pages: None,
+            accelerator: None,
         }
     }
 
@@ -593,6 +625,37 @@ mod tests {
             gamma: None,
             last: false,
         }
+    }
+
+    #[test]
+    fn mismatched_migrations_and_their_rounds_are_split_off_unless_included() {
+        let mut a = mig("a", "vm", 1, 100, 1.0);
+        a.memory_verified = Some(true);
+        let mut b = mig("b", "vm", 2, 100, 1.0);
+        b.memory_verified = Some(false);
+        let c = mig("c", "vm", 3, 100, 1.0);
+        let round = |id: &str| RoundRow {
+            migration_id: id.into(),
+            round: 1,
+            start_utc_ns: None,
+            duration_s: Some(1.0),
+            sent_bytes: 1,
+            skipped_pages: 0,
+            dirtied_pages: None,
+            dirty_rate_bytes_per_s: None,
+            gamma: None,
+            last: false,
+        };
+        let migs = vec![a, b, c];
+        let rounds = vec![round("a"), round("b"), round("c")];
+        let (m, r, bad) = split_mismatched(migs.clone(), rounds.clone(), false);
+        assert_eq!(bad, ["b"]);
+        let ids: Vec<&str> = m.iter().map(|x| x.migration_id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        assert_eq!(r.len(), 2);
+        assert!(r.iter().all(|x| x.migration_id != "b"));
+        let (m, r, bad) = split_mismatched(migs, rounds, true);
+        assert_eq!((m.len(), r.len(), bad.len()), (3, 3, 1));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! fits with [`OlsParams`], writes the residuals and publishes a new coefficient-file
 //! version.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -72,6 +72,14 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Condition-number limit of the scaled design.
     pub max_condition: f64,
+    /// Migrations datasets (files or folders) saying whose guest memory did not match after
+    /// the migration (`memory_verified` = false): the energy and gamma trainers leave those
+    /// migrations' rows out, naming them in a note. Empty: a `migrations` folder beside the
+    /// first data path, if there is one (the layout `calibrate migrate` and `calibrate run`
+    /// write); the gamma trainer also reads [`GammaOptions::migrations`].
+    pub migrations: Vec<PathBuf>,
+    /// Keep the rows of mismatched migrations (still named in a note).
+    pub include_mismatched: bool,
 }
 
 impl TrainOptions {
@@ -85,6 +93,8 @@ impl TrainOptions {
             folds: 5,
             seed: 1,
             max_condition: crate::ols::DEFAULT_MAX_CONDITION,
+            migrations: Vec::new(),
+            include_mismatched: false,
         }
     }
     fn params(&self, intercept: bool) -> OlsParams {
@@ -548,6 +558,102 @@ const E_MIG: &str = "e_mig_j";
 const E_SOURCE: &str = "e_source_j";
 const E_DESTINATION: &str = "e_destination_j";
 
+/// Migrations whose guest memory did not match after the migration, from the migrations
+/// datasets of `opts` and `extra` (else a `migrations` folder beside the first data path):
+/// the ids and the paths read (empty when there is nothing to read).
+fn mismatched_migrations(
+    opts: &TrainOptions,
+    extra: &[PathBuf],
+) -> Result<(HashSet<String>, Vec<PathBuf>), TrainError> {
+    let mut sources: Vec<PathBuf> = opts.migrations.iter().chain(extra).cloned().collect();
+    if sources.is_empty() {
+        if let Some(beside) = opts
+            .data
+            .first()
+            .and_then(|d| d.parent())
+            .map(|p| p.join("migrations"))
+            .filter(|p| p.is_dir())
+        {
+            sources.push(beside);
+        }
+    }
+    sources.sort();
+    sources.dedup();
+    let mut ids = HashSet::new();
+    for p in &sources {
+        for m in datasets::migrations::read_migrations(p)? {
+            if m.memory_verified == Some(false) {
+                ids.insert(m.migration_id);
+            }
+        }
+    }
+    Ok((ids, sources))
+}
+
+/// Apply [`mismatched_migrations`] to rows keyed by `ids` (None: the row has no migration):
+/// the rows to keep, and a note naming what was left out (or kept on purpose).
+fn mismatch_mask(
+    opts: &TrainOptions,
+    extra: &[PathBuf],
+    ids: &[Option<String>],
+) -> Result<(Vec<bool>, Option<String>), TrainError> {
+    let (bad, sources) = mismatched_migrations(opts, extra)?;
+    let mut keep = vec![true; ids.len()];
+    let mut hit: Vec<&str> = Vec::new();
+    for (k, id) in keep.iter_mut().zip(ids) {
+        if let Some(id) = id.as_deref().filter(|id| bad.contains(*id)) {
+            hit.push(id);
+            *k = opts.include_mismatched;
+        }
+    }
+    if hit.is_empty() {
+        return Ok((keep, None));
+    }
+    hit.sort_unstable();
+    hit.dedup();
+    let from = sources
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let note = if opts.include_mismatched {
+        format!(
+            "kept on purpose (--include-mismatched): the rows of {} migration(s) whose guest memory did not match after the migration (memory_verified = false in {from}): {}",
+            hit.len(),
+            hit.join(", ")
+        )
+    } else {
+        format!(
+            "left out: the rows of {} migration(s) whose guest memory did not match after the migration (memory_verified = false in {from}; --include-mismatched keeps them): {}",
+            hit.len(),
+            hit.join(", ")
+        )
+    };
+    Ok((keep, Some(note)))
+}
+
+/// The rows of `r` where `keep` holds.
+fn keep_rows<'a>(r: Rows<'a>, keep: &[bool]) -> Rows<'a> {
+    let pick = |c: &[f64]| -> Vec<f64> {
+        c.iter()
+            .zip(keep)
+            .filter(|(_, k)| **k)
+            .map(|(x, _)| *x)
+            .collect()
+    };
+    let mut origins = Origins::new();
+    for ((f, row), k) in r.origins.iter().zip(keep) {
+        if *k {
+            origins.push(f, row);
+        }
+    }
+    Rows {
+        y: Cow::Owned(pick(&r.y)),
+        xs: r.xs.iter().map(|x| Cow::Owned(pick(x))).collect(),
+        origins,
+    }
+}
+
 fn all_rows<'a>(table: &'a Table, target: &str, features: &[&str]) -> Result<Rows<'a>, TrainError> {
     Ok(Rows {
         y: table.f64_column_cow(target)?,
@@ -573,16 +679,26 @@ pub fn train_energy(
         required.extend([E_SOURCE, E_DESTINATION]);
     }
     ctl.report("loading energy observations");
+    let mut optional = HARDWARE_COLUMNS.to_vec();
+    optional.push(R_MIGRATION);
     let (table, hashes) = load_inputs(
         &inputs,
         &LoadOptions {
             kind: Some(datasets::energy::ENERGY),
             filters: &filters,
             required: &required,
-            optional: &HARDWARE_COLUMNS,
+            optional: &optional,
         },
     )?;
     let mut ctx = context(&table, hashes, &opts.filters);
+    let keep = if table.has_column(R_MIGRATION) {
+        let (keep, note) = mismatch_mask(opts, &[], &table.str_column(R_MIGRATION)?)?;
+        ctx.notes.extend(note);
+        keep
+    } else {
+        vec![true; table.n_rows()]
+    };
+    let all_kept = keep.iter().all(|k| *k);
     let name = opts.name.clone().unwrap_or_else(|| "energy".into());
     let var = |column: &str, symbol: &str, unit: &str, coefficient: &str| Var {
         column: column.into(),
@@ -607,7 +723,10 @@ pub fn train_energy(
     }
     let mut out = Vec::new();
     for (name, target, slope, intercept) in models {
-        let rows = all_rows(&table, &target.column, &[V_MIG])?;
+        let mut rows = all_rows(&table, &target.column, &[V_MIG])?;
+        if !all_kept {
+            rows = keep_rows(rows, &keep);
+        }
         let spec = Spec {
             kind: ModelKind::Energy,
             name,
@@ -670,6 +789,7 @@ pub fn train_gamma(
     let n = table.n_rows();
     let mut keep = table.mask(&filters)?;
     let mig = table.str_column(R_MIGRATION)?;
+    let (verified, mismatch_note) = mismatch_mask(opts, &g.migrations, &mig)?;
     // Hypervisor and workload: columns of the rounds, else joined from the migrations.
     if let Some(h) = &g.hypervisor {
         ctx.filters.push(format!("hypervisor={h}"));
@@ -770,6 +890,9 @@ pub fn train_gamma(
             dropped[0].0 += 1;
             continue;
         }
+        if !verified[i] {
+            continue;
+        }
         if last[i] != 0.0 && !g.include_last {
             dropped[1].0 += 1;
             continue;
@@ -800,6 +923,7 @@ pub fn train_gamma(
             ctx.notes.push(format!("{count} row(s) left out: {why}"));
         }
     }
+    ctx.notes.extend(mismatch_note);
     let var = |column: &str, symbol: &str, unit: &str, coefficient: &str| Var {
         column: column.into(),
         symbol: symbol.into(),

@@ -200,6 +200,9 @@ fn gamma_from_rounds_joined_to_migrations() {
             pre_dirty_sample_s: None,
             source_host: "alpha".into(),
             destination_host: "beta".into(),
+            memory_verified: None,
+            memory_mismatch_pages: None,
+            accelerator: None,
         });
     }
     let rfile = dir.path().join("rounds.parquet");

@@ -51,6 +51,10 @@ pub struct Config {
     /// Power of emulated hosts (only used with `meter = "emulated"`).
     #[serde(default)]
     pub emulation: EmulationConfig,
+    /// Keep migrations whose guest memory did not match after the migration in the windows,
+    /// energy observations and models (they are left out, and named, by default).
+    #[serde(default)]
+    pub include_mismatched: bool,
 }
 
 fn default_baseline_s() -> f64 {
@@ -155,6 +159,15 @@ pub struct HypervisorConfig {
     /// Kind `qemu`: start both QEMU processes on this machine for each migration.
     #[serde(default)]
     pub launch: Option<LaunchConfig>,
+    /// Kind `qemu`: compare all guest RAM of the paused source and destination after each
+    /// migration, before the destination runs (default: on with `launch`, off otherwise).
+    #[serde(default)]
+    pub verify: Option<bool>,
+    /// Kind `qemu`: shell command run while both guests are paused after each migration,
+    /// before verification; placeholders as in `prepare`, and `MIGWATT_SOURCE_QMP`,
+    /// `MIGWATT_DEST_QMP` in its environment.
+    #[serde(default)]
+    pub paused_hook: Option<String>,
     /// Kind `replay`: migrations dataset folder to replay, relative to the config file.
     #[serde(default)]
     pub replay: Option<PathBuf>,
@@ -165,6 +178,13 @@ pub struct HypervisorConfig {
 
 fn default_timeout_s() -> f64 {
     600.0
+}
+
+impl HypervisorConfig {
+    /// Whether each migration's guest memory is verified (`verify`, default on for `launch`).
+    pub fn verifies(&self) -> bool {
+        self.kind == HypervisorKind::Qemu && self.verify.unwrap_or(self.launch.is_some())
+    }
 }
 
 /// Local QEMU processes started by the campaign.
@@ -186,6 +206,24 @@ pub struct LaunchConfig {
     /// Per-workload text for `{workload_args}` (e.g. guest kernel parameters).
     #[serde(default)]
     pub workload_args: BTreeMap<String, String>,
+    /// Accelerator: `kvm`, `tcg`, or `auto` (default): KVM when a guest booted with it
+    /// writes to its serial console within a few seconds (tried once per run), else TCG.
+    /// Leave `-accel` out of `args` unless you want the args to decide.
+    #[serde(default)]
+    pub accel: AccelChoice,
+}
+
+/// The `accel` of `[hypervisor.launch]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccelChoice {
+    /// KVM if it works here (tried once), else TCG.
+    #[default]
+    Auto,
+    /// Always KVM.
+    Kvm,
+    /// Always TCG.
+    Tcg,
 }
 
 fn default_qemu() -> String {
@@ -599,7 +637,28 @@ impl Config {
                 self.baseline_max_spread_w
             ));
         }
+        if h.kind != HypervisorKind::Qemu {
+            if h.verify == Some(true) {
+                return Err(format!(
+                    "[hypervisor] verify = true needs kind = \"qemu\" (the collector compares the guests' memory over QMP), not \"{}\"",
+                    h.kind.as_str()
+                ));
+            }
+            if h.paused_hook.is_some() {
+                return Err(format!(
+                    "[hypervisor] paused_hook needs kind = \"qemu\", not \"{}\"",
+                    h.kind.as_str()
+                ));
+            }
+        }
         if let Some(l) = &h.launch {
+            if l.accel != AccelChoice::Auto
+                && l.args.iter().any(|a| a == "-accel" || a == "-enable-kvm")
+            {
+                return Err(
+                    "[hypervisor.launch] accel is set and args name an accelerator too: keep one (leave -accel out of args)".into(),
+                );
+            }
             if l.args.is_empty() {
                 return Err(
                     "[hypervisor.launch] args is empty: give the guest's QEMU arguments".into(),

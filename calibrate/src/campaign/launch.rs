@@ -1,12 +1,16 @@
 //! Local QEMU processes for one migration (`[hypervisor.launch]`): a source guest and an
-//! incoming destination on this machine, joined over loopback TCP.
+//! incoming destination on this machine, joined over loopback TCP. The destination starts
+//! with `-S`, so it stays paused after the migration until the collector resumes it (after
+//! the memory check). The accelerator is the config's `accel`: with `auto` (the default,
+//! unless `args` name one), KVM when a guest booted with it writes to its serial console
+//! within a few seconds, else TCG, decided once per process ([`crate::accel::choose`]).
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::config::LaunchConfig;
+use super::config::{AccelChoice, LaunchConfig};
 use super::plan::PlannedRun;
 use super::CampaignError;
 
@@ -41,6 +45,34 @@ fn free_port() -> Result<u16, CampaignError> {
         .port())
 }
 
+/// The guest's own arguments: the config's `args` expanded for `run`, and `-m`.
+fn guest_args(l: &LaunchConfig, run: &PlannedRun) -> Vec<String> {
+    let workload_args = l
+        .workload_args
+        .get(&run.workload)
+        .cloned()
+        .unwrap_or_default();
+    let mut out: Vec<String> = l
+        .args
+        .iter()
+        .map(|a| run.expand(a, &[("workload_args", workload_args.clone())]))
+        .collect();
+    out.push("-m".into());
+    out.push(format!("{}M", (run.vm_mem_bytes >> 20).max(16)));
+    out
+}
+
+/// The accelerator to add, or None when the args name one themselves.
+fn accel(l: &LaunchConfig, guest: &[String]) -> Option<crate::accel::Accel> {
+    use crate::accel::Accel;
+    match l.accel {
+        AccelChoice::Kvm => Some(Accel::Kvm),
+        AccelChoice::Tcg => Some(Accel::Tcg),
+        AccelChoice::Auto if guest.iter().any(|a| a == "-accel" || a == "-enable-kvm") => None,
+        AccelChoice::Auto => Some(crate::accel::choose(&l.qemu, guest)),
+    }
+}
+
 fn spawn(
     l: &LaunchConfig,
     run: &PlannedRun,
@@ -48,18 +80,13 @@ fn spawn(
     name: &str,
     incoming: Option<&str>,
 ) -> Result<Child, CampaignError> {
-    let workload_args = l
-        .workload_args
-        .get(&run.workload)
-        .cloned()
-        .unwrap_or_default();
     let mut cmd = Command::new(&l.qemu);
-    for a in &l.args {
-        cmd.arg(run.expand(a, &[("workload_args", workload_args.clone())]));
+    let guest = guest_args(l, run);
+    cmd.args(&guest);
+    if let Some(a) = accel(l, &guest) {
+        cmd.arg("-accel").arg(a.as_str());
     }
-    cmd.arg("-m")
-        .arg(format!("{}M", (run.vm_mem_bytes >> 20).max(16)))
-        .arg("-qmp")
+    cmd.arg("-qmp")
         .arg(format!(
             "unix:{},server=on,wait=off",
             dir.join(format!("{name}.qmp")).display()
@@ -70,7 +97,8 @@ fn spawn(
             dir.join(format!("{name}.serial")).display()
         ));
     if let Some(uri) = incoming {
-        cmd.arg("-incoming").arg(uri);
+        // -S: paused after the migration until the collector has checked it and resumes it.
+        cmd.arg("-incoming").arg(uri).arg("-S");
     }
     let stderr = std::fs::File::create(dir.join(format!("{name}.stderr")))
         .map_err(|e| CampaignError::Launch(format!("{}: {e}", dir.display())))?;

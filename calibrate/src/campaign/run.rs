@@ -516,11 +516,21 @@ fn run_migrations(
                     total,
                     migration_id: run.migration_id.clone(),
                     outcome: format!(
-                        "{}: {:.1} MB in {:.2} s, {} rounds",
+                        "{}: {:.1} MB in {:.2} s, {} rounds{}",
                         m.row.status,
                         m.row.v_mig_bytes as f64 / 1e6,
                         m.row.t_mig_s,
-                        m.row.rounds
+                        m.row.rounds,
+                        match (m.row.memory_verified, m.row.memory_mismatch_pages) {
+                            (Some(true), _) => ", memory verified".to_string(),
+                            (Some(false), n) => format!(
+                                ", MEMORY MISMATCH ({} pages)",
+                                n.map_or("?".into(), |n| n.to_string())
+                            ),
+                            _ if m.row.converged && c.hypervisor.verifies() =>
+                                ", memory NOT verified".to_string(),
+                            _ => String::new(),
+                        }
                     ),
                 });
             }
@@ -600,6 +610,15 @@ fn execute(
                 workload: Some(run.workload.clone()),
                 source_host: c.source.host.clone(),
                 destination_host: c.destination.host.clone(),
+                verify: h.verifies(),
+                paused_hook: h
+                    .paused_hook
+                    .as_deref()
+                    .map(|t| run.expand(t, &hook_vars(lc))),
+                // Like prepare and cleanup, from the config's folder.
+                paused_hook_dir: Some(lc.base.clone()),
+                // The meters record the window's padded tail before the check loads the hosts.
+                hold_before_verify: Duration::from_secs_f64(c.window_pad_s + 1.5),
             };
             let stop = AtomicBool::new(false);
             let mut last: Option<(Instant, u64)> = None;
@@ -647,6 +666,21 @@ fn execute(
                 return Err(CampaignError::Cancelled);
             }
             let got = got.map_err(step("migration"))?;
+            if let Some(text) = got.verification_text() {
+                say(opts, format!("{}: {text}", run.migration_id));
+            }
+            if let Some(h) = got.hook.as_ref().filter(|h| !h.success) {
+                say(
+                    opts,
+                    format!(
+                        "{}: paused hook failed ({}): {}",
+                        run.migration_id, h.status, h.command
+                    ),
+                );
+            }
+            if let Some(e) = &got.error_after {
+                say(opts, format!("{}: {e}", run.migration_id));
+            }
             (got.migration, got.log, "qmp.jsonl")
         }
         HypervisorKind::Xen | HypervisorKind::Libvirt | HypervisorKind::QemuLog => {
@@ -748,6 +782,22 @@ fn wait_for_log(
     }
 }
 
+/// The placeholders every hook command may use besides the run's own.
+fn hook_vars(lc: &LoadedConfig) -> Vec<(&'static str, String)> {
+    let c = &lc.config;
+    let qmp = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| lc.resolve(p).display().to_string())
+            .unwrap_or_default()
+    };
+    vec![
+        ("source_host", c.source.host.clone()),
+        ("destination_host", c.destination.host.clone()),
+        ("source_qmp", qmp(&c.hypervisor.source_qmp)),
+        ("destination_qmp", qmp(&c.hypervisor.destination_qmp)),
+    ]
+}
+
 /// Run a hook command through `sh -c`; a non-zero exit is an error naming the hook.
 fn hook(
     lc: &LoadedConfig,
@@ -759,27 +809,7 @@ fn hook(
     let Some(t) = template else {
         return Ok(());
     };
-    let c = &lc.config;
-    let mut vars: Vec<(&str, String)> = vec![
-        ("source_host", c.source.host.clone()),
-        ("destination_host", c.destination.host.clone()),
-        (
-            "source_qmp",
-            c.hypervisor
-                .source_qmp
-                .as_ref()
-                .map(|p| lc.resolve(p).display().to_string())
-                .unwrap_or_default(),
-        ),
-        (
-            "destination_qmp",
-            c.hypervisor
-                .destination_qmp
-                .as_ref()
-                .map(|p| lc.resolve(p).display().to_string())
-                .unwrap_or_default(),
-        ),
-    ];
+    let mut vars = hook_vars(lc);
     vars.extend(extra.iter().cloned());
     let cmd = run.expand(t, &vars);
     let st = std::process::Command::new("sh")
@@ -965,7 +995,59 @@ fn analyse(
             .iter()
             .position(|p| p.migration_id == r.migration_id)
     });
-    let (mut windows, _) = datasets::migrations::windows_of(&rows);
+    let mismatched: Vec<String> = rows
+        .iter()
+        .filter(|r| r.memory_verified == Some(false))
+        .map(|r| r.migration_id.clone())
+        .collect();
+    let not_checked: Vec<String> = rows
+        .iter()
+        .filter(|r| r.converged && r.memory_verified.is_none() && c.hypervisor.verifies())
+        .map(|r| r.migration_id.clone())
+        .collect();
+    let verified = rows
+        .iter()
+        .filter(|r| r.memory_verified == Some(true))
+        .count();
+    if !not_checked.is_empty() {
+        say(
+            opts,
+            format!(
+                "memory NOT verified (the check could not run) for {} migration(s): {}",
+                not_checked.len(),
+                not_checked.join(", ")
+            ),
+        );
+    }
+    // A migration whose memory did not arrive intact measured a broken migration: out of
+    // the windows, energy and models unless the config keeps them on purpose.
+    let analysed: Vec<MigrationRow> = if mismatched.is_empty() || c.include_mismatched {
+        if !mismatched.is_empty() {
+            say(
+                opts,
+                format!(
+                    "include_mismatched: keeping {} migration(s) whose memory did not match: {}",
+                    mismatched.len(),
+                    mismatched.join(", ")
+                ),
+            );
+        }
+        rows.clone()
+    } else {
+        say(
+            opts,
+            format!(
+                "left out of the windows, energy and models: {} migration(s) whose memory did not match (set include_mismatched = true to keep them): {}",
+                mismatched.len(),
+                mismatched.join(", ")
+            ),
+        );
+        rows.iter()
+            .filter(|r| r.memory_verified != Some(false))
+            .cloned()
+            .collect()
+    };
+    let (mut windows, _) = datasets::migrations::windows_of(&analysed);
     let pad_ns = (c.window_pad_s * 1e9) as i64;
     for w in &mut windows {
         w.start_utc_ns -= pad_ns;
@@ -1026,6 +1108,7 @@ fn analyse(
             let e = if n_obs >= 3 {
                 let mut t =
                     trainer::TrainOptions::new(vec![energy_path.clone()], models_dir.clone());
+                t.include_mismatched = c.include_mismatched;
                 t.name = Some("energy".into());
                 // Five folds when there are enough migrations, else leave-one-out.
                 t.folds = if n_obs >= 10 { 5 } else { n_obs };
@@ -1048,6 +1131,7 @@ fn analyse(
             let g = if !rows.is_empty() && out.join("rounds").is_dir() {
                 let mut t =
                     trainer::TrainOptions::new(vec![out.join("rounds")], models_dir.clone());
+                t.include_mismatched = c.include_mismatched;
                 t.folds = 0;
                 t.name = Some("gamma".into());
                 let go = trainer::train::GammaOptions {
@@ -1119,6 +1203,9 @@ fn analyse(
         "P_0, window integration, model fits, cross-validation and verdicts".to_string(),
     ];
     match c.hypervisor.kind {
+        HypervisorKind::Qemu if c.hypervisor.verifies() => real.push(
+            "live migrations of QEMU guests driven over QMP, each verified: all guest RAM of the paused source and destination compared page by page before the destination ran".into(),
+        ),
         HypervisorKind::Qemu => real.push("live migrations of QEMU guests driven over QMP".into()),
         HypervisorKind::Replay => {}
         k => real.push(format!(
@@ -1218,6 +1305,10 @@ fn analyse(
             done: rows.len(),
             converged,
             failed,
+            memory_verified: verified,
+            memory_mismatched: mismatched,
+            memory_not_checked: not_checked,
+            include_mismatched: c.include_mismatched,
         },
         models,
         verdicts,

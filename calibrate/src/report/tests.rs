@@ -50,6 +50,9 @@ fn migration(i: i64) -> MigrationRow {
         pre_dirty_sample_s: Some(1.0),
         source_host: "hA".into(),
         destination_host: "hB".into(),
+        memory_verified: None,
+        memory_mismatch_pages: None,
+        accelerator: None,
     }
 }
 
@@ -264,6 +267,7 @@ fn campaign(dir: &Path, with_gamma: bool) -> CampaignSummary {
                 migration_id: "qemu-vm-4".into(),
                 reason: "destination QEMU exited".into(),
             }],
+            ..MigrationCounts::default()
         },
         models,
         verdicts: verdicts(),
