@@ -156,6 +156,9 @@ fn migration(i: i64) -> MigrationRow {
         pre_dirty_sample_s: Some(1.0),
         source_host: "src".into(),
         destination_host: "dst".into(),
+        accelerator: None,
+        memory_verified: None,
+        memory_mismatch_pages: None,
     }
 }
 

@@ -157,9 +157,12 @@ pub fn run_train(c: TrainCommand) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|d| ("--data", d.as_path()))
         .collect();
-    if let TrainCommand::Gamma { migrations, .. } = &c {
-        inputs.extend(migrations.iter().map(|m| ("--migrations", m.as_path())));
-    }
+    inputs.extend(
+        common
+            .migrations
+            .iter()
+            .map(|m| ("--migrations", m.as_path())),
+    );
     // The models go in a folder of their own: never inside an input dataset.
     let probe = common
         .out
