@@ -82,10 +82,12 @@ impl ModelArgs {
         let (gamma, gamma_id) = match &self.gamma_model {
             Some(p) => {
                 let f = load(p)?;
-                (
-                    GammaModel::from_file(&f).with_context(|| p.display().to_string())?,
-                    Some(f.model.id),
-                )
+                let (g, note) =
+                    GammaModel::for_prediction(&f).with_context(|| p.display().to_string())?;
+                if let Some(note) = note {
+                    eprintln!("note: {note}");
+                }
+                (g, Some(f.model.id))
             }
             None => (GammaModel::ZERO, None),
         };

@@ -164,6 +164,28 @@ impl GammaModel {
         }
         Ok(g)
     }
+
+    /// The gamma to predict with from a gamma file: the fit, or gamma = 0 with the reason
+    /// when the fit is flagged as doing no better than gamma = 0 in cross-validation.
+    pub fn for_prediction(f: &CoefficientFile) -> Result<(Self, Option<String>), PredictError> {
+        let g = Self::from_file(f)?;
+        if f.fit.has_flag(crate::coef::FLAG_WORSE_THAN_ZERO) {
+            let cv = f.fit.cross_validation.as_ref();
+            return Ok((
+                GammaModel::ZERO,
+                Some(format!(
+                    "gamma model {} is flagged {}: its {} MAE {} is not lower than gamma = 0's {}; predicting with gamma = 0",
+                    f.model.id,
+                    crate::coef::FLAG_WORSE_THAN_ZERO,
+                    if cv.is_some() { "cross-validated" } else { "in-sample" },
+                    cv.map_or(f.fit.mae, |c| c.mae),
+                    cv.and_then(|c| c.zero_mae)
+                        .map_or("-".into(), |z| format!("{z:.4}")),
+                )),
+            ));
+        }
+        Ok((g, None))
+    }
 }
 
 /// E_mig = alpha V_mig + beta (eq 15), SI units.

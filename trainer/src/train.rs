@@ -128,6 +128,8 @@ struct Spec {
     features: Vec<Var>,
     /// Coefficient name of the intercept, None for no intercept.
     intercept: Option<String>,
+    /// Judge the fit against predicting 0 (gamma: a fit worse than gamma = 0 is flagged).
+    zero_baseline: bool,
 }
 
 /// Rows ready to fit and where they came from.
@@ -448,6 +450,25 @@ fn build_file(
     }
     let mut notes = ctx.notes.clone();
     notes.extend(fit.cross_validation_note.clone());
+    // The error of predicting 0 for every row, against the out-of-fold error (in-sample
+    // without CV): a model that does no better must not be used as if it did.
+    let zero_mae = spec
+        .zero_baseline
+        .then(|| crate::linalg::sum(rows.y.iter().map(|y| y.abs())) / rows.y.len().max(1) as f64);
+    let mut flags = Vec::new();
+    if let Some(z) = zero_mae {
+        let (mae, how) = match &fit.cross_validation {
+            Some(c) => (c.mae, "out-of-fold"),
+            None => (fit.mae, "in-sample"),
+        };
+        if !(mae < z) {
+            flags.push(coef::FLAG_WORSE_THAN_ZERO.to_string());
+            notes.push(format!(
+                "{how} MAE {mae:.4} is not lower than {z:.4}, the MAE of predicting {} = 0: prediction uses {} = 0 instead of this fit",
+                spec.target.symbol, spec.target.symbol
+            ));
+        }
+    }
     Ok(CoefficientFile {
         schema_version: coef::SCHEMA_VERSION.into(),
         model: coef::ModelId {
@@ -489,7 +510,9 @@ fn build_file(
                 seed: c.seed,
                 mae: c.mae,
                 mape_percent: c.mape_percent,
+                zero_mae,
             }),
+            flags,
         },
         provenance: coef::Provenance {
             inputs,
@@ -599,6 +622,7 @@ pub fn train_energy(
             target,
             features: vec![var(V_MIG, "V_mig", "B", slope)],
             intercept: Some(intercept.into()),
+            zero_baseline: false,
         };
         out.push(fit_publish(opts, &spec, &rows, &mut ctx, ctl)?);
     }
@@ -800,6 +824,7 @@ pub fn train_gamma(
             var(R_RATE, "D", "B/s", "xi"),
         ],
         intercept: Some("psi".into()),
+        zero_baseline: true,
     };
     fit_publish(opts, &spec, &rows, &mut ctx, ctl)
 }
@@ -930,6 +955,7 @@ pub fn train_linear(
         target,
         features,
         intercept: l.intercept.then(|| "intercept".into()),
+        zero_baseline: false,
     };
     let feats: Vec<&str> = l.features.iter().map(String::as_str).collect();
     ctl.report("columns");
