@@ -247,7 +247,9 @@ fn past_of(m: &MigrationRow, rounds: &[&RoundRow]) -> Past {
         .iter()
         .filter(|r| !r.last)
         .filter_map(|r| {
-            let t = r.duration_s?;
+            // The artefact rule of the gamma trainer: a round this short is mostly
+            // interpolation between progress polls and gives no dirtying rate.
+            let t = r.duration_s.filter(|t| *t >= crate::train::MIN_ROUND_S)?;
             let d = match r.dirtied_pages {
                 Some(p) if t > 0.0 => p as f64 * page / t,
                 _ => r.dirty_rate_bytes_per_s?,
@@ -756,6 +758,7 @@ mod tests {
         let rest: Vec<RoundRate> = r1
             .iter()
             .filter(|x| !x.last && x.round > 1)
+            .filter(|x| x.duration_s.unwrap() >= crate::train::MIN_ROUND_S)
             .map(|x| RoundRate {
                 dirty_rate_bytes_per_s: x.dirtied_pages.unwrap() as f64 * 4096.0
                     / x.duration_s.unwrap(),
