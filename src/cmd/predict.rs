@@ -278,7 +278,14 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         sampled.context("give --dirty-rate RATE (or --history DIR --vm NAME)")?
     };
     let Some(vm_mem) = vm_mem else {
-        bail!("give --vm-mem SIZE");
+        match &refined {
+            Some(h) => bail!(
+                "the history of '{}' has {} migration(s), none completed (cancelled or failed), so the first round's volume is unknown: give --vm-mem SIZE",
+                h.vm,
+                h.migrations
+            ),
+            None => bail!("give --vm-mem SIZE (the data the first round sends, e.g. 1GiB)"),
+        }
     };
     let s = Scenario {
         hypervisor: a.models.hypervisor,
