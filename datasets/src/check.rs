@@ -360,6 +360,7 @@ pub const KINDS: &[KindSpec] = &[
             col("predicted_e_mig_j", F64, true, "J", Finite),
             col("measured_e_mig_j", F64, true, "J", Finite),
             col("rel_err_e_mig", F64, true, "1", Finite),
+            col("held_out", Bool, true, "-", Any),
         ],
         key: &["migration_id", "model"],
         key_scope: KeyScope::Folder,

@@ -9,7 +9,9 @@ use anyhow::{bail, Context as _};
 use datasets::candidates::read_candidates;
 use datasets::migrations::read_migrations;
 use datasets::rounds::read_rounds;
-use trainer::evaluate::{decision_trials, evaluate_with_energy, mape, vm_history, EvalOptions};
+use trainer::evaluate::{
+    decision_trials, evaluate_split, mape, vm_history, EvalOptions, Evaluation, Split,
+};
 use trainer::history::{d_tilde, DEFAULT_MU, DEFAULT_PHI};
 use trainer::predict::{
     base_model, simulate_trajectory, EnergyModel, GammaModel, Hypervisor, Prediction, RatePolicy,
@@ -590,6 +592,15 @@ pub struct EvaluateArgs {
     /// the gamma model throughout
     #[arg(long, requires = "history")]
     no_hot_set: bool,
+    /// Honest evaluation: each VM's first N migrations (by start time, e.g. a campaign's
+    /// repetition 1) train the gamma model and are the history of the rest; only the later,
+    /// held-out migrations are reported
+    #[arg(long, value_name = "N", conflicts_with_all = ["train_with", "gamma_model"])]
+    train_first: Option<usize>,
+    /// Honest evaluation: this dataset (migrations/ and rounds/, e.g. a development campaign)
+    /// trains the gamma model and every migration of --migrations is held out and reported
+    #[arg(long, value_name = "DIR", conflicts_with = "gamma_model")]
+    train_with: Option<PathBuf>,
     /// Measured energy (energy observations from `migwatt integrate` or a calibration
     /// campaign): also evaluate E_mig predicted by --energy-model from the predicted V_mig
     #[arg(long, value_name = "FILE")]
@@ -656,7 +667,29 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         }
         None => Default::default(),
     };
-    let (rows, skipped) = evaluate_with_energy(&migs, &rounds, &opts, &measured_energy);
+    let split = match (a.train_first, &a.train_with) {
+        (Some(0), _) => bail!("--train-first 0 trains on nothing: give 1 or more"),
+        (Some(n), _) => Split::FirstPerVm(n),
+        (None, Some(dir)) => {
+            let (m, r) = read_history(dir)?;
+            if m.is_empty() {
+                bail!("--train-with {}: no migrations", dir.display());
+            }
+            Split::External(m, r)
+        }
+        (None, None) => Split::None,
+    };
+    let Evaluation {
+        rows: all_rows,
+        skipped,
+        fit,
+    } = evaluate_split(&migs, &rounds, &opts, &measured_energy, &split);
+    // Under a split only the held-out rows count (the file keeps every row, marked).
+    let rows: Vec<_> = all_rows
+        .iter()
+        .filter(|r| r.held_out != Some(false))
+        .cloned()
+        .collect();
     if a.energy.is_some() && rows.iter().all(|r| r.measured_e_mig_j.is_none()) {
         eprintln!(
             "warning: no migration of {} has an energy observation (the migration ids differ)",
@@ -664,7 +697,10 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(out) = &a.out {
-        datasets::evaluation::write_evaluation_file(out, &rows)?;
+        datasets::evaluation::write_evaluation_file(out, &all_rows)?;
+    }
+    if let Some(note) = fit.as_ref().and_then(|f| f.note.as_deref()) {
+        eprintln!("note: {note}");
     }
     let groups = mape(&rows);
     let mut models: Vec<&str> = rows.iter().map(|r| r.model.as_str()).collect();
@@ -685,6 +721,8 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         Format::Json => {
             let v = serde_json::json!({
                 "gamma_model": m.gamma_id,
+                "split": split_name(&split),
+                "split_fit": fit,
                 "migrations": migs.len(),
                 "evaluated": rows.len(),
                 "skipped": skipped,
@@ -694,10 +732,29 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Text => {
+            let gamma = match &fit {
+                Some(f) => format!(
+                    "fitted on the {} training migrations ({} rounds): {}",
+                    f.training_migrations,
+                    f.gamma_rows,
+                    if f.used == trainer::predict::GammaModel::ZERO {
+                        "not used, gamma = 0".to_string()
+                    } else {
+                        format!(
+                            "omega {:.4e} 1/s, xi {:.4e} s/B, psi {:.4}",
+                            f.used.omega_per_s, f.used.xi_s_per_byte, f.used.psi
+                        )
+                    }
+                ),
+                None => m
+                    .gamma_id
+                    .clone()
+                    .unwrap_or_else(|| "none (gamma = 0)".into()),
+            };
             println!(
-                "{} migrations, gamma model {}; {} skipped",
+                "{} migrations ({}), gamma model {gamma}; {} skipped",
                 migs.len(),
-                m.gamma_id.as_deref().unwrap_or("none (gamma = 0)"),
+                split_name(&split),
                 skipped.len()
             );
             for s in &skipped {
@@ -719,7 +776,11 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
                 println!(
                     "{:<8} {:<16} {:>3} {:>10} {:>10} {:>11} {:>10} {:>9}/{}",
                     g.model,
-                    g.workload.as_deref().unwrap_or("ALL"),
+                    if g.first_migrations {
+                        "FIRST"
+                    } else {
+                        g.workload.as_deref().unwrap_or("ALL")
+                    },
                     g.n,
                     f(g.v_mig_percent),
                     f(g.t_mig_percent),
@@ -744,4 +805,18 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the migrations were split, for the report.
+fn split_name(s: &Split) -> String {
+    match s {
+        Split::None => "all reported; models given".into(),
+        Split::FirstPerVm(n) => {
+            format!("each VM's first {n} train, the rest held out and reported")
+        }
+        Split::External(m, _) => format!(
+            "{} other migrations train, all held out and reported",
+            m.len()
+        ),
+    }
 }

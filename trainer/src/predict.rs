@@ -1323,7 +1323,12 @@ mod tests {
             xi_s_per_byte: 6.04e-7,
             psi: -9.44,
         };
-        let s = fixed(Hypervisor::Qemu, 256.0 * 1048576.0, 6.0 * 1048576.0, 12.0 * 1048576.0);
+        let s = fixed(
+            Hypervisor::Qemu,
+            256.0 * 1048576.0,
+            6.0 * 1048576.0,
+            12.0 * 1048576.0,
+        );
         let s = Scenario {
             downtime_limit_s: 0.050,
             ..s
@@ -1335,7 +1340,10 @@ mod tests {
             if p.summary.stop == Stop::Threshold {
                 // What the last round sends is what the threshold judged.
                 assert!(last.sent_bytes <= 12.0 * 1048576.0 * 0.050 + 1e-6, "{p:?}");
-                assert!(p.summary.t_down_s.unwrap() <= 0.050 + T_RESUME_S + 1e-9, "{p:?}");
+                assert!(
+                    p.summary.t_down_s.unwrap() <= 0.050 + T_RESUME_S + 1e-9,
+                    "{p:?}"
+                );
             }
         }
         proptest::proptest!(|(omega in -1.0f64..1.0, psi in -10.0f64..2.0, lam in 0.0f64..2.0, limit in 0.01f64..1.0)| {
