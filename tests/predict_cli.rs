@@ -514,3 +514,28 @@ fn predict_with_a_hot_set_caps_the_dirty_data() {
     let help = migwatt().args(["predict", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("--hot-set <SIZE>"));
 }
+
+#[test]
+fn history_of_only_cancelled_migrations_says_why_the_volume_is_unknown() {
+    // Issue 16 defect 6: a VM whose past migrations were all cancelled.
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let (mut m1, r1) = measured("m1", 1, 12_000);
+    m1.converged = false;
+    m1.status = "cancelled".into();
+    m1.t_down_s = None;
+    write_migrations_file(&data.join("migrations/a.parquet"), &[m1]).unwrap();
+    write_rounds_file(&data.join("rounds/a.parquet"), &r1).unwrap();
+    let out = migwatt()
+        .args(["predict", "--history"])
+        .arg(&data)
+        .args(["--vm", "vm1", "--dirty-rate", "5MB/s", "--rate", "10MB/s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'vm1' has 1 migration(s), none completed") && err.contains("--vm-mem"),
+        "{err}"
+    );
+}

@@ -378,6 +378,7 @@ pub const KINDS: &[KindSpec] = &[
             col("predicted_e_mig_j", F64, true, "J", Finite).since(1),
             col("measured_e_mig_j", F64, true, "J", Finite).since(1),
             col("rel_err_e_mig", F64, true, "1", Finite).since(1),
+            col("held_out", Bool, true, "-", Any).since(3),
         ],
         key: &["migration_id", "model"],
         key_scope: KeyScope::Folder,

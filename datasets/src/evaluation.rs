@@ -15,7 +15,7 @@ pub const EVALUATION: DatasetKind = DatasetKind {
     name: "evaluation",
     version: SchemaVersion {
         major: 1,
-        minor: 2,
+        minor: 3,
         patch: 0,
     },
 };
@@ -74,6 +74,9 @@ pub struct EvaluationRow {
     pub measured_e_mig_j: Option<f64>,
     /// (predicted - measured) / measured E_mig (Figure 13).
     pub rel_err_e_mig: Option<f64>,
+    /// Whether the models never saw this migration (true: held out, false: it trained
+    /// them; None: no split was asked for, the models came from elsewhere).
+    pub held_out: Option<bool>,
 }
 
 /// Build the columns of an evaluation file.
@@ -109,6 +112,7 @@ pub fn evaluation_frame(rows: &[EvaluationRow]) -> Result<DataFrame, PolarsError
         col!("predicted_e_mig_j", |r| r.predicted_e_mig_j),
         col!("measured_e_mig_j", |r| r.measured_e_mig_j),
         col!("rel_err_e_mig", |r| r.rel_err_e_mig),
+        col!("held_out", |r| r.held_out),
     ];
     DataFrame::new(rows.len(), cols)
 }
@@ -153,10 +157,11 @@ mod tests {
             predicted_e_mig_j: Some(10.0),
             measured_e_mig_j: None,
             rel_err_e_mig: None,
+            held_out: Some(true),
         };
         write_evaluation_file(&p, &[row.clone(), row]).unwrap();
         let df = crate::io::read_parquet_checked(&p, EVALUATION).unwrap();
         assert_eq!(df.height(), 2);
-        assert_eq!(df.width(), 25);
+        assert_eq!(df.width(), 26);
     }
 }

@@ -10,7 +10,8 @@ use datasets::candidates::read_candidates;
 use datasets::migrations::read_migrations;
 use datasets::rounds::read_rounds;
 use trainer::evaluate::{
-    decision_trials, evaluate_with_energy, mape, split_mismatched, vm_history, EvalOptions,
+    decision_trials, evaluate_split, mape, split_mismatched, vm_history, EvalOptions, Evaluation,
+    Split,
 };
 use trainer::history::{d_tilde, DEFAULT_MU, DEFAULT_PHI};
 use trainer::predict::{
@@ -84,10 +85,12 @@ impl ModelArgs {
         let (gamma, gamma_id) = match &self.gamma_model {
             Some(p) => {
                 let f = load(p)?;
-                (
-                    GammaModel::from_file(&f).with_context(|| p.display().to_string())?,
-                    Some(f.model.id),
-                )
+                let (g, note) =
+                    GammaModel::for_prediction(&f).with_context(|| p.display().to_string())?;
+                if let Some(note) = note {
+                    errln!("note: {note}");
+                }
+                (g, Some(f.model.id))
             }
             None => (GammaModel::ZERO, None),
         };
@@ -181,7 +184,7 @@ fn note_mismatched(dir: &Path, ids: &[String], included: bool) {
     if ids.is_empty() {
         return;
     }
-    eprintln!(
+    errln!(
         "note: {} migration(s) of {} did not verify (guest memory differed after the migration){}: {}",
         ids.len(),
         dir.display(),
@@ -331,7 +334,14 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         sampled.context("give --dirty-rate RATE (or --history DIR --vm NAME)")?
     };
     let Some(vm_mem) = vm_mem else {
-        bail!("give --vm-mem SIZE");
+        match &refined {
+            Some(h) => bail!(
+                "the history of '{}' has {} migration(s), none completed (cancelled or failed), so the first round's volume is unknown: give --vm-mem SIZE",
+                h.vm,
+                h.migrations
+            ),
+            None => bail!("give --vm-mem SIZE (the data the first round sends, e.g. 1GiB)"),
+        }
     };
     let s = Scenario {
         hypervisor: a.models.hypervisor,
@@ -666,6 +676,15 @@ pub struct EvaluateArgs {
     /// the gamma model throughout
     #[arg(long, requires = "history")]
     no_hot_set: bool,
+    /// Honest evaluation: each VM's first N migrations (by start time, e.g. a campaign's
+    /// repetition 1) train the gamma model and are the history of the rest; only the later,
+    /// held-out migrations are reported
+    #[arg(long, value_name = "N", conflicts_with_all = ["train_with", "gamma_model"])]
+    train_first: Option<usize>,
+    /// Honest evaluation: this dataset (migrations/ and rounds/, e.g. a development campaign)
+    /// trains the gamma model and every migration of --migrations is held out and reported
+    #[arg(long, value_name = "DIR", conflicts_with = "gamma_model")]
+    train_with: Option<PathBuf>,
     /// Measured energy (energy observations from `migwatt integrate` or a calibration
     /// campaign): also evaluate E_mig predicted by --energy-model from the predicted V_mig
     #[arg(long, value_name = "FILE")]
@@ -754,7 +773,39 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         }
         None => Default::default(),
     };
-    let (rows, skipped) = evaluate_with_energy(&migs, &rounds, &opts, &measured_energy);
+    let split = match (a.train_first, &a.train_with) {
+        (Some(0), _) => bail!("--train-first 0 trains on nothing: give 1 or more"),
+        (Some(n), _) => Split::FirstPerVm(n),
+        (None, Some(dir)) => {
+            let (m, r) = read_history(dir)?;
+            let (m, r, bad) = split_mismatched(m, r, a.include_mismatched);
+            if !bad.is_empty() {
+                errln!(
+                    "note: --train-with {}: {} migration(s) whose guest memory did not verify {}: {}",
+                    dir.display(),
+                    bad.len(),
+                    if a.include_mismatched { "kept (--include-mismatched)" } else { "left out" },
+                    bad.join(", ")
+                );
+            }
+            if m.is_empty() {
+                bail!("--train-with {}: no migrations", dir.display());
+            }
+            Split::External(m, r)
+        }
+        (None, None) => Split::None,
+    };
+    let Evaluation {
+        rows: all_rows,
+        skipped,
+        fit,
+    } = evaluate_split(&migs, &rounds, &opts, &measured_energy, &split);
+    // Under a split only the held-out rows count (the file keeps every row, marked).
+    let rows: Vec<_> = all_rows
+        .iter()
+        .filter(|r| r.held_out != Some(false))
+        .cloned()
+        .collect();
     if a.energy.is_some() && rows.iter().all(|r| r.measured_e_mig_j.is_none()) {
         errln!(
             "warning: no migration of {} has an energy observation (the migration ids differ)",
@@ -762,7 +813,10 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(out) = &a.out {
-        datasets::evaluation::write_evaluation_file(out, &rows)?;
+        datasets::evaluation::write_evaluation_file(out, &all_rows)?;
+    }
+    if let Some(note) = fit.as_ref().and_then(|f| f.note.as_deref()) {
+        errln!("note: {note}");
     }
     let groups = mape(&rows);
     let mut models: Vec<&str> = rows.iter().map(|r| r.model.as_str()).collect();
@@ -783,6 +837,8 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         Format::Json => {
             let v = serde_json::json!({
                 "gamma_model": m.gamma_id,
+                "split": split_name(&split),
+                "split_fit": fit,
                 "migrations": migs.len(),
                 "mismatched": mismatched,
                 "mismatched_included": a.include_mismatched,
@@ -794,10 +850,29 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
             outln!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Text => {
+            let gamma = match &fit {
+                Some(f) => format!(
+                    "fitted on the {} training migrations ({} rounds): {}",
+                    f.training_migrations,
+                    f.gamma_rows,
+                    if f.used == trainer::predict::GammaModel::ZERO {
+                        "not used, gamma = 0".to_string()
+                    } else {
+                        format!(
+                            "omega {:.4e} 1/s, xi {:.4e} s/B, psi {:.4}",
+                            f.used.omega_per_s, f.used.xi_s_per_byte, f.used.psi
+                        )
+                    }
+                ),
+                None => m
+                    .gamma_id
+                    .clone()
+                    .unwrap_or_else(|| "none (gamma = 0)".into()),
+            };
             outln!(
-                "{} migrations, gamma model {}; {} skipped",
+                "{} migrations ({}), gamma model {gamma}; {} skipped",
                 migs.len(),
-                m.gamma_id.as_deref().unwrap_or("none (gamma = 0)"),
+                split_name(&split),
                 skipped.len()
             );
             for s in &skipped {
@@ -819,7 +894,11 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
                 outln!(
                     "{:<8} {:<16} {:>3} {:>10} {:>10} {:>11} {:>10} {:>9}/{}",
                     g.model,
-                    g.workload.as_deref().unwrap_or("ALL"),
+                    if g.first_migrations {
+                        "FIRST"
+                    } else {
+                        g.workload.as_deref().unwrap_or("ALL")
+                    },
                     g.n,
                     f(g.v_mig_percent),
                     f(g.t_mig_percent),
@@ -844,4 +923,18 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the migrations were split, for the report.
+fn split_name(s: &Split) -> String {
+    match s {
+        Split::None => "all reported; models given".into(),
+        Split::FirstPerVm(n) => {
+            format!("each VM's first {n} train, the rest held out and reported")
+        }
+        Split::External(m, _) => format!(
+            "{} other migrations train, all held out and reported",
+            m.len()
+        ),
+    }
 }

@@ -86,6 +86,10 @@ pub enum TrainCommand {
         /// Also fit the final stop-and-copy rounds
         #[arg(long)]
         include_last: bool,
+        /// Leave out rounds shorter than this and the rounds right after them: their dirtied
+        /// pages are mostly interpolation between progress polls (e.g. 100ms, 0.25s)
+        #[arg(long, default_value = "100ms", value_name = "DURATION")]
+        min_round: String,
     },
     /// Any linear model: TARGET = sum b_j FEATURE_j (+ intercept)
     Linear {
@@ -179,13 +183,16 @@ pub fn run_train(c: TrainCommand) -> anyhow::Result<ExitCode> {
             hypervisor,
             workload,
             include_last,
+            min_round,
         } => {
-            // --migrations also gives hypervisor and workload per migration_id.
+            let min_round_s = trainer::quantity::parse_duration_s(&min_round, "")
+                .map_err(|e| anyhow::anyhow!("--min-round {min_round:?}: {e}"))?;
             let g = GammaOptions {
                 hypervisor,
                 workload,
                 migrations: common.migrations.clone(),
                 include_last,
+                min_round_s,
             };
             (
                 vec![trainer::train_gamma(&common.options(), &g, &ctl)?],

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::units::{Unit, UnitError};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: &str = "1.0.0";
+pub const SCHEMA_VERSION: &str = "1.1.0";
 /// The schema major version this build reads.
 pub const SCHEMA_MAJOR: u64 = 1;
 /// The JSON Schema (draft 2020-12) of a coefficient file.
@@ -168,7 +168,15 @@ pub struct CrossValidation {
     pub mae: f64,
     /// Mean absolute percentage out-of-fold error (%), over rows with a non-zero target.
     pub mape_percent: Option<f64>,
+    /// Mean absolute error of predicting 0 for every row (gamma models: gamma = 0), target
+    /// unit: a model is only worth using when its out-of-fold `mae` is lower (since 1.1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_mae: Option<f64>,
 }
+
+/// [`FitStats::flags`] code: the out-of-fold error is not lower than predicting 0, so
+/// prediction uses 0 instead of the model (gamma = 0) and says so.
+pub const FLAG_WORSE_THAN_ZERO: &str = "worse_than_zero";
 
 /// Statistics of the fit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,6 +208,17 @@ pub struct FitStats {
     pub condition_number: f64,
     /// Cross-validation, or null when disabled or impossible (too few rows per fold).
     pub cross_validation: Option<CrossValidation>,
+    /// Warnings about the fit that change how it is used ([`FLAG_WORSE_THAN_ZERO`]); empty
+    /// (and absent from the file) when none (since 1.1.0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+}
+
+impl FitStats {
+    /// Whether the fit carries `flag`.
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f == flag)
+    }
 }
 
 /// One input file of the fit.
@@ -763,6 +782,7 @@ pub(crate) mod tests {
                 mape_percent: None,
                 condition_number: 1.0,
                 cross_validation: None,
+                flags: vec![],
             },
             provenance: Provenance {
                 inputs: vec![InputFile {

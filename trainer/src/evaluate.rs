@@ -199,6 +199,7 @@ pub fn evaluate_with_energy(
                 .converged
                 .then(|| rel(p.e_mig_j, measured_e_mig_j.get(&m.migration_id).copied()))
                 .flatten(),
+            held_out: None,
         };
         let sim = simulate(&base_scenario, &opts.gamma, opts.energy.as_ref());
         out.push(row("sim", &base_scenario, sim, 0));
@@ -276,7 +277,9 @@ fn past_of(m: &MigrationRow, rounds: &[&RoundRow]) -> Past {
         .iter()
         .filter(|r| !r.last)
         .filter_map(|r| {
-            let t = r.duration_s?;
+            // The artefact rule of the gamma trainer: a round this short is mostly
+            // interpolation between progress polls and gives no dirtying rate.
+            let t = r.duration_s.filter(|t| *t >= crate::train::MIN_ROUND_S)?;
             let d = match r.dirtied_pages {
                 Some(p) if t > 0.0 => p as f64 * page / t,
                 _ => r.dirty_rate_bytes_per_s?,
@@ -374,6 +377,201 @@ pub fn vm_history(
     }
 }
 
+/// Which migrations the models learn from; the others are held out, and an honest accuracy
+/// figure uses only those.
+#[derive(Debug, Clone, Default)]
+pub enum Split {
+    /// No split: every migration is reported; the gamma model comes from [`EvalOptions`].
+    #[default]
+    None,
+    /// Each VM's first `n` migrations (by start time) train the models (e.g. repetition 1 of
+    /// a campaign); its later migrations are held out.
+    FirstPerVm(usize),
+    /// Another dataset (migrations and their rounds) trains the models; every evaluated
+    /// migration is held out (e.g. a validation campaign recorded after the design froze).
+    External(Vec<MigrationRow>, Vec<RoundRow>),
+}
+
+/// The gamma model learned from a split's training migrations.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitFit {
+    /// Migrations that trained the models.
+    pub training_migrations: usize,
+    /// Rounds that gave a gamma observation (the trainer's rules, artefacts left out).
+    pub gamma_rows: usize,
+    /// The fit (None when it could not be made: too few rows, collinear, ...).
+    pub fitted: Option<GammaModel>,
+    /// Its 5-fold out-of-fold MAE (None without enough rows for 5 folds).
+    pub cv_mae: Option<f64>,
+    /// MAE of gamma = 0 on the same rows.
+    pub zero_mae: Option<f64>,
+    /// What the predictions used: the fit, or gamma = 0 when it did no better.
+    pub used: GammaModel,
+    /// Why gamma = 0 was used, if it was.
+    pub note: Option<String>,
+}
+
+/// Fit eq 10 (gamma = omega T_{i-1} + xi D + psi) on the rounds of `training`, as
+/// `migwatt train gamma` does (final rounds and [`crate::train::MIN_ROUND_S`] artefacts left
+/// out; 5-fold CV judged against gamma = 0).
+pub fn fit_gamma_on(training: &[&MigrationRow], rounds: &[RoundRow]) -> SplitFit {
+    use crate::train::MIN_ROUND_S;
+    let ids: std::collections::HashSet<&str> =
+        training.iter().map(|m| m.migration_id.as_str()).collect();
+    let mut by_key: HashMap<(&str, u32), &RoundRow> = HashMap::new();
+    for r in rounds
+        .iter()
+        .filter(|r| ids.contains(r.migration_id.as_str()))
+    {
+        by_key.insert((r.migration_id.as_str(), r.round), r);
+    }
+    let (mut t_prev, mut d, mut y) = (Vec::new(), Vec::new(), Vec::new());
+    let mut keys: Vec<&(&str, u32)> = by_key.keys().collect();
+    keys.sort();
+    for k in keys {
+        let r = by_key[k];
+        if r.last || r.round < 2 {
+            continue;
+        }
+        let Some(prev) = by_key.get(&(k.0, r.round - 1)) else {
+            continue;
+        };
+        let (Some(g), Some(dr), Some(tp), Some(t)) = (
+            r.gamma,
+            r.dirty_rate_bytes_per_s,
+            prev.duration_s,
+            r.duration_s,
+        ) else {
+            continue;
+        };
+        if tp >= MIN_ROUND_S && t >= MIN_ROUND_S && g.is_finite() && dr.is_finite() {
+            t_prev.push(tp);
+            d.push(dr);
+            y.push(g);
+        }
+    }
+    let zero_mae = (!y.is_empty()).then(|| y.iter().map(|g| g.abs()).sum::<f64>() / y.len() as f64);
+    let mut out = SplitFit {
+        training_migrations: training.len(),
+        gamma_rows: y.len(),
+        fitted: None,
+        cv_mae: None,
+        zero_mae,
+        used: GammaModel::ZERO,
+        note: None,
+    };
+    let features: [(&str, &[f64]); 2] = [
+        (crate::train::T_PREV, &t_prev),
+        ("dirty_rate_bytes_per_s", &d),
+    ];
+    let prob = crate::ols::Problem {
+        features: &features,
+        target: ("gamma", &y),
+        row_label: None,
+    };
+    let fit = crate::ols::OlsParams::new()
+        .folds(5)
+        .seed(1)
+        .fit(&prob, &crate::Control::none());
+    let fit = match fit {
+        Ok(f) => f,
+        Err(e) => {
+            out.note = Some(format!(
+                "gamma not fitted on {} rows of the training migrations ({e}); predicting with gamma = 0",
+                y.len()
+            ));
+            return out;
+        }
+    };
+    let g = GammaModel {
+        omega_per_s: fit.estimates[0].value,
+        xi_s_per_byte: fit.estimates[1].value,
+        psi: fit.estimates[2].value,
+    };
+    out.fitted = Some(g);
+    out.cv_mae = fit.cross_validation.as_ref().map(|c| c.mae);
+    let judged = out.cv_mae.unwrap_or(fit.mae);
+    match zero_mae {
+        Some(z) if judged < z => out.used = g,
+        _ => {
+            out.note = Some(format!(
+                "the gamma fit's {} MAE {judged:.4} is not lower than gamma = 0's {}: predicting with gamma = 0",
+                if out.cv_mae.is_some() { "out-of-fold" } else { "in-sample" },
+                zero_mae.map_or("-".into(), |z| format!("{z:.4}"))
+            ))
+        }
+    }
+    out
+}
+
+/// An evaluation under a [`Split`].
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Every evaluated migration and model, `held_out` set under a split.
+    pub rows: Vec<EvaluationRow>,
+    /// Migrations that could not be evaluated.
+    pub skipped: Vec<Skipped>,
+    /// The gamma model the split's training migrations gave (None without a split).
+    pub fit: Option<SplitFit>,
+}
+
+/// [`evaluate_with_energy`] under a split: the gamma model is fitted on the training
+/// migrations (replacing `opts.gamma`), and every row says whether it was held out.
+pub fn evaluate_split(
+    migrations: &[MigrationRow],
+    rounds: &[RoundRow],
+    opts: &EvalOptions,
+    measured_e_mig_j: &HashMap<String, f64>,
+    split: &Split,
+) -> Evaluation {
+    let training: Vec<&MigrationRow> = match split {
+        Split::None => {
+            let (rows, skipped) = evaluate_with_energy(migrations, rounds, opts, measured_e_mig_j);
+            return Evaluation {
+                rows,
+                skipped,
+                fit: None,
+            };
+        }
+        Split::FirstPerVm(n) => {
+            let mut by_vm: HashMap<&str, Vec<&MigrationRow>> = HashMap::new();
+            for m in migrations {
+                by_vm.entry(m.vm.as_str()).or_default().push(m);
+            }
+            let mut t = Vec::new();
+            for list in by_vm.values_mut() {
+                list.sort_by(|a, b| {
+                    (a.start_utc_ns, &a.migration_id).cmp(&(b.start_utc_ns, &b.migration_id))
+                });
+                t.extend(list.iter().take(*n).copied());
+            }
+            t
+        }
+        Split::External(m, _) => m.iter().collect(),
+    };
+    let fit = match split {
+        Split::External(_, r) => fit_gamma_on(&training, r),
+        _ => fit_gamma_on(&training, rounds),
+    };
+    let trained: std::collections::HashSet<&str> = match split {
+        Split::FirstPerVm(_) => training.iter().map(|m| m.migration_id.as_str()).collect(),
+        _ => Default::default(),
+    };
+    let opts = EvalOptions {
+        gamma: fit.used,
+        ..*opts
+    };
+    let (mut rows, skipped) = evaluate_with_energy(migrations, rounds, &opts, measured_e_mig_j);
+    for r in &mut rows {
+        r.held_out = Some(!trained.contains(r.migration_id.as_str()));
+    }
+    Evaluation {
+        rows,
+        skipped,
+        fit: Some(fit),
+    }
+}
+
 /// Mean absolute percentage errors of one group.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Mape {
@@ -381,6 +579,9 @@ pub struct Mape {
     pub model: String,
     /// Workload (None: all).
     pub workload: Option<String>,
+    /// Only the first migration of each VM (no history: the refined model had only what it
+    /// can measure before migrating); all workloads.
+    pub first_migrations: bool,
     /// Migrations with errors (measured converged).
     pub n: usize,
     /// MAPE of V_mig, %.
@@ -404,27 +605,39 @@ fn mean_abs(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     (n > 0).then(|| 100.0 * s / n as f64)
 }
 
-/// MAPE per model and workload, then per model overall (workload None).
+/// MAPE per model and workload, then per model overall (workload None), then per model over
+/// each VM's first migration (the refined rows without history say which those are).
 pub fn mape(rows: &[EvaluationRow]) -> Vec<Mape> {
-    let mut keys: Vec<(String, Option<String>)> = Vec::new();
+    let first: std::collections::HashSet<&str> = rows
+        .iter()
+        .filter(|r| r.model == "refined" && r.history_migrations == 0)
+        .map(|r| r.migration_id.as_str())
+        .collect();
+    let mut keys: Vec<(String, Option<String>, bool)> = Vec::new();
     for r in rows {
-        for k in [
-            (r.model.clone(), r.workload.clone()),
-            (r.model.clone(), None),
-        ] {
+        let mut ks = vec![
+            (r.model.clone(), r.workload.clone(), false),
+            (r.model.clone(), None, false),
+        ];
+        if first.contains(r.migration_id.as_str()) {
+            ks.push((r.model.clone(), None, true));
+        }
+        for k in ks {
             if !keys.contains(&k) {
                 keys.push(k);
             }
         }
     }
-    keys.sort_by(|a, b| (&a.0, a.1.is_none(), &a.1).cmp(&(&b.0, b.1.is_none(), &b.1)));
+    keys.sort_by(|a, b| (&a.0, a.2, a.1.is_none(), &a.1).cmp(&(&b.0, b.2, b.1.is_none(), &b.1)));
     keys.into_iter()
-        .map(|(model, workload)| {
+        .map(|(model, workload, first_only)| {
             let g: Vec<&EvaluationRow> = rows
                 .iter()
                 .filter(|r| r.model == model && (workload.is_none() || r.workload == workload))
+                .filter(|r| !first_only || first.contains(r.migration_id.as_str()))
                 .collect();
             Mape {
+                first_migrations: first_only,
                 n: g.iter().filter(|r| r.rel_err_t_mig.is_some()).count(),
                 v_mig_percent: mean_abs(g.iter().map(|r| r.rel_err_v_mig)),
                 t_mig_percent: mean_abs(g.iter().map(|r| r.rel_err_t_mig)),
@@ -819,6 +1032,7 @@ mod tests {
         let rest: Vec<RoundRate> = r1
             .iter()
             .filter(|x| !x.last && x.round > 1)
+            .filter(|x| x.duration_s.unwrap() >= crate::train::MIN_ROUND_S)
             .map(|x| RoundRate {
                 dirty_rate_bytes_per_s: x.dirtied_pages.unwrap() as f64 * 4096.0
                     / x.duration_s.unwrap(),
@@ -957,5 +1171,126 @@ mod tests {
         let s = decision_trials(&rows, "sim", 200, 4, 7, &w).unwrap();
         assert!(s.e_mig_percent.unwrap() > 30.0, "{s:?}");
         assert!(s.v_mig_percent < 0.0, "{s:?}");
+    }
+
+    /// Rounds 1..=n of a migration whose gamma follows `g(T_prev, D)` exactly.
+    fn gamma_rounds(
+        id: &str,
+        d: f64,
+        durations: &[f64],
+        mut g: impl FnMut(f64, f64) -> f64,
+    ) -> Vec<RoundRow> {
+        durations
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| RoundRow {
+                migration_id: id.into(),
+                round: i as u32 + 1,
+                start_utc_ns: None,
+                duration_s: Some(t),
+                sent_bytes: 1,
+                skipped_pages: 0,
+                dirtied_pages: None,
+                dirty_rate_bytes_per_s: Some(d),
+                gamma: (i > 0).then(|| g(durations[i - 1], d)),
+                last: i + 1 == durations.len(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn split_fits_gamma_on_training_rounds_and_marks_held_out_rows() {
+        let truth = |t: f64, d: f64| 0.05 * t + 2e-8 * d + 0.1;
+        let mut migs = Vec::new();
+        let mut rounds = Vec::new();
+        for (k, d) in [4e6, 8e6, 12e6, 6e6].into_iter().enumerate() {
+            for rep in 0..2 {
+                let id = format!("m{k}-{rep}");
+                let mut m = mig(&id, &format!("vm{k}"), (rep * 10 + k) as i64, 1, 1.0);
+                m.pre_dirty_rate_bytes_per_s = Some(d);
+                m.bandwidth_limit_bytes_per_s = Some(16e6);
+                migs.push(m);
+                // A 0.05 s switchover round (an artefact) before the last one.
+                let durs = [6.0, 3.0 - 0.1 * k as f64, 1.5, 0.7, 0.3, 0.05, 0.04];
+                let mut r = gamma_rounds(&id, d, &durs, truth);
+                // The artefact's gamma is wild, as polling makes it; it must be left out.
+                r[5].gamma = Some(-86.8);
+                rounds.extend(r);
+            }
+        }
+        let first: Vec<&MigrationRow> = migs
+            .iter()
+            .filter(|m| m.migration_id.ends_with("-0"))
+            .collect();
+        let fit = fit_gamma_on(&first, &rounds);
+        assert_eq!(fit.training_migrations, 4);
+        // Rounds 2..5 of each (round 6 is an artefact, round 7 the last).
+        assert_eq!(fit.gamma_rows, 4 * 4);
+        let g = fit.fitted.unwrap();
+        assert!((g.omega_per_s - 0.05).abs() < 1e-9, "{g:?}");
+        assert!((g.xi_s_per_byte - 2e-8).abs() < 1e-15, "{g:?}");
+        assert!((g.psi - 0.1).abs() < 1e-9, "{g:?}");
+        assert_eq!(fit.used, g);
+        assert!(fit.note.is_none());
+        let opts = EvalOptions {
+            gamma: GammaModel::ZERO,
+            energy: None,
+            refined: true,
+            mu: 0.7,
+            phi: 0.5,
+            hot_set: true,
+            default_rate_bytes_per_s: None,
+        };
+        let e = evaluate_split(
+            &migs,
+            &rounds,
+            &opts,
+            &HashMap::new(),
+            &Split::FirstPerVm(1),
+        );
+        assert_eq!(e.fit.as_ref().unwrap().used, g);
+        for r in &e.rows {
+            assert_eq!(
+                r.held_out,
+                Some(r.migration_id.ends_with("-1")),
+                "{}",
+                r.migration_id
+            );
+        }
+        // Every row of another dataset's split is held out.
+        let ext = Split::External(first.iter().map(|m| (*m).clone()).collect(), rounds.clone());
+        let e = evaluate_split(&migs, &rounds, &opts, &HashMap::new(), &ext);
+        assert!(e.rows.iter().all(|r| r.held_out == Some(true)));
+        assert_eq!(e.fit.unwrap().fitted, Some(g));
+        // No split: nothing is marked.
+        let e = evaluate_split(&migs, &rounds, &opts, &HashMap::new(), &Split::None);
+        assert!(e.rows.iter().all(|r| r.held_out.is_none()) && e.fit.is_none());
+    }
+
+    #[test]
+    fn a_gamma_fit_no_better_than_zero_is_not_used() {
+        // gamma scattering around 0 with no relation to T or D: the out-of-fold error of a
+        // fit is worse than predicting 0.
+        let mut migs = Vec::new();
+        let mut rounds = Vec::new();
+        let mut x: u64 = 7;
+        for k in 0..6 {
+            let id = format!("m{k}");
+            migs.push(mig(&id, "vm", k, 1, 1.0));
+            let durs = [5.0, 2.0 + 0.3 * k as f64, 1.1, 0.6, 0.4, 0.3];
+            let d = 1e6 * (k + 1) as f64;
+            rounds.extend(gamma_rounds(&id, d, &durs, |_, _| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.2
+            }));
+        }
+        let t: Vec<&MigrationRow> = migs.iter().collect();
+        let fit = fit_gamma_on(&t, &rounds);
+        assert!(fit.fitted.is_some());
+        assert!(fit.cv_mae.unwrap() >= fit.zero_mae.unwrap(), "{fit:?}");
+        assert_eq!(fit.used, GammaModel::ZERO);
+        assert!(fit.note.unwrap().contains("gamma = 0"));
     }
 }

@@ -164,6 +164,28 @@ impl GammaModel {
         }
         Ok(g)
     }
+
+    /// The gamma to predict with from a gamma file: the fit, or gamma = 0 with the reason
+    /// when the fit is flagged as doing no better than gamma = 0 in cross-validation.
+    pub fn for_prediction(f: &CoefficientFile) -> Result<(Self, Option<String>), PredictError> {
+        let g = Self::from_file(f)?;
+        if f.fit.has_flag(crate::coef::FLAG_WORSE_THAN_ZERO) {
+            let cv = f.fit.cross_validation.as_ref();
+            return Ok((
+                GammaModel::ZERO,
+                Some(format!(
+                    "gamma model {} is flagged {}: its {} MAE {} is not lower than gamma = 0's {}; predicting with gamma = 0",
+                    f.model.id,
+                    crate::coef::FLAG_WORSE_THAN_ZERO,
+                    if cv.is_some() { "cross-validated" } else { "in-sample" },
+                    cv.map_or(f.fit.mae, |c| c.mae),
+                    cv.and_then(|c| c.zero_mae)
+                        .map_or("-".into(), |z| format!("{z:.4}")),
+                )),
+            ));
+        }
+        Ok((g, None))
+    }
 }
 
 /// E_mig = alpha V_mig + beta (eq 15), SI units.
@@ -463,6 +485,71 @@ fn v_thd(s: &Scenario, rate: f64) -> f64 {
     }
 }
 
+/// Data the stop-and-copy round sends if pre-copy stops after a round that dirtied `dirty`
+/// bytes of which `next` remain to send after gamma: the stop test judges exactly this, so
+/// "under the threshold" and the last round's volume agree (Algorithm 1 tests V_{i+1} but
+/// sends T_i D, which contradicts itself once gamma nears 1).
+/// - Xen skips pages dirtied again during a round and sends them in the last round, when
+///   the guest is paused and nothing is skipped: everything dirty, T_i D (its own stop
+///   rule counts sent + skipped, the same pages).
+/// - QEMU's gamma is coalescing: rewrites of pages already dirty add nothing, so what is
+///   dirty is (1 - gamma) T_i D, and that is what the last round sends.
+#[inline(always)]
+fn stop_and_copy_bytes(hv: Hypervisor, dirty: f64, next: f64) -> f64 {
+    if hv == Hypervisor::Qemu {
+        next
+    } else {
+        dirty
+    }
+}
+
+/// What the stop rule looks at after a pre-copy round.
+struct StopTest {
+    /// The hypervisor forces a stop-and-copy when pre-copy does not converge (Xen).
+    forces: bool,
+    /// What the stop-and-copy would send now ([`stop_and_copy_bytes`]), bytes.
+    pending: f64,
+    /// V_thd, bytes.
+    threshold: f64,
+    /// V_{i+1}: what the next pre-copy round would send, bytes.
+    next: f64,
+    /// V_i: what this round sent, bytes.
+    sent: f64,
+    /// Rounds done.
+    rounds: u32,
+    /// Round cap (u32::MAX: none).
+    max_rounds: u32,
+    /// Bytes sent so far.
+    total_sent: f64,
+    /// Traffic cap, bytes (infinite: none).
+    max_total: f64,
+}
+
+/// The stop rules of Algorithm 1 and of each hypervisor, in order (one place, shared by
+/// [`simulate`] and [`simulate_fixed_batch`]); None: pre-copy goes on.
+#[inline(always)]
+fn stop_rule(t: &StopTest) -> Option<Stop> {
+    if t.pending <= t.threshold {
+        Some(Stop::Threshold)
+    } else if t.next > t.sent * (1.0 + GROWTH_TOLERANCE)
+        || (!t.forces && t.next >= t.sent * (1.0 - GROWTH_TOLERANCE))
+    {
+        Some(if t.forces {
+            Stop::Diverging
+        } else {
+            Stop::NeverConverges
+        })
+    } else if t.rounds >= t.max_rounds {
+        Some(Stop::RoundCap)
+    } else if t.total_sent > t.max_total {
+        Some(Stop::TrafficCap)
+    } else if t.rounds >= SAFETY_MAX_ROUNDS {
+        Some(Stop::TooManyRounds)
+    } else {
+        None
+    }
+}
+
 /// Algorithm 1 without recording rounds: the fast path for ranking.
 #[inline]
 pub fn simulate(s: &Scenario, gamma: &GammaModel, energy: Option<&EnergyModel>) -> Summary {
@@ -517,26 +604,19 @@ fn simulate_impl(
         let dirty = capped(t * d, s.hot_set_bytes);
         let g = gm.gamma(t, d);
         let next = (1.0 - g) * dirty;
+        let pending = stop_and_copy_bytes(s.hypervisor, dirty, next);
         let r_next = s.rate.rate(i, d);
-        let stop = if next <= v_thd(s, r_next) {
-            Some(Stop::Threshold)
-        } else if next > v * (1.0 + GROWTH_TOLERANCE)
-            || (!s.hypervisor.forces() && next >= v * (1.0 - GROWTH_TOLERANCE))
-        {
-            Some(if s.hypervisor.forces() {
-                Stop::Diverging
-            } else {
-                Stop::NeverConverges
-            })
-        } else if max_rounds.is_some_and(|m| i >= m) {
-            Some(Stop::RoundCap)
-        } else if max_total.is_some_and(|m| total_v > m) {
-            Some(Stop::TrafficCap)
-        } else if i >= SAFETY_MAX_ROUNDS {
-            Some(Stop::TooManyRounds)
-        } else {
-            None
-        };
+        let stop = stop_rule(&StopTest {
+            forces: s.hypervisor.forces(),
+            pending,
+            threshold: v_thd(s, r_next),
+            next,
+            sent: v,
+            rounds: i,
+            max_rounds: max_rounds.unwrap_or(u32::MAX),
+            total_sent: total_v,
+            max_total: max_total.unwrap_or(f64::INFINITY),
+        });
         match stop {
             None => {
                 v = next;
@@ -554,17 +634,17 @@ fn simulate_impl(
                 };
             }
             Some(stop) => {
-                // The last round sends everything dirty (min(T_i D, H)) with the VM paused.
-                let t_last = dirty / r_next;
+                // The last round sends what the stop test judged, with the VM paused.
+                let t_last = pending / r_next;
                 sink(Round {
                     round: i + 1,
-                    sent_bytes: dirty,
+                    sent_bytes: pending,
                     duration_s: t_last,
                     rate_bytes_per_s: r_next,
                     gamma: None,
                     last: true,
                 });
-                let v_mig = total_v + dirty;
+                let v_mig = total_v + pending;
                 return Summary {
                     v_mig_bytes: Some(v_mig),
                     t_mig_s: Some(total_t + t_last),
@@ -690,25 +770,18 @@ pub fn simulate_fixed_batch(
             let dirty = capped(t * l.d, l.h);
             let g = gm.gamma(t, l.d);
             let next = (1.0 - g) * dirty;
-            let stop = if next <= l.thd {
-                Some(Stop::Threshold)
-            } else if next > l.v * (1.0 + GROWTH_TOLERANCE)
-                || (!forces && next >= l.v * (1.0 - GROWTH_TOLERANCE))
-            {
-                Some(if forces {
-                    Stop::Diverging
-                } else {
-                    Stop::NeverConverges
-                })
-            } else if i >= max_rounds {
-                Some(Stop::RoundCap)
-            } else if total_v > l.max_total {
-                Some(Stop::TrafficCap)
-            } else if i >= SAFETY_MAX_ROUNDS {
-                Some(Stop::TooManyRounds)
-            } else {
-                None
-            };
+            let pending = if qemu { next } else { dirty };
+            let stop = stop_rule(&StopTest {
+                forces,
+                pending,
+                threshold: l.thd,
+                next,
+                sent: l.v,
+                rounds: i,
+                max_rounds,
+                total_sent: total_v,
+                max_total: l.max_total,
+            });
             match stop {
                 None => {
                     lane.v = next;
@@ -720,8 +793,8 @@ pub fn simulate_fixed_batch(
                     let row = l.row;
                     out.stop[row] = stop;
                     if stop.completes() {
-                        let t_last = dirty / l.r;
-                        let v_mig = total_v + dirty;
+                        let t_last = pending / l.r;
+                        let v_mig = total_v + pending;
                         out.v_mig_bytes[row] = v_mig;
                         out.t_mig_s[row] = total_t + t_last;
                         out.t_down_s[row] = t_last + T_RESUME_S;
@@ -1111,7 +1184,13 @@ mod tests {
             let dirty = t * d;
             let next = (1.0 - gm.gamma(t, d)) * dirty;
             let forces = s.hypervisor.forces();
-            let stop = if next <= thd {
+            // The stop-and-copy volume the stop test judges (see stop_and_copy_bytes).
+            let last = if s.hypervisor == Hypervisor::Qemu {
+                next
+            } else {
+                dirty
+            };
+            let stop = if last <= thd {
                 Some(Stop::Threshold)
             } else if next > v * (1.0 + GROWTH_TOLERANCE)
                 || (!forces && next >= v * (1.0 - GROWTH_TOLERANCE))
@@ -1144,9 +1223,9 @@ mod tests {
                     }
                 }
                 Some(stop) => {
-                    let t_last = dirty / r;
+                    let t_last = last / r;
                     return Summary {
-                        v_mig_bytes: Some(total_v + dirty),
+                        v_mig_bytes: Some(total_v + last),
                         t_mig_s: Some(total_t + t_last),
                         t_down_s: Some(t_last + T_RESUME_S),
                         e_mig_j: None,
@@ -1218,12 +1297,66 @@ mod tests {
         };
         let s = fixed(Hypervisor::Qemu, 100e6, 5e6, 10e6);
         let p = simulate_trajectory(&s, &g, None);
-        // 100, 25 (T0 = 10 s, dirty 50, half skipped), 6.25, then 1.5625 <= 3 -> last sends
-        // everything dirty after round 3: T = 0.625 s, 3.125 MB.
+        // 100, 25 (T0 = 10 s, dirty 50, half coalesced), 6.25, then 1.5625 <= 3: QEMU's
+        // last round sends the coalesced dirty set the stop test judged.
         let sent: Vec<f64> = p.trajectory.iter().map(|r| r.sent_bytes / 1e6).collect();
-        assert_eq!(sent, vec![100.0, 25.0, 6.25, 3.125]);
+        assert_eq!(sent, vec![100.0, 25.0, 6.25, 1.5625]);
         assert_eq!(p.trajectory[1].gamma, Some(0.5));
         assert_eq!(p.trajectory[3].gamma, None);
+        // Xen skips the re-dirtied half and sends it in the paused last round: its stop test
+        // judges everything dirty (sent + skipped), 50 pages.
+        let s = fixed(Hypervisor::Xen4, 100e6, 5e6, 10e6);
+        let p = simulate_trajectory(&s, &g, None);
+        let last = p.trajectory.last().unwrap();
+        let before = &p.trajectory[p.trajectory.len() - 2];
+        assert!(last.last);
+        assert!((last.sent_bytes - before.duration_s * 5e6).abs() < 1e-6);
+    }
+
+    #[test]
+    fn stop_test_and_last_round_agree_when_gamma_clamps_to_one() {
+        // Issue 16 defect 1: gamma reaching 1 after a long first round (omega 0.608 1/s,
+        // xi 6.04e-7 s/B, psi -9.44) made the stop test see 0 bytes while the last round
+        // sent all 10 s of dirtying: "converged" with T_down 10.7 s.
+        let g = GammaModel {
+            omega_per_s: 0.608,
+            xi_s_per_byte: 6.04e-7,
+            psi: -9.44,
+        };
+        let s = fixed(
+            Hypervisor::Qemu,
+            256.0 * 1048576.0,
+            6.0 * 1048576.0,
+            12.0 * 1048576.0,
+        );
+        let s = Scenario {
+            downtime_limit_s: 0.050,
+            ..s
+        };
+        {
+            let p = simulate_trajectory(&s, &g, None);
+            let last = p.trajectory.last().unwrap();
+            assert!(last.last);
+            if p.summary.stop == Stop::Threshold {
+                // What the last round sends is what the threshold judged.
+                assert!(last.sent_bytes <= 12.0 * 1048576.0 * 0.050 + 1e-6, "{p:?}");
+                assert!(
+                    p.summary.t_down_s.unwrap() <= 0.050 + T_RESUME_S + 1e-9,
+                    "{p:?}"
+                );
+            }
+        }
+        proptest::proptest!(|(omega in -1.0f64..1.0, psi in -10.0f64..2.0, lam in 0.0f64..2.0, limit in 0.01f64..1.0)| {
+            let g = GammaModel { omega_per_s: omega, xi_s_per_byte: 0.0, psi };
+            for hv in [Hypervisor::Qemu, Hypervisor::Xen3, Hypervisor::Xen4] {
+                let s = Scenario { downtime_limit_s: limit, ..fixed(hv, 256e6, lam * 12e6, 12e6) };
+                let p = simulate_trajectory(&s, &g, None);
+                if p.summary.stop == Stop::Threshold {
+                    let last = p.trajectory.last().unwrap();
+                    proptest::prop_assert!(last.sent_bytes <= v_thd(&s, 12e6) * (1.0 + 1e-12));
+                }
+            }
+        });
     }
 
     #[test]

@@ -138,6 +138,8 @@ struct Spec {
     features: Vec<Var>,
     /// Coefficient name of the intercept, None for no intercept.
     intercept: Option<String>,
+    /// Judge the fit against predicting 0 (gamma: a fit worse than gamma = 0 is flagged).
+    zero_baseline: bool,
 }
 
 /// Rows ready to fit and where they came from.
@@ -473,6 +475,25 @@ fn build_file(
     }
     let mut notes = ctx.notes.clone();
     notes.extend(fit.cross_validation_note.clone());
+    // The error of predicting 0 for every row, against the out-of-fold error (in-sample
+    // without CV): a model that does no better must not be used as if it did.
+    let zero_mae = spec
+        .zero_baseline
+        .then(|| crate::linalg::sum(rows.y.iter().map(|y| y.abs())) / rows.y.len().max(1) as f64);
+    let mut flags = Vec::new();
+    if let Some(z) = zero_mae {
+        let (mae, how) = match &fit.cross_validation {
+            Some(c) => (c.mae, "out-of-fold"),
+            None => (fit.mae, "in-sample"),
+        };
+        if !(mae < z) {
+            flags.push(coef::FLAG_WORSE_THAN_ZERO.to_string());
+            notes.push(format!(
+                "{how} MAE {mae:.4} is not lower than {z:.4}, the MAE of predicting {} = 0: prediction uses {} = 0 instead of this fit",
+                spec.target.symbol, spec.target.symbol
+            ));
+        }
+    }
     Ok(CoefficientFile {
         schema_version: coef::SCHEMA_VERSION.into(),
         model: coef::ModelId {
@@ -514,7 +535,9 @@ fn build_file(
                 seed: c.seed,
                 mae: c.mae,
                 mape_percent: c.mape_percent,
+                zero_mae,
             }),
+            flags,
         },
         provenance: coef::Provenance {
             inputs,
@@ -733,6 +756,7 @@ pub fn train_energy(
             target,
             features: vec![var(V_MIG, "V_mig", "B", slope)],
             intercept: Some(intercept.into()),
+            zero_baseline: false,
         };
         out.push(fit_publish(opts, &spec, &rows, &mut ctx, ctl)?);
     }
@@ -740,7 +764,7 @@ pub fn train_energy(
 }
 
 /// Options of the gamma trainer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GammaOptions {
     /// Keep only rounds of this hypervisor.
     pub hypervisor: Option<String>,
@@ -750,7 +774,31 @@ pub struct GammaOptions {
     pub migrations: Vec<PathBuf>,
     /// Also fit the final stop-and-copy rounds (left out by default: nothing is skipped there).
     pub include_last: bool,
+    /// Leave out rounds shorter than this, and rounds after one (see [`MIN_ROUND_S`]), s.
+    pub min_round_s: f64,
 }
+
+impl Default for GammaOptions {
+    fn default() -> Self {
+        GammaOptions {
+            hypervisor: None,
+            workload: None,
+            migrations: Vec::new(),
+            include_last: false,
+            min_round_s: MIN_ROUND_S,
+        }
+    }
+}
+
+/// Shortest round that gives a gamma observation or a dirtying rate, s (the artefact rule).
+///
+/// A recorded round's dirtied pages and bytes come from progress polls 50 ms apart (QEMU's
+/// `query-migrate`) interpolated at its boundaries: a round shorter than two polls is mostly
+/// interpolation, and the switchover QEMU makes just before stopping the guest can last under
+/// a millisecond (87 pages in 0.8 ms read as 527 MiB/s, and the next round's gamma as -86.8).
+/// So a round shorter than this gives neither a dirtying rate nor, for itself or the round
+/// after it (whose gamma divides by its duration), a gamma observation.
+pub const MIN_ROUND_S: f64 = 0.1;
 
 /// Rounds columns (the rounds dataset, datasets/src/rounds.rs).
 const R_MIGRATION: &str = "migration_id";
@@ -872,7 +920,11 @@ pub fn train_gamma(
         xs: vec![Cow::Owned(Vec::new()), Cow::Owned(Vec::new())],
         origins: Origins::new(),
     };
-    let mut dropped: [(usize, &str); 5] = [
+    let short_note = format!(
+        "rounds shorter than {} s, or right after one (artefacts of polling the migration's progress)",
+        g.min_round_s
+    );
+    let mut dropped: [(usize, &str); 6] = [
         (0, "filtered out"),
         (
             0,
@@ -884,6 +936,7 @@ pub fn train_gamma(
         ),
         (0, "rounds without gamma (null)"),
         (0, "rounds whose previous duration or dirtying rate is null"),
+        (0, short_note.as_str()),
     ];
     for i in 0..n {
         if !keep[i] {
@@ -913,6 +966,10 @@ pub fn train_gamma(
             dropped[4].0 += 1;
             continue;
         }
+        if !(duration[prev] >= g.min_round_s && duration[i] >= g.min_round_s) {
+            dropped[5].0 += 1;
+            continue;
+        }
         rows.y.to_mut().push(gamma[i]);
         rows.xs[0].to_mut().push(duration[prev]);
         rows.xs[1].to_mut().push(rate[i]);
@@ -939,6 +996,7 @@ pub fn train_gamma(
             var(R_RATE, "D", "B/s", "xi"),
         ],
         intercept: Some("psi".into()),
+        zero_baseline: true,
     };
     fit_publish(opts, &spec, &rows, &mut ctx, ctl)
 }
@@ -1069,6 +1127,7 @@ pub fn train_linear(
         target,
         features,
         intercept: l.intercept.then(|| "intercept".into()),
+        zero_baseline: false,
     };
     let feats: Vec<&str> = l.features.iter().map(String::as_str).collect();
     ctl.report("columns");

@@ -1135,10 +1135,8 @@ fn analyse(
                 t.folds = 0;
                 t.name = Some("gamma".into());
                 let go = trainer::train::GammaOptions {
-                    hypervisor: None,
-                    workload: None,
                     migrations: vec![out.join("migrations")],
-                    include_last: false,
+                    ..Default::default()
                 };
                 match trainer::train::train_gamma(&t, &go, &trainer::Control::none()) {
                     Ok(t) => Some(t.path),
