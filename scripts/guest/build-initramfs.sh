@@ -8,10 +8,12 @@
 #    installed; the shared libraries they need are found from the ELF files' NEEDED entries in
 #    the unpacked packages, fetching the packages' library dependencies until all resolve;
 #  - /init (init), /lib/migwatt.sh (lib.sh), /workloads/*.sh, /etc/migwatt/packages.
-# The programs of each package set go to a payload, /payload/FIRST-PACKAGE.cpio.gz, in an
-# uncompressed second archive after the gzip one (the kernel unpacks both): /init unpacks only
-# the payload of the chosen workload and deletes the others, so the guest's memory holds one
-# workload's files, and the kernel does not inflate every program at boot (slow under TCG).
+# The files taken from each Debian package go to one payload, /payload/PACKAGE.cpio.xz, in an
+# uncompressed second archive after the gzip one (the kernel unpacks both). /init deletes the
+# payloads the chosen workload does not use (/workloads/NAME.packages lists those it does) and
+# unpacks the others, so the guest's memory holds one workload's files, the kernel does not
+# inflate every program at boot (slow under TCG), and a library shared by several workloads is
+# stored once.
 # Writes OUT/initramfs.cpio.gz and OUT/workloads.json (each through a temp file and a rename).
 # Usage: build-initramfs.sh OUT_DIR
 set -euo pipefail
@@ -32,8 +34,8 @@ mkdir -p "$root"/{bin,usr/bin,usr/lib/x86_64-linux-gnu,usr/lib64,usr/lib/migwatt
 ln -s usr/lib "$root/lib"
 ln -s usr/lib64 "$root/lib64"
 ln -s ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root/usr/lib64/ld-linux-x86-64.so.2"
-# The payload being filled (a tree unpacked over / at boot).
-dest=""
+# Payload trees (unpacked over / at boot), one per package.
+pl="$work/payloads"
 
 # --- Debian packages: fetched into $work/debs, unpacked into $pool/NAME -----------------------
 declare -A pkg_ver=()
@@ -102,16 +104,16 @@ include_elf() {
       fetch --optional $frontier
       line=$(lib_lookup "$so")
     done
-    [ -n "$line" ] || die "no package provides $so (needed by ${f#"$dest"}, from $owner)"
+    [ -n "$line" ] || die "no package provides $so (needed by ${f#"$pl/"}, from $owner)"
     p=$(echo "$line" | cut -d' ' -f2)
     path=$(echo "$line" | cut -d' ' -f3-)
     seen[$so]=$p
     used[$p]=1
-    if [ ! -e "$dest/usr/lib/x86_64-linux-gnu/$so" ]; then
-      mkdir -p "$dest/usr/lib/x86_64-linux-gnu"
-      cp "$(pool_real "$pool/$p" "$path")" "$dest/usr/lib/x86_64-linux-gnu/$so"
+    if [ ! -e "$pl/$p/usr/lib/x86_64-linux-gnu/$so" ]; then
+      mkdir -p "$pl/$p/usr/lib/x86_64-linux-gnu"
+      cp "$(pool_real "$pool/$p" "$path")" "$pl/$p/usr/lib/x86_64-linux-gnu/$so"
     fi
-    include_elf "$dest/usr/lib/x86_64-linux-gnu/$so" "$p"
+    include_elf "$pl/$p/usr/lib/x86_64-linux-gnu/$so" "$p"
   done
 }
 
@@ -123,16 +125,16 @@ copy_program() {
   shift 2
   for p in "$@"; do
     [ -e "$pool/$p$prog" ] || [ -L "$pool/$p$prog" ] || continue
-    mkdir -p "$dest$(dirname "$prog")"
-    cp -a "$pool/$p$prog" "$dest$prog"
+    mkdir -p "$pl/$p$(dirname "$prog")"
+    cp -a "$pool/$p$prog" "$pl/$p$prog"
     used[$p]=1
     echo "$p ${pkg_ver[$p]}" >> "$work/program-packages"
     if [ -L "$pool/$p$prog" ]; then
       t=$(readlink "$pool/$p$prog")
       case "$t" in /*) ;; *) t="$(dirname "$prog")/$t" ;; esac
       copy_program "$w" "$t" "$@"
-    elif is_elf "$dest$prog"; then
-      include_elf "$dest$prog" "$p"
+    elif is_elf "$pl/$p$prog"; then
+      include_elf "$pl/$p$prog" "$p"
     fi
     return 0
   done
@@ -150,10 +152,6 @@ cp "$src/lib.sh" "$root/usr/lib/migwatt.sh"
 cp "$src/alloc.py" "$root/usr/lib/migwatt/alloc.py"
 
 # --- workloads ---------------------------------------------------------------------------------
-json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
-manifest="$work/workloads.json"
-printf '{\n  "kernel_package": %s,\n  "workloads": [' "$(json_str "$(cat "$out/kernel-package" 2>/dev/null || echo unknown)")" > "$manifest"
-sep=""
 for w in "$src"/workloads/*.sh; do
   name=$(header "$w" workload)
   [ "$name.sh" = "$(basename "$w")" ] || die "$w: its '# workload:' header must be its file name"
@@ -161,7 +159,6 @@ for w in "$src"/workloads/*.sh; do
   used=()
   seen=()
   pkgs=$(header "$w" packages)
-  dest="$work/payloads/${pkgs%% *}"
   # shellcheck disable=SC2086
   [ -z "$pkgs" ] || fetch $pkgs
   for prog in $(header "$w" programs); do
@@ -172,12 +169,13 @@ for w in "$src"/workloads/*.sh; do
     for p in $pkgs; do
       [ -e "$pool/$p$dir" ] || continue
       found=$p
+      dest="$pl/$p"
       mkdir -p "$dest$(dirname "$dir")"
       cp -a "$pool/$p$dir" "$dest$dir"
       # Files of the data the workload does not use (`# drop:` globs below the folder).
       read -ra globs <<< "$(header "$w" drop)"
       for g in "${globs[@]}"; do
-        find "$dest$dir" -path "$dest$dir/$g" -exec rm -rf {} +
+        find "$dest$dir" -path "$dest$dir/$g" -prune -exec rm -rf {} +
       done
       while IFS= read -r -d '' f; do
         if is_elf "$f"; then include_elf "$f" "$p"; fi
@@ -188,34 +186,22 @@ for w in "$src"/workloads/*.sh; do
     used[$found]=1
     echo "$found ${pkg_ver[$found]}" >> "$work/program-packages"
   done
-  # The manifest entry.
-  {
-    printf '%s\n    {\n      "name": %s,\n      "command": %s,\n' "$sep" "$(json_str "$name")" "$(json_str "$(header "$w" command)")"
-    printf '      "kernel_parameters": [\n        {"name": "workload", "default": null, "meaning": %s}' \
-      "$(json_str "workload=$name runs this workload$([ "$name" = dirtier ] && echo ' (also the default when workload= is absent)')")"
-    while read -r pname pdefault pmeaning; do
-      printf ',\n        {"name": %s, "default": %s, "meaning": %s}' "$(json_str "$pname")" "$(json_str "$pdefault")" "$(json_str "$pmeaning")"
-    done < <(header "$w" param)
-    printf '\n      ],\n      "packages": ['
-    psep=""
-    for p in $(printf '%s\n' "${!used[@]}" | sort); do
-      printf '%s\n        {"name": %s, "version": %s}' "$psep" "$(json_str "$p")" "$(json_str "${pkg_ver[$p]}")"
-      psep=","
-    done
-    printf '\n      ],\n      "memory_behaviour": %s,\n      "min_guest_mem_mib": %s\n    }' \
-      "$(json_str "$(header "$w" memory)")" "$(header "$w" min_mem_mib)"
-  } >> "$manifest"
-  sep=","
+  # Busybox runs every workload's script.
+  used[busybox-static]=1
+  pkg_ver[busybox-static]=$(dpkg-query -W -f '${Version}' busybox-static)
+  printf '%s\n' "${!used[@]}" | sort > "$work/used.$name"
+  # The payloads /init unpacks for this workload.
+  for p in $(cat "$work/used.$name"); do [ ! -d "$pl/$p" ] || echo "$p"; done > "$root/workloads/$name.packages"
 done
-printf '\n  ]\n}\n' >> "$manifest"
 [ -f "$root/workloads/dirtier.sh" ] || die "no dirtier workload (the default)"
 sort -u "$work/program-packages" > "$root/etc/migwatt/packages"
 
-# Payloads: gzip'd cpio archives, stored in an uncompressed cpio after the gzip'd base.
-for d in "$work"/payloads/*; do
+# Payloads: xz'd cpio archives (a third smaller than gzip -9; busybox unxz reads them), stored
+# in an uncompressed cpio after the gzip'd base. xz's CRC32 check: busybox has no CRC64.
+for d in "$pl"/*; do
   n=$(basename "$d")
   [ "$n" != payload ] || continue
-  (cd "$d" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -9) > "$work/payloads/payload/$n.cpio.gz"
+  (cd "$d" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet | xz -9 -T1 --check=crc32) > "$pl/payload/$n.cpio.xz"
 done
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -9) > "$work/base.cpio.gz"
 {
@@ -224,6 +210,52 @@ done
   head -c $(( (4 - $(stat -c %s "$work/base.cpio.gz") % 4) % 4 )) /dev/zero
   (cd "$work/payloads" && find payload | LC_ALL=C sort | cpio -o -H newc --quiet)
 } > "$out/initramfs.cpio.gz.tmp"
+
+# --- the manifest --------------------------------------------------------------------------------
+json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
+size() { stat -c %s "$1"; }
+manifest="$work/workloads.json"
+{
+  printf '{\n  "kernel_package": %s,\n' "$(json_str "$(cat "$out/kernel-package" 2>/dev/null || echo unknown)")"
+  printf '  "initramfs_bytes": %s,\n  "base_bytes": {"compressed": %s, "unpacked": %s},\n' \
+    "$(size "$out/initramfs.cpio.gz.tmp")" "$(size "$work/base.cpio.gz")" "$(gzip -dc "$work/base.cpio.gz" | wc -c)"
+  printf '  "workloads": ['
+  sep=""
+  for w in "$src"/workloads/*.sh; do
+    name=$(header "$w" workload)
+    defaults="workload=$name"
+    while read -r pname pdefault _; do defaults="$defaults $pname=$pdefault"; done < <(header "$w" param)
+    printf '%s\n    {\n      "name": %s,\n      "command": %s,\n' "$sep" "$(json_str "$name")" "$(json_str "$(header "$w" command)")"
+    printf '      "ready_line": %s,\n      "progress_prefix": %s,\n' \
+      "$(json_str "migwatt-workload: ready $name")" "$(json_str "migwatt-workload: $name ")"
+    printf '      "kernel_command_line": %s,\n' "$(json_str "$defaults")"
+    printf '      "kernel_parameters": [\n        {"name": "workload", "default": null, "meaning": %s}' \
+      "$(json_str "workload=$name runs this workload$([ "$name" = dirtier ] && echo '; also the default when workload= is absent')")"
+    while read -r pname pdefault pmeaning; do
+      printf ',\n        {"name": %s, "default": %s, "meaning": %s}' "$(json_str "$pname")" "$(json_str "$pdefault")" "$(json_str "$pmeaning")"
+    done < <(header "$w" param)
+    printf '\n      ],\n      "packages": ['
+    psep=""
+    while read -r p; do
+      printf '%s\n        {"name": %s, "version": %s}' "$psep" "$(json_str "$p")" "$(json_str "${pkg_ver[$p]}")"
+      psep=","
+    done < "$work/used.$name"
+    printf '\n      ],\n'
+    # What /init unpacks for this workload: one payload per package with files in it.
+    printf '      "payloads": ['
+    psep=""
+    while read -r p; do
+      printf '%s\n        {"file": %s, "compressed_bytes": %s, "unpacked_bytes": %s}' "$psep" \
+        "$(json_str "/payload/$p.cpio.xz")" "$(size "$pl/payload/$p.cpio.xz")" "$(xz -dc "$pl/payload/$p.cpio.xz" | wc -c)"
+      psep=","
+    done < "$root/workloads/$name.packages"
+    printf '\n      ],\n'
+    printf '      "memory_behaviour": %s,\n      "min_guest_mem_mib": %s\n    }' \
+      "$(json_str "$(header "$w" memory)")" "$(header "$w" min_mem_mib)"
+    sep=","
+  done
+  printf '\n  ]\n}\n'
+} > "$manifest"
 cp "$manifest" "$out/workloads.json.tmp"
 mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
 mv "$out/workloads.json.tmp" "$out/workloads.json"

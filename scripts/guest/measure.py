@@ -191,9 +191,11 @@ def cmd_min_mem(a):
     return True
 
 
-def dirty_rate(g, calc_s, mode):
+def dirty_rate(g, calc_s, mode, sample_pages):
     args = {"calc-time": calc_s}
-    if mode != "page-sampling":
+    if mode == "page-sampling":
+        args["sample-pages"] = sample_pages
+    else:
         args["mode"] = mode
     g.qmp.cmd("calc-dirty-rate", **args)
     time.sleep(calc_s)
@@ -217,7 +219,7 @@ def cmd_dirty(a):
             time.sleep(a.settle)
             rates = []
             for cs in windows:
-                r = dirty_rate(g, cs, a.mode)
+                r = dirty_rate(g, cs, a.mode, a.sample_pages)
                 rates.append(r.get("dirty-rate"))
             print(f"{w}\t{a.mode}\t" + "\t".join(str(x) for x in rates) + f"\t{load():.1f}",
                   flush=True)
@@ -293,6 +295,8 @@ def main():
             s.add_argument("--mode", default="page-sampling",
                            choices=["page-sampling", "dirty-bitmap", "dirty-ring"])
             s.add_argument("--windows", default="1,2,4,8", help="calc-time values (s)")
+            s.add_argument("--sample-pages", type=int, default=4096,
+                           help="page-sampling: pages sampled per GiB (QEMU allows 128-4096)")
             s.add_argument("--settle", type=float, default=3, help="seconds after ready")
     a = p.parse_args()
     fn = {"boot": cmd_boot, "min-mem": cmd_min_mem, "dirty": cmd_dirty, "migrate": cmd_migrate}[a.cmd]
