@@ -197,11 +197,12 @@ done
 sort -u "$work/program-packages" > "$root/etc/migwatt/packages"
 
 # Payloads: xz'd cpio archives (a third smaller than gzip -9; busybox unxz reads them), stored
-# in an uncompressed cpio after the gzip'd base. xz's CRC32 check: busybox has no CRC64.
+# in an uncompressed cpio after the gzip'd base. An 8 MiB dictionary: unxz allocates the whole
+# dictionary, and preset 9's 64 MiB would not fit a small guest. CRC32 is cheaper to check under TCG than the default CRC64.
 for d in "$pl"/*; do
   n=$(basename "$d")
   [ "$n" != payload ] || continue
-  (cd "$d" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet | xz -9 -T1 --check=crc32) > "$pl/payload/$n.cpio.xz"
+  (cd "$d" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet | xz -T1 --check=crc32 --lzma2=preset=9,dict=8MiB) > "$pl/payload/$n.cpio.xz"
 done
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -9) > "$work/base.cpio.gz"
 {

@@ -14,7 +14,7 @@ clients=$(mw_int redis_clients 4)
 pipeline=$(mw_int redis_pipeline 1)
 redis-server --port 6379 --bind 127.0.0.1 --protected-mode no --save '' --appendonly no \
   --daemonize no --loglevel warning --logfile /tmp/redis.log &
-mw_wait_for 30 redis-cli ping
+mw_wait_for 120 redis-cli ping
 # Fill the keyspace (SETs over 3 x KEYS random keys cover ~95 % of it) before ready.
 redis-benchmark -q -t set -n $((keys * 3)) -r "$keys" -d "$bytes" -P 16 >/dev/null 2>&1 \
   || mw_fail "preload failed: $(tail -n 3 /tmp/redis.log)"

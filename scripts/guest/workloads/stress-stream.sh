@@ -10,7 +10,7 @@ cd /tmp
 stress-ng --stream 1 --stream-l3-size "${l3}m" --timeout 0 --quiet > /tmp/stress.log 2>&1 &
 # Three arrays of 4 x L3 each.
 stress_resident() { [ "$(mw_rss_kib stress-ng)" -ge $((l3 * 12 * 1024 * 9 / 10)) ]; }
-mw_wait_for 60 stress_resident
+mw_wait_for 120 stress_resident
 stress_progress() { echo "cpu=$(mw_cpu_ms stress-ng) ms rss=$(mw_rss_kib stress-ng) KiB"; }
 mw_ready "l3=$l3 MiB"
 mw_progress stress_progress

@@ -13,7 +13,7 @@ stress-ng --vm 1 --vm-bytes "${mib}m" --vm-method "$method" --vm-keep --vm-popul
   --timeout 0 --quiet > /tmp/stress.log 2>&1 &
 # Ready once the stressor's buffer is resident.
 stress_resident() { [ "$(mw_rss_kib stress-ng)" -ge $((mib * 1024 * 9 / 10)) ]; }
-mw_wait_for 60 stress_resident
+mw_wait_for 120 stress_resident
 stress_progress() { echo "cpu=$(mw_cpu_ms stress-ng) ms rss=$(mw_rss_kib stress-ng) KiB"; }
 mw_ready "bytes=$mib MiB method=$method"
 mw_progress stress_progress
