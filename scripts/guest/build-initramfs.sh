@@ -39,6 +39,7 @@ pl="$work/payloads"
 
 # --- Debian packages: fetched into $work/debs, unpacked into $pool/NAME -----------------------
 declare -A pkg_ver=()
+apt_updated=0
 # fetch PKG...: download and unpack the packages not yet there; with --optional, packages that
 # cannot be downloaded (virtual ones, say) are skipped instead of failing.
 fetch() {
@@ -46,9 +47,13 @@ fetch() {
   if [ "$1" = --optional ]; then optional=1; shift; fi
   for p in "$@"; do [ -n "${pkg_ver[$p]:-}" ] || new+=("$p"); done
   [ ${#new[@]} -gt 0 ] || return 0
-  if ! (cd "$work/debs" && apt-get download "${new[@]}") >"$log" 2>&1; then
-    [ "$optional" = 1 ] || { cat "$log" >&2; die "cannot download ${new[*]}"; }
-    for p in "${new[@]}"; do (cd "$work/debs" && apt-get download "$p") >/dev/null 2>&1 || true; done
+  download() { (cd "$work/debs" && apt-get download "$@") >"$log" 2>&1; }
+  if ! download "${new[@]}"; then
+    # Stale or missing package lists (a fresh machine): update them once and try again.
+    if [ "$apt_updated" = 1 ] || { apt_updated=1; quiet apt-get update -qq; ! download "${new[@]}"; }; then
+      [ "$optional" = 1 ] || { cat "$log" >&2; die "cannot download ${new[*]}"; }
+      for p in "${new[@]}"; do download "$p" || true; done
+    fi
   fi
   for p in "${new[@]}"; do
     deb=$(ls "$work/debs/${p}_"*.deb 2>/dev/null | head -n1)

@@ -1,6 +1,6 @@
 # workload: redis
 # command: redis-server --save '' --appendonly no, loaded by redis-benchmark -t set,get -r KEYS -d BYTES -c CLIENTS -P PIPELINE -l
-# param: redis_keys 20000 keys in the keyspace (preloaded before ready)
+# param: redis_keys 10000 keys in the keyspace (preloaded before ready)
 # param: redis_value_bytes 1024 bytes per value
 # param: redis_clients 4 benchmark connections
 # param: redis_pipeline 1 requests per round trip
@@ -8,7 +8,7 @@
 # programs: /usr/bin/redis-server /usr/bin/redis-benchmark /usr/bin/redis-cli
 # memory: A key-value store whose SETs replace values of random keys (jemalloc reuses the freed slots), so writes land on random pages of a heap the size of the keyspace, plus small churn in client and reply buffers.
 # min_mem_mib: 96
-keys=$(mw_int redis_keys 20000)
+keys=$(mw_int redis_keys 10000)
 bytes=$(mw_int redis_value_bytes 1024)
 clients=$(mw_int redis_clients 4)
 pipeline=$(mw_int redis_pipeline 1)

@@ -11,12 +11,13 @@ input_mib=$(mw_int zstd_input_mib 24)
 level=$(mw_int zstd_level 3)
 wlog=$(mw_int zstd_window_log 24)
 in=/tmp/zstd.in
-# Real data: the guest's own binaries, libraries and scripts, repeated up to the size.
-: > "$in.part"
-while [ "$(wc -c < "$in.part")" -lt $((input_mib * 1048576)) ]; do
-  find /usr /bin/dirtier -type f -exec cat {} + >> "$in.part" 2>/dev/null
+# Real data: the guest's own binaries, libraries and scripts, repeated up to the size (cut in
+# place: a copy would need twice the memory).
+: > "$in"
+while [ "$(wc -c < "$in")" -lt $((input_mib * 1048576)) ]; do
+  find /usr /bin/dirtier -type f -exec cat {} + >> "$in" 2>/dev/null
 done
-head -c $((input_mib * 1048576)) "$in.part" > "$in" && rm -f "$in.part"
+truncate -s $((input_mib * 1048576)) "$in"
 echo 0 > /tmp/zstd.passes
 zstd_progress() {
   passes=$(cat /tmp/zstd.passes)
