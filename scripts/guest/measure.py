@@ -151,6 +151,14 @@ def wait_progress(g, n, guard_s=120):
     return False
 
 
+def qemu_cpu_s(pid):
+    """CPU time (user + system) QEMU has used: a boot's cost less the waiting for a busy host's
+    cores (TCG runs the one vCPU in one thread, so on an idle host this is close to wall time)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load():
     return os.getloadavg()[0]
 
@@ -161,8 +169,10 @@ def cmd_boot(a):
         g = Guest(w, a.mem)
         try:
             t, why = g.wait_ready()
+            cpu_s = qemu_cpu_s(g.proc.pid)
             prog = t is not None and wait_progress(g, 2)
             print(f"{w}\tmem={a.mem}MiB\tready={'%.1f s' % t if t else 'NO (' + why + ')'}"
+                  f"\tqemu_cpu_at_ready={cpu_s:.1f} s"
                   f"\tprogress={'ok' if prog else 'NO'}\tload1={load():.1f}", flush=True)
             ok &= bool(prog)
         finally:
@@ -258,6 +268,8 @@ def cmd_migrate(a):
             if st["status"] != "completed":
                 verdict = f"migration {st['status']}"
                 raise StopIteration
+            src_lines = [l for l in src.console().splitlines()
+                         if l.startswith(f"migwatt-workload: {src.name} ")]
             before = len(dst.progress_lines())
             dst.qmp.cmd("cont")
             alive = wait_progress(dst, 3)
@@ -270,6 +282,11 @@ def cmd_migrate(a):
                        f" throttle={st.get('cpu-throttle-percentage', 0)} %"
                        f"\tdest progress lines {before} -> {len(dst.progress_lines())}"
                        f"{' ' + bad if bad else ''}")
+            # The counters must go on from where the source left them.
+            last_src = src_lines[-1] if src_lines else ""
+            dst_lines = [l for l in dst.console().splitlines()
+                         if l.startswith(f"migwatt-workload: {src.name} ")]
+            verdict += f"\n    source last: {last_src}\n    dest last:   {dst_lines[-1] if dst_lines else ''}"
             if not alive or bad:
                 ok = False
                 print(dst.console()[-2000:], file=sys.stderr)

@@ -5,7 +5,7 @@
 # param: dirty_pattern seq seq (sequential over the hot set), random (uniform pages of the hot set) or cycle (sequential over the whole buffer)
 # param: dirty_buf_mib 0 buffer (MiB) allocated and touched once; 0 = the hot set (cycle: the hot set if 0)
 # memory: A fixed number of page writes per second over a fixed region: the dirty set grows at the set rate until it covers the hot set (seq, cycle) or approaches it exponentially (random), and the rest of the buffer stays clean after its first copy.
-# min_mem_mib: 64
+# min_mem_mib: 112
 rate=$(mw_int dirty_pages_per_s 0)
 hot=$(mw_int dirty_hot_mib 16)
 pattern=$(mw_word dirty_pattern seq)

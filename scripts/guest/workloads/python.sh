@@ -8,7 +8,7 @@
 # data: /usr/lib/python3.11
 # drop: lib-dynload/_ssl.* lib-dynload/_hashlib.* test/* */__pycache__
 # memory: An interpreter heap under allocation churn: random cache entries replaced through pymalloc and malloc free lists, short-lived garbage every step, and a burst that frees and rebuilds half of the cache every phase, so the dirty set is spread over the heap and jumps at phase changes.
-# min_mem_mib: 96
+# min_mem_mib: 128
 live=$(mw_int python_live_mib 24)
 entry=$(mw_int python_entry_bytes 2048)
 phase=$(mw_int python_phase_s 10)

@@ -7,7 +7,7 @@
 # packages: redis-server redis-tools
 # programs: /usr/bin/redis-server /usr/bin/redis-benchmark /usr/bin/redis-cli
 # memory: A key-value store whose SETs replace values of random keys (jemalloc reuses the freed slots), so writes land on random pages of a heap the size of the keyspace, plus small churn in client and reply buffers.
-# min_mem_mib: 96
+# min_mem_mib: 128
 keys=$(mw_int redis_keys 10000)
 bytes=$(mw_int redis_value_bytes 1024)
 clients=$(mw_int redis_clients 4)

@@ -6,7 +6,7 @@
 # packages: sqlite3
 # programs: /usr/bin/sqlite3
 # memory: An embedded database on the guest's RAM file system: random B-tree pages rewritten by updates, a sliding window of appended and freed pages, and a write-ahead log rewritten from its start after each checkpoint, all in the page cache.
-# min_mem_mib: 96
+# min_mem_mib: 128
 rows=$(mw_int sqlite_rows 40000)
 row_bytes=$(mw_int sqlite_row_bytes 400)
 batch=$(mw_int sqlite_batch 200)

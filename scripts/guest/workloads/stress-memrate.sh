@@ -6,7 +6,7 @@
 # packages: stress-ng
 # programs: /usr/bin/stress-ng
 # memory: Sequential write passes of several widths (8 to 1024 bits) over one buffer at a capped rate, between faster read passes, so the dirty set grows linearly at about the write cap until it covers the whole buffer (no hot subset), and stops growing during read passes.
-# min_mem_mib: 96
+# min_mem_mib: 160
 mib=$(mw_int stress_memrate_mib 32)
 wr=$(mw_int stress_memrate_wr_mbs 8)
 rd=$(mw_int stress_memrate_rd_mbs 0)

@@ -4,7 +4,7 @@
 # packages: stress-ng
 # programs: /usr/bin/stress-ng
 # memory: The STREAM kernels: every pass reads two arrays and rewrites the third sequentially, so all three arrays are dirtied over and over at memory bandwidth with no hot subset.
-# min_mem_mib: 96
+# min_mem_mib: 192
 l3=$(mw_int stress_stream_l3_mib 4)
 cd /tmp
 stress-ng --stream 1 --stream-l3-size "${l3}m" --timeout 0 --quiet > /tmp/stress.log 2>&1 &

@@ -5,7 +5,7 @@
 # packages: stress-ng
 # programs: /usr/bin/stress-ng
 # memory: A memory stressor that sweeps its whole buffer as fast as the vCPU allows with the chosen pattern (rand-set: random cache lines; flip, zero-one: sequential rewrites of every page; read64: reads only), so there is no hot set smaller than the buffer and the dirty rate is set by CPU speed.
-# min_mem_mib: 96
+# min_mem_mib: 192
 mib=$(mw_int stress_vm_mib 48)
 method=$(mw_word stress_vm_method rand-set)
 cd /tmp

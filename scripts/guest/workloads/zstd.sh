@@ -6,7 +6,7 @@
 # packages: zstd
 # programs: /usr/bin/zstd
 # memory: A compressor that allocates its window and match tables anew in each pass and fills them while streaming through a static input, so a pass dirties memory proportional to the window and then frees it, plus the compressed output written to the page cache.
-# min_mem_mib: 128
+# min_mem_mib: 160
 input_mib=$(mw_int zstd_input_mib 24)
 level=$(mw_int zstd_level 3)
 wlog=$(mw_int zstd_window_log 24)
