@@ -228,6 +228,7 @@ fn gamma_from_rounds_joined_to_migrations() {
         workload: Some("h2".into()),
         migrations: vec![mfile.clone()],
         include_last: false,
+        ..Default::default()
     };
     let t = trainer::train_gamma(&opts, &go, &Control::none()).unwrap();
     let f = &t.file;
