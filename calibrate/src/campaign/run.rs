@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use datasets::energy::{write_energy, write_window_quality, Format};
 use datasets::migrations::MigrationRow;
 use datasets::rounds::RoundRow;
-use meter::baseline::{baseline_from_dir, write_baseline, BaselineOptions};
 use meter::capture::{run_capture, CaptureConfig, CaptureReport, MeterSpec, MeterStatus};
 use meter::emulator::{EmulatorConfig, EmulatorHandle, LivePower, Profile};
-use meter::integrate::{integrate, IntegrateOptions};
+use meter::energy::baseline::{baseline_from_dir, write_baseline, BaselineOptions};
+use meter::energy::integrate::{integrate, IntegrateOptions};
 use meter::Cancel;
 use trainer::coef::CoefficientFile;
 
