@@ -395,3 +395,114 @@ fn info_reports_the_meter_and_list_runs() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/does-not-exist"));
 }
+
+#[test]
+fn sources_of_every_spelling_capture_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Emulator::start(
+        dir.path(),
+        "ma",
+        &["--speed", "20", "--profile", "constant:101.5"],
+    );
+    let b = Emulator::start(
+        dir.path(),
+        "mb",
+        &[
+            "--speed",
+            "20",
+            "--profile",
+            "bursts:idle=200,peak=260,period=4,burst=1,start=1",
+            "--faults",
+            "nul=0.1,truncate=0.05",
+        ],
+    );
+    let report = dir.path().join("report.json");
+    let out = Command::new(bin())
+        .args(["meter", "capture", "--out"])
+        .arg(dir.path().join("data"))
+        .args(["--port", &format!("old={}", a.path.display())])
+        .args(["--source", &format!("new=wattsup:{}", b.path.display())])
+        .args(["--source", "emu=emulated:constant:123.4"])
+        .args(["--settle", "50ms", "--duration", "4s", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let b_path = b.path.display().to_string();
+    let (sa, sb) = (a.stop(), b.stop());
+    let data = dir.path().join("data");
+    // `--port` and `--source NAME=wattsup:` are the same serial path.
+    assert_eq!(captured_watts(&data, "old"), expected_watts(&sa));
+    assert_eq!(captured_watts(&data, "new"), expected_watts(&sb));
+    // The built-in emulator runs at real speed: a few records in 4 s, each exactly as set.
+    let emu = captured_watts(&data, "emu");
+    assert!(!emu.is_empty() && emu.len() <= 5, "{emu:?}");
+    assert!(emu.iter().all(|w| *w == 123.4), "{emu:?}");
+    let rows = datasets::samples::read_samples(&data).unwrap();
+    assert!(rows
+        .iter()
+        .filter(|r| r.host == "emu")
+        .all(|r| r.meter_id == "wattsup-PRO-hw5.2-fw3.14-200612211910"));
+
+    let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let meters = rep["meters"].as_array().unwrap();
+    let field = |name: &str, key: &str| {
+        meters
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {rep}"))[key]
+            .clone()
+    };
+    assert_eq!(field("old", "kind"), "wattsup");
+    assert_eq!(field("new", "kind"), "wattsup");
+    assert_eq!(field("emu", "kind"), "emulated");
+    assert_eq!(field("new", "device"), b_path);
+    assert!(field("emu", "device")
+        .as_str()
+        .unwrap()
+        .starts_with("/dev/pts/"));
+    assert!(field("new", "rejected").as_u64().unwrap() > 0, "{rep}");
+}
+
+#[test]
+fn bad_source_spellings_are_refused_with_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(["meter", "capture", "--out"])
+            .arg(dir.path().join("data"))
+            .args(args)
+            .args(["--duration", "1s"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--source", "src=redfish+https://bmc-a/"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--source: \"src=redfish+https://bmc-a/\": unknown source kind")
+            && err.contains("expected wattsup:DEVICE or emulated[:PROFILE]"),
+        "{err}"
+    );
+    let (_, err) = run(&["--source", "src=/dev/ttyUSB0"]);
+    assert!(err.contains("wattsup:/dev/ttyUSB0"), "{err}");
+    let (_, err) = run(&["--source", "src=emulated:constant:lots"]);
+    assert!(err.contains("constant"), "{err}");
+    let (_, err) = run(&["--port", "a b=/dev/x"]);
+    assert!(err.contains("--port: \"a b=/dev/x\": host name"), "{err}");
+    let (_, err) = run(&["--port", "/dev/x", "--source", "x=emulated"]);
+    assert!(
+        err.contains("two sources share the host name \"x\""),
+        "{err}"
+    );
+    // Neither --port nor --source: a usage error.
+    let (code, err) = run(&[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--port"), "{err}");
+    // Nothing was captured by any of them.
+    assert!(!dir.path().join("data").join("host=x").exists());
+}

@@ -83,7 +83,7 @@ pub struct HostSummary {
     pub meter: String,
     /// Static power P_0, W (None when the baseline failed).
     pub p0_w: Option<f64>,
-    /// Baseline file (meter::baseline JSON), relative.
+    /// Baseline file (meter::energy::baseline JSON), relative.
     pub baseline: Option<PathBuf>,
     /// Samples captured for this host.
     pub samples: u64,

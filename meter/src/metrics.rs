@@ -3,19 +3,19 @@
 //! [`render`] turns a snapshot of the meters' [`MeterStatus`] into the Prometheus text
 //! exposition format (0.0.4). [`serve`] is a small HTTP/1.1 server on the capture's tokio
 //! runtime that answers `GET /metrics` with it. The capture never waits for the exporter: it
-//! only reads the statuses the capture already keeps (cloned under a brief lock per scrape),
+//! only reads the statuses the capture publishes on its watch channel (cloned per scrape),
 //! every connection runs in its own task with a read timeout, a size limit and a write
 //! timeout, and the number of open connections is capped. Nothing runs while nobody scrapes.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::capture::MeterStatus;
+use crate::status::{MeterStatus, StatusFeed};
 use crate::Cancel;
 
 /// Content type of the Prometheus text exposition format.
@@ -23,10 +23,6 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// How long a connection is drained after its response before it is closed.
 const LINGER: Duration = Duration::from_secs(1);
-
-/// Rejected-fragment kinds always exported (at 0 until seen), so that `rate()` works from the
-/// start.
-const REJECT_KINDS: [&str; 5] = ["truncated", "lost prefix", "junk", "malformed", "oversize"];
 
 /// Errors of the exporter's configuration.
 #[derive(Debug, thiserror::Error)]
@@ -92,17 +88,12 @@ impl Default for Limits {
 }
 
 /// Serve `/metrics` from `status` until `stop` is set, with the default [`Limits`].
-pub async fn serve(listener: TcpListener, status: Arc<Mutex<Vec<MeterStatus>>>, stop: Cancel) {
+pub async fn serve(listener: TcpListener, status: StatusFeed, stop: Cancel) {
     serve_with(listener, status, stop, Limits::default()).await
 }
 
 /// Serve `/metrics` from `status` until `stop` is set.
-pub async fn serve_with(
-    listener: TcpListener,
-    status: Arc<Mutex<Vec<MeterStatus>>>,
-    stop: Cancel,
-    limits: Limits,
-) {
+pub async fn serve_with(listener: TcpListener, status: StatusFeed, stop: Cancel, limits: Limits) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
@@ -178,11 +169,11 @@ impl Response {
 }
 
 /// One connection: read one request head, answer, close.
-async fn handle(mut stream: TcpStream, status: &Mutex<Vec<MeterStatus>>, limits: Limits) {
+async fn handle(mut stream: TcpStream, status: &StatusFeed, limits: Limits) {
     let response = match read_head(&mut stream, limits).await {
         Ok(Some(head)) => route(&head, || {
-            let snapshot = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            render(&snapshot, crate::capture::mono_ns())
+            let snapshot = status.borrow().clone();
+            render(&snapshot, crate::clock::mono_ns())
         }),
         Ok(None) => return,
         Err(r) => r,
@@ -367,7 +358,9 @@ pub fn render(meters: &[MeterStatus], now_mono_ns: i64) -> String {
     );
     let mut rejected = Vec::new();
     for m in meters {
-        let known = REJECT_KINDS.iter().map(|k| (*k, 0));
+        // Kinds the source may report are exported at 0 until seen, so that `rate()` works
+        // from the start.
+        let known = m.reject_kinds.iter().map(|k| (*k, 0));
         let mut by_kind: std::collections::BTreeMap<&str, u64> = known.collect();
         for (k, n) in &m.rejected_by_kind {
             by_kind.insert(k.as_str(), *n);
@@ -479,6 +472,8 @@ mod tests {
                 .collect(),
             connections: 2,
             last_error: None,
+            kind: "wattsup".into(),
+            reject_kinds: &crate::source::wattsup::REJECT_KINDS,
         }
     }
 
@@ -666,14 +661,14 @@ mod tests {
         rt.block_on(async {
             let l = TcpListener::from_std(bind("127.0.0.1:0".parse().unwrap()).unwrap()).unwrap();
             let addr = l.local_addr().unwrap();
-            let status = Arc::new(Mutex::new(vec![meter()]));
+            let (status, feed) = tokio::sync::watch::channel(vec![meter()]);
             let stop = Cancel::new();
             let limits = Limits {
                 request_timeout: Duration::from_millis(200),
                 max_request_bytes: 1024,
                 ..Limits::default()
             };
-            tokio::spawn(serve_with(l, status.clone(), stop.clone(), limits));
+            tokio::spawn(serve_with(l, feed, stop.clone(), limits));
 
             // A client that connects and says nothing holds no one up.
             let _silent = TcpStream::connect(addr).await.unwrap();
@@ -689,7 +684,7 @@ mod tests {
             assert!(out.contains("migwatt_power_watts{host=\"src\"} 44.4\n"));
 
             // Later scrapes see the statuses as they are now.
-            status.lock().unwrap()[0].watts = Some(50.0);
+            status.send_modify(|s| s[0].watts = Some(50.0));
             let mut s = TcpStream::connect(addr).await.unwrap();
             s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
             let mut out = String::new();

@@ -1,14 +1,12 @@
-//! Finding serial ports and asking a meter who it is.
+//! Finding serial ports and asking a Watts up? meter who it is.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_serial::SerialPortBuilderExt;
-
-use crate::capture::BAUD_RATES;
-use crate::decoder::{Decoder, Event};
-use crate::protocol::{Command, LoggingMode, Packet, Reply, Version, ABORT};
+use crate::protocol::{Command, LoggingMode, Reply, Version, ABORT};
+use crate::source::wattsup::{Link, BAUD_RATES};
+use crate::source::SourceError;
 
 /// USB vendor and product of the FTDI FT232R inside Watts up? PRO meters.
 pub const FTDI_VID_PID: (u16, u16) = (0x0403, 0x6001);
@@ -36,6 +34,13 @@ pub struct PortInfo {
 
 /// List serial ports, likely meters first.
 pub fn list_ports() -> Result<Vec<PortInfo>, tokio_serial::Error> {
+    // serialport panics when Linux has no /sys/class/tty (some containers).
+    if cfg!(target_os = "linux") && !Path::new("/sys/class/tty").is_dir() {
+        return Err(tokio_serial::Error::new(
+            tokio_serial::ErrorKind::NoDevice,
+            "/sys/class/tty is missing: no sysfs to find serial ports in",
+        ));
+    }
     let mut out: Vec<PortInfo> = tokio_serial::available_ports()?
         .into_iter()
         .map(|p| {
@@ -97,49 +102,36 @@ pub struct MeterInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum InfoError {
     /// Opening the device failed.
-    #[error("cannot open {0}: {1}")]
-    Open(String, #[source] tokio_serial::Error),
-    /// I/O failed.
-    #[error("{0}: {1}")]
-    Io(String, #[source] std::io::Error),
+    #[error("cannot open {0}")]
+    Open(String, #[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Talking to the device failed.
+    #[error("{0}")]
+    Io(String, #[source] SourceError),
     /// No version reply.
     #[error("{0}: no reply to the version request within {1:?} at 115200 or 19200 baud: is this a Watts up? meter?")]
     NoReply(String, Duration),
 }
 
+fn info_error(device: &str, e: SourceError) -> InfoError {
+    match e {
+        SourceError::Open { location, source } => InfoError::Open(location, source),
+        e => InfoError::Io(device.into(), e),
+    }
+}
+
+/// Ask and wait for a reply; a port that closed meanwhile gave no reply.
 async fn ask(
-    port: &mut tokio_serial::SerialStream,
-    dec: &mut Decoder,
+    link: &mut Link,
     cmd: &Command,
     timeout: Duration,
-    want: impl Fn(&Reply) -> bool,
-) -> std::io::Result<Option<Reply>> {
-    port.write_all(&cmd.encode()).await?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut buf = [0u8; 512];
-    loop {
-        let n = match tokio::time::timeout_at(deadline, port.read(&mut buf)).await {
-            Err(_) => return Ok(None),
-            Ok(r) => r?,
-        };
-        if n == 0 {
-            return Ok(None);
-        }
-        let mut hit = None;
-        dec.feed(&buf[..n], |e| {
-            if let Event::Packet {
-                packet: Packet::Reply(r),
-                ..
-            } = e
-            {
-                if hit.is_none() && want(&r) {
-                    hit = Some(r);
-                }
-            }
-        });
-        if hit.is_some() {
-            return Ok(hit);
-        }
+    want: impl Fn(&Reply) -> bool + Copy,
+) -> Result<Option<Reply>, SourceError> {
+    // `info` does not start logging: records of a meter that was already streaming are
+    // not wanted here.
+    let mut ignored = VecDeque::new();
+    match link.ask(&mut ignored, cmd, timeout, want).await {
+        Err(SourceError::Closed) => Ok(None),
+        r => r,
     }
 }
 
@@ -150,71 +142,73 @@ pub fn meter_info(device: &Path, timeout: Duration) -> Result<MeterInfo, InfoErr
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| InfoError::Io(dev.clone(), e))?;
+        .map_err(|e| InfoError::Io(dev.clone(), e.into()))?;
     rt.block_on(async {
-        let io = |e| InfoError::Io(dev.clone(), e);
         for baud in BAUD_RATES {
-            let mut port = tokio_serial::new(&dev, baud)
-                .open_native_async()
-                .map_err(|e| InfoError::Open(dev.clone(), e))?;
-            let mut dec = Decoder::new();
-            port.write_all(&[ABORT]).await.map_err(io)?;
-            let Some(Reply::Version(version)) =
-                ask(&mut port, &mut dec, &Command::ReadVersion, timeout, |r| {
-                    matches!(r, Reply::Version(_))
-                })
-                .await
-                .map_err(io)?
-            else {
-                continue;
-            };
-            let header = match ask(&mut port, &mut dec, &Command::ReadHeader, timeout, |r| {
-                matches!(r, Reply::Header(_))
-            })
-            .await
-            .map_err(io)?
-            {
-                Some(Reply::Header(h)) => Some(h),
-                _ => None,
-            };
-            let (interval_s, logging) =
-                match ask(&mut port, &mut dec, &Command::ReadStatus, timeout, |r| {
-                    matches!(r, Reply::Status { .. })
-                })
-                .await
-                .map_err(io)?
-                {
-                    Some(Reply::Status {
-                        interval_s,
-                        logging,
-                    }) => (Some(interval_s), Some(logging)),
-                    _ => (None, None),
-                };
-            let (rate, euro) = match ask(&mut port, &mut dec, &Command::ReadUser, timeout, |r| {
-                matches!(r, Reply::User { .. })
-            })
-            .await
-            .map_err(io)?
-            {
-                Some(Reply::User {
-                    rate_mils_per_kwh,
-                    euro,
-                    ..
-                }) => (Some(rate_mils_per_kwh), Some(euro)),
-                _ => (None, None),
-            };
-            return Ok(MeterInfo {
-                device: dev.clone(),
-                baud,
-                meter_id: version.meter_id(),
-                version,
-                header,
-                interval_s,
-                logging,
-                rate_mils_per_kwh: rate,
-                euro,
-            });
+            let mut link = Link::open(device, baud).map_err(|e| info_error(&dev, e))?;
+            match ask_all(&mut link, timeout).await {
+                Ok(Some(mut info)) => {
+                    info.device = dev.clone();
+                    return Ok(info);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(info_error(&dev, e)),
+            }
         }
         Err(InfoError::NoReply(dev.clone(), timeout))
     })
+}
+
+/// Everything `info` asks, on one open link; None if the version request got no reply.
+async fn ask_all(link: &mut Link, timeout: Duration) -> Result<Option<MeterInfo>, SourceError> {
+    link.send_bytes(&[ABORT]).await?;
+    let Some(Reply::Version(version)) = ask(link, &Command::ReadVersion, timeout, |r| {
+        matches!(r, Reply::Version(_))
+    })
+    .await?
+    else {
+        return Ok(None);
+    };
+    let header = match ask(link, &Command::ReadHeader, timeout, |r| {
+        matches!(r, Reply::Header(_))
+    })
+    .await?
+    {
+        Some(Reply::Header(h)) => Some(h),
+        _ => None,
+    };
+    let (interval_s, logging) = match ask(link, &Command::ReadStatus, timeout, |r| {
+        matches!(r, Reply::Status { .. })
+    })
+    .await?
+    {
+        Some(Reply::Status {
+            interval_s,
+            logging,
+        }) => (Some(interval_s), Some(logging)),
+        _ => (None, None),
+    };
+    let (rate, euro) = match ask(link, &Command::ReadUser, timeout, |r| {
+        matches!(r, Reply::User { .. })
+    })
+    .await?
+    {
+        Some(Reply::User {
+            rate_mils_per_kwh,
+            euro,
+            ..
+        }) => (Some(rate_mils_per_kwh), Some(euro)),
+        _ => (None, None),
+    };
+    Ok(Some(MeterInfo {
+        device: String::new(),
+        baud: link.baud,
+        meter_id: version.meter_id(),
+        version,
+        header,
+        interval_s,
+        logging,
+        rate_mils_per_kwh: rate,
+        euro,
+    }))
 }

@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use datasets::energy::{stage_energy, stage_window_quality, Format, KEY_MIN_COVERAGE, KEY_RULE};
 use datasets::windows::read_windows;
-use meter::baseline::{
+use meter::energy::baseline::{
     baseline_from_dir, parse_time_utc_ns, read_baseline, write_baseline, BaselineOptions,
 };
-use meter::integrate::{integrate as run_integration, IntegrateOptions, Rule};
+use meter::energy::integrate::{integrate as run_integration, IntegrateOptions, Rule};
+use meter::Cancel;
 
 /// Arguments of `migwatt meter baseline`.
 #[derive(Debug, clap::Args)]

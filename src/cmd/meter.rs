@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
-use meter::capture::{run_capture, CaptureConfig, MeterSpec, MeterStatus, ProgressSink};
+use meter::capture::{run_capture, CaptureConfig, CaptureSource, MeterStatus, ProgressSink};
 use meter::decoder::{Decoder, Event, Rejection};
 use meter::emulator::{EmulatorConfig, Faults, Profile};
 use meter::protocol::{Packet, Reply, RECORD_FIELDS};
+use meter::source::{NamedSource, SourceOptions};
+use meter::Cancel;
 
 /// `migwatt meter` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -25,7 +27,8 @@ pub enum MeterCommand {
     Decode(DecodeArgs),
     /// Capture one or several meters into a Parquet dataset
     ///
-    /// Writes DIR/host=NAME/date=YYYY-MM-DD/*.parquet. Samples are journaled as they arrive
+    /// Meters are given with --port (a Watts up? PRO on a serial device) or --source
+    /// (KIND:TARGET), as many as wanted. Writes DIR/host=NAME/date=YYYY-MM-DD/*.parquet. Samples are journaled as they arrive
     /// and fsynced every --flush-every; a crash loses nothing older than that (run
     /// `migwatt meter recover DIR`, or just capture again, to turn leftover journals into
     /// Parquet). Ctrl-C or SIGTERM flushes, stops the meters' logging and exits 0.
@@ -77,9 +80,19 @@ pub struct DecodeArgs {
 /// Arguments of `meter capture`.
 #[derive(Debug, clap::Args)]
 pub struct CaptureArgs {
-    /// Meter to capture as [NAME=]DEVICE (repeat for several meters; NAME is the host name)
-    #[arg(long = "port", required = true, value_name = "[NAME=]DEVICE")]
+    /// Watts up? PRO to capture, on the serial device DEVICE (repeat for several meters;
+    /// NAME is the host name, by default the device's file name)
+    #[arg(
+        long = "port",
+        value_name = "[NAME=]DEVICE",
+        required_unless_present = "sources"
+    )]
     pub ports: Vec<String>,
+    /// Power source to capture (repeatable, with --port too): wattsup:DEVICE (a Watts up? PRO
+    /// on a serial device, as --port) or emulated[:PROFILE] (an emulated one on a
+    /// pseudo-terminal, PROFILE as in `meter emulate --profile`)
+    #[arg(long = "source", value_name = "[NAME=]KIND:TARGET")]
+    pub sources: Vec<String>,
     /// Dataset directory
     #[arg(long)]
     pub out: PathBuf,
@@ -418,18 +431,39 @@ impl ProgressSink for StderrProgress {
     }
 }
 
+/// The sources of `--port` and `--source`, built (an emulated source starts here).
+fn capture_sources(a: &CaptureArgs) -> anyhow::Result<Vec<CaptureSource>> {
+    let mut named = Vec::new();
+    for p in &a.ports {
+        named.push(NamedSource::parse_port(p).context("--port")?);
+    }
+    for s in &a.sources {
+        named.push(NamedSource::parse_source(s).context("--source")?);
+    }
+    let settings = SourceOptions {
+        interval_s: a.interval,
+        settle: a.settle,
+        ..SourceOptions::default()
+    };
+    named
+        .into_iter()
+        .map(|n| {
+            let source = n
+                .spec
+                .open(&settings)
+                .with_context(|| format!("source {}", n.name))?;
+            Ok(CaptureSource {
+                name: n.name,
+                source,
+            })
+        })
+        .collect()
+}
+
 fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
-    let meters = a
-        .ports
-        .iter()
-        .map(|p| MeterSpec::parse(p))
-        .collect::<Result<Vec<_>, _>>()?;
     let outputs: Vec<(&str, &std::path::Path)> =
         a.report.iter().map(|r| ("--report", r.as_path())).collect();
     let _io = super::guard_io(&[], &outputs)?;
-    let mut cfg = CaptureConfig::new(meters, &a.out);
-    cfg.interval_s = a.interval;
-    cfg.duration = a.duration;
     if a.flush_every.is_zero() {
         bail!("--flush-every must be > 0");
     }
@@ -442,9 +476,10 @@ fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     {
         bail!("--stall-timeout must be at least 100ms");
     }
+    let mut cfg = CaptureConfig::new(capture_sources(&a)?, &a.out);
+    cfg.duration = a.duration;
     cfg.flush_every = a.flush_every;
     cfg.segment_len = a.segment;
-    cfg.settle = a.settle;
     cfg.stall_timeout = a.stall_timeout.unwrap_or_else(|| {
         Duration::from_secs(5).max(Duration::from_secs(3 * u64::from(a.interval)))
     });

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::CampaignError;
 
 /// The value of `meter` that asks for an emulated meter instead of a serial device.
-pub const EMULATED_METER: &str = "emulated";
+pub const EMULATED_METER: &str = meter::source::spec::EMULATED_KIND;
 
 /// A calibration campaign.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,14 +76,18 @@ fn default_spread_w() -> f64 {
 pub struct HostConfig {
     /// Host name (datasets and model keys use it).
     pub host: String,
-    /// Serial device of its Watts up? PRO, or `emulated`.
+    /// Its meter as a power source: `wattsup:DEVICE` or a serial device (a Watts up? PRO), or
+    /// `emulated`.
     pub meter: String,
 }
 
 impl HostConfig {
     /// Whether this host's meter is emulated.
     pub fn is_emulated(&self) -> bool {
-        self.meter == EMULATED_METER
+        matches!(
+            meter::source::SourceSpec::parse_device_or_spec(&self.meter),
+            Ok(meter::source::SourceSpec::Emulated { .. })
+        )
     }
 }
 
@@ -684,6 +688,19 @@ pub const EXAMPLE_CONFIG: &str = include_str!("example.toml");
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meters_are_emulated_only_when_they_say_so() {
+        let host = |meter: &str| HostConfig {
+            host: "h".into(),
+            meter: meter.into(),
+        };
+        assert!(host("emulated").is_emulated());
+        assert!(host("emulated:").is_emulated());
+        assert!(!host("/dev/ttyUSB0").is_emulated());
+        assert!(!host("wattsup:/dev/ttyUSB0").is_emulated());
+        assert!(!host("meters/emulated").is_emulated());
+    }
 
     #[test]
     fn example_config_parses() {

@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 use datasets::energy::{write_energy, write_window_quality, Format};
 use datasets::migrations::MigrationRow;
 use datasets::rounds::RoundRow;
-use meter::baseline::{baseline_from_dir, write_baseline, BaselineOptions};
-use meter::capture::{run_capture, CaptureConfig, CaptureReport, MeterSpec, MeterStatus};
-use meter::emulator::{EmulatorConfig, EmulatorHandle, LivePower, Profile};
-use meter::integrate::{integrate, IntegrateOptions};
+use meter::capture::{run_capture, CaptureConfig, CaptureReport, CaptureSource, MeterStatus};
+use meter::emulator::{EmulatorConfig, LivePower, Profile};
+use meter::energy::baseline::{baseline_from_dir, write_baseline, BaselineOptions};
+use meter::energy::integrate::{integrate, IntegrateOptions};
+use meter::source::{EmulatedSource, PowerSource, SourceOptions, SourceSpec};
 use meter::Cancel;
 use trainer::coef::CoefficientFile;
 
-use super::config::{HypervisorKind, LoadedConfig};
+use super::config::{HostConfig, HypervisorKind, LoadedConfig};
 use super::journal::{Entry, Journal};
 use super::plan::{self, PlannedRun};
 use super::{launch, step, CampaignError, Event, Progress};
@@ -106,12 +107,12 @@ impl meter::capture::ProgressSink for CaptureSink {
     }
 }
 
-/// A running capture of both meters (and their emulators, if any).
+/// A running capture of both meters (emulated meters live as long as their sources, inside
+/// the capture).
 struct Capture {
     cancel: Cancel,
     thread: Option<std::thread::JoinHandle<Result<CaptureReport, meter::capture::CaptureError>>>,
     sink: Arc<CaptureSink>,
-    emulators: Vec<EmulatorHandle>,
 }
 
 impl Capture {
@@ -158,9 +159,6 @@ impl Capture {
             },
             None => None,
         };
-        for e in self.emulators.drain(..) {
-            let _ = e.stop();
-        }
         Ok(r)
     }
 }
@@ -204,6 +202,36 @@ fn say(opts: &RunOptions, s: impl Into<String>) {
     opts.progress.event(&Event::Log(s.into()));
 }
 
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s = format!("{s}: {c}");
+        cause = c.source();
+    }
+    s
+}
+
+/// A host's meter as its `meter` key spells it (`emulated`, `wattsup:DEVICE` or a serial
+/// device), devices resolved against the config's folder.
+fn meter_spec(lc: &LoadedConfig, key: &str, h: &HostConfig) -> Result<SourceSpec, CampaignError> {
+    let config = |message: String| CampaignError::Config {
+        path: lc.path.clone(),
+        message,
+    };
+    match SourceSpec::parse_device_or_spec(&h.meter).map_err(|e| config(format!("{key} = {e}")))? {
+        SourceSpec::WattsUp { device } => Ok(SourceSpec::WattsUp {
+            device: lc.resolve(&device),
+        }),
+        SourceSpec::Emulated { profile: Some(_) } => Err(config(format!(
+            "{key} = {:?}: a campaign's emulated meter follows the migrations; write \"emulated\" without a profile",
+            h.meter
+        ))),
+        s => Ok(s),
+    }
+}
+
 fn start_capture(
     lc: &LoadedConfig,
     out: &Path,
@@ -211,10 +239,13 @@ fn start_capture(
 ) -> Result<(Capture, Option<EmulatedPower>), CampaignError> {
     let c = &lc.config;
     let cancel = Cancel::new();
-    let mut emulators = Vec::new();
     let mut live = Vec::new();
-    let mut meters = Vec::new();
+    let mut sources = Vec::new();
     let e = &c.emulation;
+    let settings = SourceOptions {
+        settle: Duration::from_millis(100),
+        ..SourceOptions::default()
+    };
     for (h, role, idle, j_per_mb, seed) in [
         (&c.source, "source", e.source_idle_w, e.source_j_per_mb, 11),
         (
@@ -225,34 +256,40 @@ fn start_capture(
             12,
         ),
     ] {
-        let device = if h.is_emulated() {
-            let links = out.join(".meters");
-            std::fs::create_dir_all(&links).map_err(io(&links))?;
-            let power = LivePower::new(idle);
-            let cfg = EmulatorConfig {
-                profile: Profile::Live(power.clone()),
-                link: Some(links.join(role)),
-                noise_w: e.noise_w,
-                seed: seed + utc_now_ns() as u64 % 1000,
-                ..EmulatorConfig::default()
-            };
-            let em = meter::emulator::start(cfg, cancel.clone())
-                .map_err(step("starting the emulated meter"))?;
-            let p = em.path().to_path_buf();
-            emulators.push(em);
-            live.push((power, idle, j_per_mb));
-            p
-        } else {
-            lc.resolve(Path::new(&h.meter))
+        let key = format!("{role}.meter");
+        let source: Arc<dyn PowerSource> = match meter_spec(lc, &key, h)? {
+            SourceSpec::Emulated { .. } => {
+                let links = out.join(".meters");
+                std::fs::create_dir_all(&links).map_err(io(&links))?;
+                let power = LivePower::new(idle);
+                let cfg = EmulatorConfig {
+                    profile: Profile::Live(power.clone()),
+                    link: Some(links.join(role)),
+                    noise_w: e.noise_w,
+                    seed: seed + utc_now_ns() as u64 % 1000,
+                    ..EmulatorConfig::default()
+                };
+                let em = EmulatedSource::start(cfg, settings.clone()).map_err(|e| {
+                    CampaignError::Step {
+                        step: "starting the emulated meter",
+                        message: chain(&e),
+                    }
+                })?;
+                live.push((power, idle, j_per_mb));
+                Arc::new(em)
+            }
+            spec => spec.open(&settings).map_err(|e| CampaignError::Step {
+                step: "opening the meter",
+                message: chain(&e),
+            })?,
         };
-        meters.push(MeterSpec {
+        sources.push(CaptureSource {
             name: h.host.clone(),
-            device,
+            source,
         });
     }
     let samples = out.join("samples");
-    let mut cfg = CaptureConfig::new(meters, &samples);
-    cfg.settle = Duration::from_millis(100);
+    let cfg = CaptureConfig::new(sources, &samples);
     let sink = Arc::new(CaptureSink {
         progress: opts.progress.clone(),
         latest: Mutex::new(Vec::new()),
@@ -271,7 +308,6 @@ fn start_capture(
             cancel,
             thread: Some(thread),
             sink,
-            emulators,
         },
         power,
     ))
@@ -298,14 +334,16 @@ pub fn run(lc: &LoadedConfig, opts: &RunOptions) -> Result<Outcome, CampaignErro
         ("source.meter", &c.source),
         ("destination.meter", &c.destination),
     ] {
-        if !h.is_emulated() && !lc.resolve(Path::new(&h.meter)).exists() {
-            return Err(CampaignError::Config {
-                path: lc.path.clone(),
-                message: format!(
-                    "{key} = \"{}\": no such device (is the meter plugged in? `migwatt meter list` shows serial ports)",
-                    h.meter
-                ),
-            });
+        if let SourceSpec::WattsUp { device } = meter_spec(lc, key, h)? {
+            if !device.exists() {
+                return Err(CampaignError::Config {
+                    path: lc.path.clone(),
+                    message: format!(
+                        "{key} = \"{}\": no such device (is the meter plugged in? `migwatt meter list` shows serial ports)",
+                        h.meter
+                    ),
+                });
+            }
         }
     }
     let out = lc.checked_out_dir()?;

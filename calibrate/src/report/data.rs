@@ -189,7 +189,7 @@ fn load_power(
     for h in &summary.hosts {
         let p0_w = h.p0_w.or_else(|| {
             let b = h.baseline.as_ref()?;
-            meter::baseline::read_baseline(&rel(dir, b))
+            meter::energy::baseline::read_baseline(&rel(dir, b))
                 .ok()
                 .map(|b| b.p0_watts)
         });

@@ -32,7 +32,7 @@ use datasets::samples::{
 use datasets::windows::{Role, WindowRow};
 use datasets::DatasetError;
 
-use crate::baseline::format_utc_ns;
+use super::baseline::format_utc_ns;
 use crate::cancel::Cancel;
 
 /// A spacing longer than this many sampling intervals is a gap, never bridged.

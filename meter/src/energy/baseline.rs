@@ -14,7 +14,7 @@ use datasets::samples::{read_power_series, sample_files_by_host, PowerSeries, FL
 use datasets::DatasetError;
 use serde::{Deserialize, Serialize};
 
-use crate::integrate::{estimate_interval_ns, GAP_FACTOR};
+use super::integrate::{estimate_interval_ns, GAP_FACTOR};
 
 /// Kind written in baseline files (`kind` field).
 pub const BASELINE_KIND: &str = "baseline";

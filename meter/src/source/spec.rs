@@ -1,0 +1,289 @@
+//! How sources are spelled on the command line and in configs.
+//!
+//! A source is `KIND:TARGET`, with the host name in front as `NAME=KIND:TARGET`:
+//!
+//! | spelling | source |
+//! |---|---|
+//! | `wattsup:DEVICE` | a Watts up? PRO on the serial device DEVICE |
+//! | `emulated[:PROFILE]` | an emulated Watts up? PRO on a pseudo-terminal, power from PROFILE (`constant:W`, `trace:FILE.csv`, `bursts[:...]`; default `bursts`) |
+//!
+//! `--port [NAME=]DEVICE` stays the short form of `--source [NAME=]wattsup:DEVICE`. Kinds
+//! are lower-case words, so spellings such as `redfish+https://...` or `rapl:` extend this
+//! table without changing the existing ones.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{EmulatedSource, PowerSource, SourceError, SourceOptions, WattsUp};
+use crate::emulator::{EmulatorConfig, Profile};
+
+/// Kind of the serial Watts up? PRO.
+pub const WATTSUP_KIND: &str = "wattsup";
+/// Kind of the emulated Watts up? PRO.
+pub const EMULATED_KIND: &str = "emulated";
+/// The spellings accepted, for error messages.
+const EXPECTED: &str = "expected wattsup:DEVICE or emulated[:PROFILE]";
+
+/// A spelling that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?}: {message}")]
+pub struct SpecError {
+    /// What was given.
+    pub input: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn bad(input: &str, message: impl Into<String>) -> SpecError {
+    SpecError {
+        input: input.into(),
+        message: message.into(),
+    }
+}
+
+/// A source as spelled, before it is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// `wattsup:DEVICE`.
+    WattsUp {
+        /// Serial device path.
+        device: PathBuf,
+    },
+    /// `emulated[:PROFILE]`.
+    Emulated {
+        /// Power profile as spelled (None: the emulator's default).
+        profile: Option<String>,
+    },
+}
+
+impl SourceSpec {
+    /// Parse `KIND:TARGET`.
+    pub fn parse(s: &str) -> Result<Self, SpecError> {
+        let (kind, target) = s.split_once(':').unwrap_or((s, ""));
+        match kind {
+            WATTSUP_KIND if target.is_empty() => Err(bad(
+                s,
+                "missing device: expected wattsup:DEVICE, e.g. wattsup:/dev/ttyUSB0",
+            )),
+            WATTSUP_KIND => Ok(SourceSpec::WattsUp {
+                device: PathBuf::from(target),
+            }),
+            EMULATED_KIND => {
+                let profile = (!target.is_empty()).then(|| target.to_string());
+                if let Some(p) = &profile {
+                    Profile::parse(p).map_err(|e| bad(s, e.to_string()))?;
+                }
+                Ok(SourceSpec::Emulated { profile })
+            }
+            _ if kind.starts_with('/') || kind.starts_with('.') => Err(bad(
+                s,
+                format!("no source kind: {EXPECTED} (a serial device is wattsup:{s})"),
+            )),
+            _ => Err(bad(s, format!("unknown source kind {kind:?}: {EXPECTED}"))),
+        }
+    }
+
+    /// A campaign's or `--port`'s meter: `KIND:TARGET` when it starts with a known kind,
+    /// else a serial device path (the spelling before sources had kinds).
+    pub fn parse_device_or_spec(s: &str) -> Result<Self, SpecError> {
+        let kind = s.split_once(':').map_or(s, |(k, _)| k);
+        if kind == WATTSUP_KIND || kind == EMULATED_KIND {
+            return Self::parse(s);
+        }
+        if s.is_empty() {
+            return Err(bad(s, "missing device"));
+        }
+        Ok(SourceSpec::WattsUp {
+            device: PathBuf::from(s),
+        })
+    }
+
+    /// The kind, e.g. `wattsup`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSpec::WattsUp { .. } => WATTSUP_KIND,
+            SourceSpec::Emulated { .. } => EMULATED_KIND,
+        }
+    }
+
+    /// Host name used when none is given: the device's file name, or the kind.
+    pub fn default_name(&self) -> String {
+        match self {
+            SourceSpec::WattsUp { device } => device
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            SourceSpec::Emulated { .. } => EMULATED_KIND.into(),
+        }
+    }
+
+    /// Build the source (an emulated source starts its emulator here).
+    pub fn open(&self, opts: &SourceOptions) -> Result<Arc<dyn PowerSource>, SourceError> {
+        Ok(match self {
+            SourceSpec::WattsUp { device } => Arc::new(WattsUp::new(device, opts.clone())),
+            SourceSpec::Emulated { profile } => {
+                let profile = match profile {
+                    Some(p) => Profile::parse(p)?,
+                    None => Profile::default(),
+                };
+                let config = EmulatorConfig {
+                    profile,
+                    ..EmulatorConfig::default()
+                };
+                Arc::new(EmulatedSource::start(config, opts.clone())?)
+            }
+        })
+    }
+}
+
+/// A source with the host name its samples are filed under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedSource {
+    /// Host name (the dataset's `host=` partition).
+    pub name: String,
+    /// The source.
+    pub spec: SourceSpec,
+}
+
+impl NamedSource {
+    /// Parse `[NAME=]DEVICE`: a Watts up? PRO on DEVICE (the `--port` spelling).
+    pub fn parse_port(s: &str) -> Result<Self, SpecError> {
+        let (name, device) = match s.split_once('=') {
+            Some((n, d)) => (Some(n), d),
+            None => (None, s),
+        };
+        if device.is_empty() {
+            return Err(bad(s, "missing device"));
+        }
+        let spec = SourceSpec::WattsUp {
+            device: PathBuf::from(device),
+        };
+        Self::named(s, name, spec)
+    }
+
+    /// Parse `[NAME=]KIND:TARGET` (the `--source` spelling).
+    pub fn parse_source(s: &str) -> Result<Self, SpecError> {
+        // A NAME has no ':'; an '=' after the kind belongs to the target.
+        let (name, rest) = match s.split_once('=') {
+            Some((n, r)) if !n.contains(':') => (Some(n), r),
+            _ => (None, s),
+        };
+        let spec = SourceSpec::parse(rest).map_err(|e| bad(s, e.message))?;
+        Self::named(s, name, spec)
+    }
+
+    fn named(input: &str, name: Option<&str>, spec: SourceSpec) -> Result<Self, SpecError> {
+        let name = name.map_or_else(|| spec.default_name(), str::to_string);
+        // The host becomes the dataset's `host=NAME` folder: the one rule for such names.
+        if let Err(e) = datasets::names::check_name("host name", &name) {
+            return Err(bad(input, e.to_string()));
+        }
+        Ok(NamedSource { name, spec })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wattsup(name: &str, device: &str) -> NamedSource {
+        NamedSource {
+            name: name.into(),
+            spec: SourceSpec::WattsUp {
+                device: device.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn port_spellings_are_serial_devices() {
+        assert_eq!(
+            NamedSource::parse_port("src=/dev/ttyUSB0").unwrap(),
+            wattsup("src", "/dev/ttyUSB0")
+        );
+        assert_eq!(
+            NamedSource::parse_port("/dev/ttyUSB1").unwrap(),
+            wattsup("ttyUSB1", "/dev/ttyUSB1")
+        );
+        // A device name with ':' (by-path names have them) is still a device.
+        assert_eq!(
+            NamedSource::parse_port("a=/dev/serial/by-path/pci-0000:00:14.0-usb-0:1:1.0-port0")
+                .unwrap()
+                .spec,
+            SourceSpec::WattsUp {
+                device: "/dev/serial/by-path/pci-0000:00:14.0-usb-0:1:1.0-port0".into()
+            }
+        );
+        for bad in ["a b=/dev/x", "src=", "", "=/dev/x", "/"] {
+            assert!(NamedSource::parse_port(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn source_spellings_name_their_kind() {
+        assert_eq!(
+            NamedSource::parse_source("src=wattsup:/dev/ttyUSB0").unwrap(),
+            wattsup("src", "/dev/ttyUSB0")
+        );
+        assert_eq!(
+            NamedSource::parse_source("wattsup:/dev/ttyUSB3").unwrap(),
+            wattsup("ttyUSB3", "/dev/ttyUSB3")
+        );
+        assert_eq!(
+            NamedSource::parse_source("lab=emulated:bursts:idle=100,peak=150").unwrap(),
+            NamedSource {
+                name: "lab".into(),
+                spec: SourceSpec::Emulated {
+                    profile: Some("bursts:idle=100,peak=150".into())
+                }
+            }
+        );
+        // Without NAME, an '=' inside the target is not a name.
+        assert_eq!(
+            NamedSource::parse_source("emulated:bursts:idle=90")
+                .unwrap()
+                .name,
+            "emulated"
+        );
+        assert_eq!(
+            NamedSource::parse_source("x=emulated").unwrap().spec,
+            SourceSpec::Emulated { profile: None }
+        );
+    }
+
+    #[test]
+    fn bad_source_spellings_say_what_was_expected() {
+        let msg = |s: &str| NamedSource::parse_source(s).unwrap_err().to_string();
+        assert!(msg("src=redfish+https://bmc/").contains("unknown source kind \"redfish+https\""));
+        assert!(msg("src=/dev/ttyUSB0").contains("wattsup:/dev/ttyUSB0"));
+        assert!(msg("src=wattsup:").contains("missing device"));
+        assert!(msg("src=emulated:constant:abc").starts_with("\"src=emulated:constant:abc\": "));
+        assert!(msg("a b=wattsup:/dev/x").contains("host name"));
+    }
+
+    #[test]
+    fn campaign_meters_are_devices_unless_they_name_a_kind() {
+        let p = |s: &str| SourceSpec::parse_device_or_spec(s).unwrap();
+        assert_eq!(
+            p("/dev/ttyUSB0"),
+            SourceSpec::WattsUp {
+                device: "/dev/ttyUSB0".into()
+            }
+        );
+        assert_eq!(
+            p("meters/a"),
+            SourceSpec::WattsUp {
+                device: "meters/a".into()
+            }
+        );
+        assert_eq!(
+            p("wattsup:/dev/ttyUSB0"),
+            SourceSpec::WattsUp {
+                device: "/dev/ttyUSB0".into()
+            }
+        );
+        assert_eq!(p("emulated"), SourceSpec::Emulated { profile: None });
+        assert!(SourceSpec::parse_device_or_spec("").is_err());
+        assert!(SourceSpec::parse_device_or_spec("wattsup:").is_err());
+    }
+}
