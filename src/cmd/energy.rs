@@ -12,7 +12,6 @@ use meter::energy::baseline::{
     baseline_from_dir, parse_time_utc_ns, read_baseline, write_baseline, BaselineOptions,
 };
 use meter::energy::integrate::{integrate as run_integration, IntegrateOptions, Rule};
-use meter::Cancel;
 
 /// Arguments of `migwatt meter baseline`.
 #[derive(Debug, clap::Args)]
@@ -115,7 +114,7 @@ fn parse_p0(s: &str) -> Result<(String, f64), String> {
     if host.trim().is_empty() {
         return Err(format!("'{s}': expected HOST=WATTS"));
     }
-    let max = meter::baseline::MAX_P0_W;
+    let max = meter::energy::baseline::MAX_P0_W;
     if !(w.is_finite() && (0.0..=max).contains(&w)) {
         return Err(format!(
             "'{s}': P_0 must be a static power within 0..{max} W"

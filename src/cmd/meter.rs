@@ -13,7 +13,6 @@ use meter::decoder::{Decoder, Event, Rejection};
 use meter::emulator::{EmulatorConfig, Faults, Profile};
 use meter::protocol::{Packet, Reply, RECORD_FIELDS};
 use meter::source::{NamedSource, SourceOptions};
-use meter::Cancel;
 
 /// `migwatt meter` subcommands.
 #[derive(Debug, clap::Subcommand)]

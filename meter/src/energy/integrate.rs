@@ -342,11 +342,11 @@ pub fn integrate(
     // Every source of P_0 (a baseline file, --p0, a campaign) meets one range here.
     if let Some((host, w)) = p0_w
         .iter()
-        .find(|(_, w)| !(w.is_finite() && (0.0..=crate::baseline::MAX_P0_W).contains(*w)))
+        .find(|(_, w)| !(w.is_finite() && (0.0..=super::baseline::MAX_P0_W).contains(*w)))
     {
         return Err(IntegrateError::Invalid(format!(
             "P_0 of host '{host}' is {w} W: expected a static power within 0..{} W",
-            crate::baseline::MAX_P0_W
+            super::baseline::MAX_P0_W
         )));
     }
     let migrations = pair_windows(windows_path, windows)?;
