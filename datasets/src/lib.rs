@@ -9,6 +9,7 @@ pub mod candidates;
 pub mod check;
 pub mod energy;
 pub mod evaluation;
+pub mod examples;
 pub mod io;
 pub mod migrations;
 pub mod origins;
