@@ -14,6 +14,7 @@ pub mod ols;
 pub mod predict;
 pub mod quantity;
 pub mod rank;
+pub mod rng;
 pub mod stats;
 pub mod train;
 pub mod units;
