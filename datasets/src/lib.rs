@@ -13,6 +13,7 @@ pub mod examples;
 pub mod io;
 pub mod migrations;
 pub mod origins;
+pub mod quantity;
 pub mod residuals;
 pub mod rounds;
 pub mod samples;

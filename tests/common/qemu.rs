@@ -174,7 +174,7 @@ pub fn migrate_through_relay(
         .arg(d.join("dst.qmp"))
         .arg("--uri")
         .arg(format!("unix:{}", relay_sock.display()))
-        .args(["--downtime-limit", "50", "--dirty-rate-sample", "1"])
+        .args(["--downtime-limit", "50ms", "--dirty-rate-sample", "1s"])
         .args(extra)
         .arg("--out")
         .arg(&out)
