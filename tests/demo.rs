@@ -1,5 +1,6 @@
 //! The README's main job: `migwatt demo` runs the calibration campaign on emulated meters
-//! replaying the shipped example migrations, writes the report, and says what was emulated.
+//! replaying the example migrations built into the binary, writes the report, and says what
+//! was emulated; from any folder, as after `cargo install`.
 
 mod common;
 
@@ -7,11 +8,11 @@ use std::process::Command;
 
 #[test]
 fn demo_runs_the_campaign_on_the_shipped_examples() {
-    let dir = tempfile::tempdir().unwrap();
+    // Run from an empty folder that is not the checkout: the examples come from the binary.
+    let elsewhere = tempfile::tempdir().unwrap();
     let out = Command::new(assert_cmd::cargo::cargo_bin("migwatt"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["demo", "--out"])
-        .arg(dir.path())
+        .current_dir(elsewhere.path())
+        .arg("demo")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -24,12 +25,13 @@ fn demo_runs_the_campaign_on_the_shipped_examples() {
         stdout.contains("EMULATED: 6 migrations replayed from real QEMU migrations"),
         "{stdout}"
     );
+    assert!(stdout.contains("built into migwatt"), "{stdout}");
     assert!(
         stdout.contains("EMULATED: two Watts up? PRO meters"),
         "{stdout}"
     );
     assert!(stdout.contains("open the report: "), "{stdout}");
-    let run = std::fs::read_dir(dir.path())
+    let run = std::fs::read_dir(elsewhere.path().join("migwatt-demo"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("run-"))
@@ -79,5 +81,6 @@ fn demo_runs_the_campaign_on_the_shipped_examples() {
     }
     assert!(html.contains("EMULATED"));
     assert!(run.join("demo.toml").is_file());
+    assert!(run.join("replayed/migrations").is_dir());
     assert_eq!(common::validate_coefficient_files(&run.join("models")), 2);
 }

@@ -243,7 +243,9 @@ fn bad_input_gets_clear_errors() {
         .arg(&samples)
         .assert()
         .failure()
-        .stderr(predicates::str::contains("neither an RFC 3339 time"));
+        .stderr(predicates::str::contains(
+            "'noon' for '--from <T>': expected an RFC 3339 time",
+        ));
     // A window on a host without samples; a window file with a bad row.
     let windows = d.path().join("w.csv");
     std::fs::write(

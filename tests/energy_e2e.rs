@@ -127,7 +127,7 @@ fn emulated_bursts_come_out_with_their_energy() {
     // 28 s of real time = about 140 s of emulated time.
     Command::cargo_bin("migwatt")
         .unwrap()
-        .args(["meter", "capture", "--duration", "28"])
+        .args(["meter", "capture", "--duration", "28s"])
         .arg("--port")
         .arg(format!("src={}", src.link.display()))
         .arg("--port")

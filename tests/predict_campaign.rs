@@ -23,9 +23,9 @@ const HOT_MIB: u32 = 32;
 fn run_one(out: &Path, run: &str, vm: &str, workload: &str, rate: u32, link: u64) {
     let args = [
         "--bandwidth".to_string(),
-        link.to_string(),
+        format!("{link}B/s"),
         "--timeout".into(),
-        "60".into(),
+        "60s".into(),
         "--workload".into(),
         workload.into(),
         "--vm".into(),

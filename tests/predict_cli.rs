@@ -482,7 +482,7 @@ fn predict_with_a_hot_set_caps_the_dirty_data() {
         "--rate",
         "16MB/s",
         "--downtime-limit",
-        "50",
+        "50ms",
         "--hot-set",
         "34MB",
     ];

@@ -43,7 +43,7 @@ struct Outcome {
 fn run_migration(label: &str, rate: u32, hot_mib: u32, timeout_s: u32, exit: i32) -> Outcome {
     let args = [
         "--timeout".to_string(),
-        timeout_s.to_string(),
+        format!("{timeout_s}s"),
         "--workload".into(),
         label.into(),
         "--vm".into(),

@@ -197,9 +197,9 @@ def main():
                            "--qmp", os.path.join(d, f"g{n-1}.qmp"),
                            "--dest-qmp", os.path.join(d, f"g{n}.qmp"),
                            "--uri", f"unix:{rel}",
-                           "--downtime-limit", str(a.downtime_limit_ms),
-                           "--dirty-rate-sample", "1",
-                           "--timeout", str(a.timeout_s),
+                           "--downtime-limit", f"{a.downtime_limit_ms}ms",
+                           "--dirty-rate-sample", "1s",
+                           "--timeout", f"{a.timeout_s}s",
                            "--workload", label, "--vm", f"tiny{mem}m",
                            "--source-host", hosts[here], "--dest-host", hosts[1 - here],
                            "--out", a.out]

@@ -82,7 +82,7 @@ rm -rf "$pty"
   # Model accuracy and decision trials (`migwatt evaluate`, Figures 10-14).
   mkdir -p evaluation
   "$mw" evaluate --migrations . --energy-model models/energy --gamma-model models/gamma-qemu \
-    --hypervisor qemu --downtime-limit 50 --history --decision-trials 20 --candidates 8 --seed 1 \
+    --hypervisor qemu --downtime-limit 50ms --history --decision-trials 20 --candidates 8 --seed 1 \
     --energy energy.parquet --out evaluation/evaluation.parquet --format json > evaluation/evaluate.json
   "$mw" datasets check .
 )

@@ -95,7 +95,7 @@ def rust_rank(path, models):
            "--weights", ",".join(map(str, WEIGHTS)),
            "--energy-model", os.path.join(models, "paper-energy"),
            "--gamma-model", os.path.join(models, "paper-gamma"),
-           "--hypervisor", "qemu", "--rate", "1Gbit/s", "--downtime-limit", "300",
+           "--hypervisor", "qemu", "--rate", "1Gbit/s", "--downtime-limit", "300ms",
            "--top", "10", "--format", "json", "--timings"]
     env = dict(os.environ, POLARS_MAX_THREADS="1")
     t0 = time.perf_counter()

@@ -2,10 +2,10 @@
 //!
 //! Two emulated Watts up? PRO meters run on real pseudo-terminals; their power follows the
 //! running migration's throughput. By default the migrations are replays of real QEMU
-//! migrations shipped in `datasets/examples/campaign` (recorded by the collector); with
-//! `--qemu` they are real live migrations of local QEMU guests, each verified (all guest RAM
-//! of the paused source and destination compared page by page before the destination runs).
-//! Everything else (capture,
+//! migrations shipped in `datasets/examples/campaign` (recorded by the collector) and built
+//! into the binary, so the demo runs from any folder; with `--qemu` they are real live
+//! migrations of local QEMU guests, each verified (all guest RAM of the paused source and
+//! destination compared page by page before the destination runs). Everything else (capture,
 //! P_0, integration, training, verdicts, report) is the production campaign code. The demo
 //! writes its config beside its output so it can be rerun with `migwatt calibrate run`.
 
@@ -19,8 +19,9 @@ pub enum DemoMigrations {
     /// Replay `count` recorded migrations of a campaign folder (its `migrations/` and
     /// `rounds/`).
     Replay {
-        /// The example campaign folder.
-        examples: PathBuf,
+        /// The example campaign folder; None: the one built into the binary, written to
+        /// `replayed/` in the demo's folder.
+        examples: Option<PathBuf>,
         /// How many migrations.
         count: usize,
     },
@@ -52,7 +53,11 @@ meter = "emulated"
     match m {
         DemoMigrations::Replay { examples, count } => format!(
             "{common}\n[hypervisor]\nkind = \"replay\"\nreplay = {:?}\nreplay_count = {count}\n",
-            examples.display().to_string()
+            examples
+                .as_deref()
+                .unwrap_or(Path::new(EMBEDDED_DIR))
+                .display()
+                .to_string()
         ),
         DemoMigrations::Qemu { guest } => {
             let g = guest.display().to_string();
@@ -97,7 +102,12 @@ repetitions = 1
     }
 }
 
-/// Write `dir/demo.toml` for `m` and run its campaign in `dir`.
+/// Where in the demo's folder the built-in example migrations are written (the config's
+/// paths are relative to it).
+pub const EMBEDDED_DIR: &str = "replayed";
+
+/// Write `dir/demo.toml` for `m` (and the built-in examples it replays, if it uses them) and
+/// run its campaign in `dir`.
 pub fn run_demo(
     dir: &Path,
     m: &DemoMigrations,
@@ -107,6 +117,14 @@ pub fn run_demo(
         path: dir.to_path_buf(),
         source,
     })?;
+    if let DemoMigrations::Replay { examples: None, .. } = m {
+        datasets::examples::write_campaign(&dir.join(EMBEDDED_DIR)).map_err(|e| {
+            CampaignError::Step {
+                step: "writing the built-in example migrations",
+                message: e.to_string(),
+            }
+        })?;
+    }
     let path = dir.join("demo.toml");
     datasets::io::write_bytes_atomic(&path, demo_config(m).as_bytes()).map_err(|e| {
         CampaignError::Step {
@@ -127,7 +145,11 @@ mod tests {
     fn demo_configs_parse() {
         for m in [
             DemoMigrations::Replay {
-                examples: "datasets/examples/campaign".into(),
+                examples: Some("datasets/examples/campaign".into()),
+                count: 6,
+            },
+            DemoMigrations::Replay {
+                examples: None,
                 count: 6,
             },
             DemoMigrations::Qemu {

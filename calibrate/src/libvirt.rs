@@ -14,8 +14,9 @@ use std::path::Path;
 use datasets::migrations::MigrationRow;
 
 use crate::precopy::{self, PrecopyInput, Snapshot};
-use crate::units::{parse_count, parse_size_bytes, parse_utc_ns, MAX_BYTES};
+use crate::units::{parse_count, MAX_BYTES};
 use crate::{file_stem, IngestOptions, Migration, Parsed, Problem};
+use datasets::quantity::{parse_rfc3339_utc_ns, parse_size_bytes};
 
 #[derive(Debug, Clone, Default)]
 struct Block {
@@ -85,7 +86,7 @@ impl Parser<'_> {
         let mut bad = Vec::new();
         let mut size = |label: &str| -> Option<u64> {
             let (line, v) = b.fields.get(label)?;
-            match parse_size_bytes(v) {
+            match parse_size_bytes(v).ok() {
                 Some(x) if x <= MAX_BYTES as f64 => Some(x.round() as u64),
                 _ => {
                     bad.push((
@@ -378,7 +379,7 @@ pub fn parse(path: &Path, bytes: &[u8], opts: &IngestOptions) -> Parsed {
             };
             slot.get_or_insert(lineno);
         };
-        if let Some(t) = parse_utc_ns(line) {
+        if let Ok(t) = parse_rfc3339_utc_ns(line) {
             if let Some((l, _)) = stamp.replace((lineno, t)) {
                 p.problem(
                     l,

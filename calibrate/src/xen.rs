@@ -20,8 +20,9 @@ use std::path::Path;
 use datasets::migrations::MigrationRow;
 use datasets::rounds::RoundRow;
 
-use crate::units::{parse_count, parse_naive_utc_ns};
+use crate::units::parse_count;
 use crate::{file_stem, IngestOptions, Migration, Parsed, Problem};
+use datasets::quantity::parse_naive_utc_ns;
 
 /// Xen's page size, bytes.
 pub const XEN_PAGE_BYTES: u64 = 4096;
@@ -102,7 +103,7 @@ fn strip_prefix(line: &str) -> (Option<i64>, &str) {
         return (None, line);
     };
     let inside = &rest[..close];
-    let ts = inside.get(..19).and_then(parse_naive_utc_ns);
+    let ts = inside.get(..19).and_then(|t| parse_naive_utc_ns(t).ok());
     if ts.is_none() {
         return (None, line);
     }

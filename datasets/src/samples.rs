@@ -9,6 +9,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use rayon::iter::{IntoParallelRefIterator, ParallelIterator};
 
 use crate::io::{
     col_err, column, parquet_files, read_parquet_checked, DatasetError, DatasetKind, SchemaVersion,
@@ -429,42 +430,28 @@ pub fn read_power_series_into(
         out.flags.reserve_exact(total);
         out.meter_index.reserve_exact(total);
     }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(files.len());
-    if workers <= 1 {
-        for f in files {
-            append_power(out, &read_power_columns(f)?, f, range_utc_ns)?;
-        }
-    } else {
-        // Workers decode files; this thread appends them in file order as they arrive, so
-        // only a few decoded files are in memory at once.
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|s| -> Result<(), DatasetError> {
-            let (tx, rx) = std::sync::mpsc::sync_channel(workers);
-            for _ in 0..workers {
-                let tx = tx.clone();
-                let next = &next;
-                s.spawn(move || loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= files.len() || tx.send((i, read_power_columns(&files[i]))).is_err() {
-                        break;
-                    }
-                });
-            }
-            drop(tx);
-            let mut pending = std::collections::BTreeMap::new();
-            let mut want = 0;
-            for (i, df) in rx {
-                pending.insert(i, df);
-                while let Some(df) = pending.remove(&want) {
-                    append_power(out, &df?, &files[want], range_utc_ns)?;
-                    want += 1;
+    // rayon decodes a batch of files (one per thread) while the previous batch is appended in
+    // file order, so only two batches of decoded files are in memory at once.
+    let batch = rayon::current_num_threads().max(1);
+    type Decoded<'a> = (&'a [PathBuf], Vec<Result<DataFrame, DatasetError>>);
+    let mut decoded: Option<Decoded<'_>> = None;
+    for next in files.chunks(batch).chain([&[][..]]) {
+        let prev = decoded.take();
+        let (got, appended) = rayon::join(
+            || {
+                next.par_iter()
+                    .map(|f| read_power_columns(f))
+                    .collect::<Vec<_>>()
+            },
+            || -> Result<(), DatasetError> {
+                for (f, df) in prev.into_iter().flat_map(|(fs, dfs)| fs.iter().zip(dfs)) {
+                    append_power(out, &df?, f, range_utc_ns)?;
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        );
+        appended?;
+        decoded = Some((next, got));
     }
     sort_power_series(out);
     check_no_duplicate_times(out, files)

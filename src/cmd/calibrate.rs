@@ -113,18 +113,18 @@ pub struct MigrateArgs {
     /// Migration URI, e.g. unix:/tmp/relay.sock or tcp:127.0.0.1:4444
     #[arg(long)]
     pub uri: String,
-    /// QEMU max-bandwidth, bytes/s (suffixes: K, M, G = KiB, MiB, GiB; kB, MB, GB)
-    #[arg(long)]
-    pub bandwidth: Option<String>,
-    /// QEMU downtime-limit, ms
-    #[arg(long)]
-    pub downtime_limit: Option<u64>,
+    /// QEMU max-bandwidth, a rate such as 32MiB/s, 32MB/s or 800Mbit/s
+    #[arg(long, value_name = "RATE", value_parser = super::quantity::rate)]
+    pub bandwidth: Option<super::quantity::Rate>,
+    /// QEMU downtime-limit, whole milliseconds such as 50ms or 1s
+    #[arg(long, value_name = "DURATION", value_parser = super::quantity::duration)]
+    pub downtime_limit: Option<Duration>,
     /// Turn QEMU's auto-converge capability on
     #[arg(long)]
     pub auto_converge: bool,
-    /// Cancel the migration (recorded as not converged) after this many seconds
-    #[arg(long, default_value_t = 600.0)]
-    pub timeout: f64,
+    /// Cancel the migration (recorded as not converged) after this long
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = super::quantity::duration)]
+    pub timeout: Duration,
     /// Output folder: raw/, migrations/, rounds/
     #[arg(long)]
     pub out: PathBuf,
@@ -134,9 +134,9 @@ pub struct MigrateArgs {
     /// VM name
     #[arg(long, default_value = "vm")]
     pub vm: String,
-    /// Sample the guest's dirtying rate for this many seconds (whole, rounded up) before migrating
-    #[arg(long)]
-    pub dirty_rate_sample: Option<f64>,
+    /// Sample the guest's dirtying rate for this long (whole seconds, rounded up) before migrating
+    #[arg(long, value_name = "DURATION", value_parser = super::quantity::duration)]
+    pub dirty_rate_sample: Option<Duration>,
     /// Source host name
     #[arg(long, default_value = "source")]
     pub source_host: String,
@@ -266,34 +266,33 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         ("--source-host", "host name", Some(&a.source_host)),
         ("--dest-host", "host name", Some(&a.dest_host)),
     ])?;
-    let bandwidth = match &a.bandwidth {
-        Some(b) => Some(
-            calibrate::units::parse_size_bytes(b)
-                .with_context(|| {
-                    format!("--bandwidth '{b}': expected bytes/s such as 33554432 or 32M")
-                })?
-                .round() as u64,
-        ),
+    let bandwidth = a.bandwidth.map(|b| b.bytes_per_s.round() as u64);
+    if bandwidth == Some(0) {
+        bail!("--bandwidth must be at least 1B/s");
+    }
+    let downtime_limit_ms = match a.downtime_limit {
+        Some(d) if d.subsec_nanos() % 1_000_000 != 0 => {
+            bail!("--downtime-limit {d:?}: QEMU takes whole milliseconds")
+        }
+        Some(d) => Some(d.as_millis() as u64),
         None => None,
     };
-    if !(a.timeout.is_finite() && a.timeout > 0.0) {
-        bail!("--timeout must be a positive number of seconds");
+    if a.timeout.is_zero() {
+        bail!("--timeout must be longer than 0s");
     }
-    if let Some(s) = a.dirty_rate_sample {
-        if !(s.is_finite() && s > 0.0) {
-            bail!("--dirty-rate-sample must be a positive number of seconds");
-        }
+    if a.dirty_rate_sample.is_some_and(|d| d.is_zero()) {
+        bail!("--dirty-rate-sample must be longer than 0s");
     }
     let opts = MigrateOptions {
         source_qmp: a.qmp,
         dest_qmp: a.dest_qmp,
         uri: a.uri,
         bandwidth_bytes_per_s: bandwidth,
-        downtime_limit_ms: a.downtime_limit,
+        downtime_limit_ms,
         auto_converge: a.auto_converge,
-        timeout: Duration::from_secs_f64(a.timeout),
+        timeout: a.timeout,
         poll_interval: Duration::from_millis(50),
-        dirty_rate_sample_s: a.dirty_rate_sample,
+        dirty_rate_sample_s: a.dirty_rate_sample.map(|d| d.as_secs_f64()),
         vm: a.vm,
         workload: a.workload,
         source_host: a.source_host,

@@ -14,18 +14,20 @@ use calibrate::demo::{run_demo, DemoMigrations};
 #[command(after_help = "\
 The demo runs `migwatt calibrate run` on built-in defaults, without hardware: two emulated \
 Watts up? PRO meters on pseudo-terminals whose power follows the running migration, and \
-migrations replayed from real QEMU migrations shipped in datasets/examples/campaign (or, \
-with --qemu, real live migrations of a tiny local QEMU guest, each verified page by page \
-before its destination runs; exit status 4 if one did not verify). It captures, measures P_0, \
-integrates, trains, evaluates against the acceptance thresholds and writes report.html. \
-Its config is saved as demo.toml in the run folder.")]
+migrations replayed from real QEMU migrations (those of datasets/examples/campaign, built \
+into the binary, so the demo runs from any folder) or, with --qemu, real live migrations of \
+a tiny local QEMU guest, each verified page by page before its destination runs (exit status \
+4 if one did not verify). It captures, measures P_0, integrates, trains, evaluates against \
+the acceptance thresholds and writes report.html. Its config is saved as demo.toml in the \
+run folder.")]
 pub struct DemoArgs {
     /// Folder for the demo's runs; each run gets its own timestamped subfolder
     #[arg(long, default_value = "migwatt-demo")]
     pub out: PathBuf,
-    /// Shipped example campaign whose real QEMU migrations are replayed
-    #[arg(long, default_value = "datasets/examples/campaign")]
-    pub examples: PathBuf,
+    /// Campaign folder whose real QEMU migrations (migrations/, rounds/) are replayed
+    /// [default: the example campaign built into the binary]
+    #[arg(long, value_name = "DIR")]
+    pub examples: Option<PathBuf>,
     /// How many of its migrations to replay (spread over their V_mig range)
     #[arg(long, default_value_t = 6)]
     pub migrations: usize,
@@ -58,15 +60,17 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| a.guest.display().to_string())?,
         }
     } else {
-        if !a.examples.join("migrations").is_dir() {
-            bail!(
-                "{}: no migrations/ folder; run the demo from the repository root or pass --examples",
-                a.examples.display()
-            );
-        }
+        let examples = match &a.examples {
+            Some(dir) if !dir.join("migrations").is_dir() => {
+                bail!("--examples {}: no migrations/ folder", dir.display())
+            }
+            Some(dir) => {
+                Some(std::fs::canonicalize(dir).with_context(|| dir.display().to_string())?)
+            }
+            None => None,
+        };
         DemoMigrations::Replay {
-            examples: std::fs::canonicalize(&a.examples)
-                .with_context(|| a.examples.display().to_string())?,
+            examples,
             count: a.migrations,
         }
     };
@@ -75,9 +79,20 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         out_dir.display()
     );
     match &migrations {
-        DemoMigrations::Replay { examples, count } => outln!(
+        DemoMigrations::Replay {
+            examples: Some(examples),
+            count,
+        } => outln!(
             "EMULATED: {count} migrations replayed from real QEMU migrations recorded by the collector in {}",
             examples.join("migrations").display()
+        ),
+        DemoMigrations::Replay {
+            examples: None,
+            count,
+        } => outln!(
+            "EMULATED: {count} migrations replayed from real QEMU migrations recorded by the collector \
+             (datasets/examples/campaign, built into migwatt; written to {})",
+            out_dir.join(calibrate::demo::EMBEDDED_DIR).display()
         ),
         DemoMigrations::Qemu { guest } => outln!(
             "REAL: live migrations of a tiny QEMU guest ({}) between two local QEMU processes, each verified: \

@@ -8,9 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use datasets::energy::{stage_energy, stage_window_quality, Format, KEY_MIN_COVERAGE, KEY_RULE};
 use datasets::windows::read_windows;
-use meter::energy::baseline::{
-    baseline_from_dir, parse_time_utc_ns, read_baseline, write_baseline, BaselineOptions,
-};
+use meter::energy::baseline::{baseline_from_dir, read_baseline, write_baseline, BaselineOptions};
 use meter::energy::integrate::{integrate as run_integration, IntegrateOptions, Rule};
 
 /// Arguments of `migwatt meter baseline`.
@@ -24,11 +22,11 @@ pub struct BaselineArgs {
     host: String,
     /// Start of the range to use (RFC 3339 or Unix seconds); without --from/--to the longest
     /// stable stretch is searched
-    #[arg(long, value_name = "T", value_parser = parse_time_utc_ns, requires = "to")]
-    from: Option<i64>,
+    #[arg(long, value_name = "T", value_parser = super::quantity::utc, requires = "to")]
+    from: Option<super::quantity::Utc>,
     /// End of the range to use (RFC 3339 or Unix seconds)
-    #[arg(long, value_name = "T", value_parser = parse_time_utc_ns, requires = "from")]
-    to: Option<i64>,
+    #[arg(long, value_name = "T", value_parser = super::quantity::utc, requires = "from")]
+    to: Option<super::quantity::Utc>,
     /// Largest accepted spread (max - min) of the readings, W
     #[arg(long, value_name = "W", default_value_t = 1.0)]
     max_spread_w: f64,
@@ -135,7 +133,7 @@ fn interval_ns(s: Option<f64>) -> anyhow::Result<Option<i64>> {
 /// Run `meter baseline`.
 pub fn baseline(a: BaselineArgs) -> anyhow::Result<ExitCode> {
     let opts = BaselineOptions {
-        range_utc_ns: a.from.zip(a.to),
+        range_utc_ns: a.from.zip(a.to).map(|(f, t)| (f.ns, t.ns)),
         max_spread_w: a.max_spread_w,
         min_seconds: a.min_seconds,
         interval_ns: interval_ns(a.interval_s)?,

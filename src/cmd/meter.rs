@@ -14,6 +14,8 @@ use meter::emulator::{EmulatorConfig, Faults, Profile};
 use meter::protocol::{Packet, Reply, RECORD_FIELDS};
 use meter::source::{NamedSource, SourceOptions};
 
+use super::quantity;
+
 /// `migwatt meter` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum MeterCommand {
@@ -95,23 +97,23 @@ pub struct CaptureArgs {
     /// Dataset directory
     #[arg(long)]
     pub out: PathBuf,
-    /// Logging interval asked of the meters, whole seconds
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3600))]
-    pub interval: u32,
-    /// Stop after this long (e.g. 90, 90s, 15m, 2h); default: until Ctrl-C
-    #[arg(long, value_parser = parse_duration)]
+    /// Logging interval asked of the meters: whole seconds, 1s to 1h
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = quantity::duration)]
+    pub interval: Duration,
+    /// Stop after this long (e.g. 90s, 15m, 2h); default: until Ctrl-C
+    #[arg(long, value_name = "DURATION", value_parser = quantity::duration)]
     pub duration: Option<Duration>,
     /// Make samples durable at least this often
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = quantity::duration)]
     pub flush_every: Duration,
     /// Close a Parquet file after this long
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = quantity::duration)]
     pub segment: Duration,
-    /// Reopen a meter that sent nothing for this long [default: max(5 s, 3 intervals)]
-    #[arg(long, value_parser = parse_duration)]
+    /// Reopen a meter that sent nothing for this long [default: max(5s, 3 intervals)]
+    #[arg(long, value_name = "DURATION", value_parser = quantity::duration)]
     pub stall_timeout: Option<Duration>,
     /// Wait after clearing the meter's memory before starting logging
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = quantity::duration)]
     pub settle: Duration,
     /// Write the capture report (per-meter counts, gaps, files) as JSON here
     #[arg(long)]
@@ -156,15 +158,18 @@ pub struct EmulateArgs {
     /// Log every generated record (JSON lines: k, t_s, watts, fault, delivered)
     #[arg(long)]
     pub sent_log: Option<PathBuf>,
-    /// Stop after this much real time
-    #[arg(long, value_parser = parse_duration)]
+    /// Stop after this much real time (e.g. 30s, 5m)
+    #[arg(long, value_name = "DURATION", value_parser = quantity::duration)]
     pub duration: Option<Duration>,
     /// Only answer a host whose port is set to this baud rate (old meters: 19200)
     #[arg(long)]
     pub baud: Option<u32>,
     /// Standard deviation of measurement noise added to the power, W
-    #[arg(long, default_value_t = 0.0)]
-    pub noise: f64,
+    #[arg(long, value_name = "W", default_value_t = 0.0)]
+    pub noise_w: f64,
+    /// Renamed --noise-w (refused, naming the new flag)
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "", value_parser = super::Renamed("--noise-w"))]
+    pub noise: Option<String>,
 }
 
 /// Arguments of `meter info`.
@@ -191,31 +196,6 @@ pub struct ListArgs {
 pub struct RecoverArgs {
     /// Dataset directory given to `meter capture --out`
     pub dir: PathBuf,
-}
-
-/// Parse `90`, `90s`, `250ms`, `15m`, `2h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number with an optional unit ms, s, m or h"))?;
-    let secs = match unit.trim() {
-        "" | "s" => v,
-        "ms" => v / 1000.0,
-        "m" | "min" => v * 60.0,
-        "h" => v * 3600.0,
-        u => return Err(format!("{s:?}: unknown unit {u:?} (use ms, s, m or h)")),
-    };
-    // Ten years: longer is no finite plan, and would overflow the clock arithmetic.
-    const MAX_S: f64 = 10.0 * 365.25 * 86_400.0;
-    if !secs.is_finite() || !(0.0..=MAX_S).contains(&secs) {
-        return Err(format!("{s:?}: must be a duration between 0 and 10 years"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Run a `meter` subcommand.
@@ -431,7 +411,7 @@ impl ProgressSink for StderrProgress {
 }
 
 /// The sources of `--port` and `--source`, built (an emulated source starts here).
-fn capture_sources(a: &CaptureArgs) -> anyhow::Result<Vec<CaptureSource>> {
+fn capture_sources(a: &CaptureArgs, interval_s: u32) -> anyhow::Result<Vec<CaptureSource>> {
     let mut named = Vec::new();
     for p in &a.ports {
         named.push(NamedSource::parse_port(p).context("--port")?);
@@ -440,7 +420,7 @@ fn capture_sources(a: &CaptureArgs) -> anyhow::Result<Vec<CaptureSource>> {
         named.push(NamedSource::parse_source(s).context("--source")?);
     }
     let settings = SourceOptions {
-        interval_s: a.interval,
+        interval_s,
         settle: a.settle,
         ..SourceOptions::default()
     };
@@ -475,12 +455,21 @@ fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     {
         bail!("--stall-timeout must be at least 100ms");
     }
-    let mut cfg = CaptureConfig::new(capture_sources(&a)?, &a.out);
+    let interval_s = u32::try_from(a.interval.as_secs())
+        .ok()
+        .filter(|s| (1..=3600).contains(s) && a.interval.subsec_nanos() == 0)
+        .with_context(|| {
+            format!(
+                "--interval {:?}: a Watts up? PRO logs at whole seconds from 1s to 1h",
+                a.interval
+            )
+        })?;
+    let mut cfg = CaptureConfig::new(capture_sources(&a, interval_s)?, &a.out);
     cfg.duration = a.duration;
     cfg.flush_every = a.flush_every;
     cfg.segment_len = a.segment;
     cfg.stall_timeout = a.stall_timeout.unwrap_or_else(|| {
-        Duration::from_secs(5).max(Duration::from_secs(3 * u64::from(a.interval)))
+        Duration::from_secs(5).max(Duration::from_secs(3 * u64::from(interval_s)))
     });
     cfg.metrics_addr = a.metrics;
     let cancel = crate::signals::cancel_on_signals()?;
@@ -521,7 +510,7 @@ fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
         link: a.link.clone(),
         sent_log: a.sent_log.clone(),
         baud: a.baud,
-        noise_w: a.noise,
+        noise_w: a.noise_w,
         ..EmulatorConfig::default()
     };
     let cancel = crate::signals::cancel_on_signals()?;
@@ -655,22 +644,4 @@ fn recover(a: RecoverArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("-1").is_err());
-        // Far beyond any plan: refused, not a panic converting to a Duration.
-        assert!(parse_duration("1e300s").is_err());
-        assert!(parse_duration("99999999999h").is_err());
-    }
 }

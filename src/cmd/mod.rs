@@ -8,6 +8,7 @@ pub mod demo;
 pub mod energy;
 pub mod meter;
 pub mod predict;
+pub mod quantity;
 pub mod train;
 
 /// The output guard of one command: its inputs (each with the option naming it) are protected
@@ -20,4 +21,29 @@ pub fn guard_io(
     let protected = ::datasets::io::protect_inputs(inputs.iter().copied());
     ::datasets::io::check_outputs(outputs)?;
     Ok(protected)
+}
+
+/// The value parser of a flag that was renamed or replaced: using it is a usage error (exit
+/// status 2) that names what to write instead, never a silent change of meaning.
+#[derive(Debug, Clone, Copy)]
+pub struct Renamed(pub &'static str);
+
+impl clap::builder::TypedValueParser for Renamed {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        _value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let old = arg
+            .and_then(|a| a.get_long())
+            .map_or(String::new(), |l| format!("--{l} "));
+        Err(clap::Error::raw(
+            clap::error::ErrorKind::UnknownArgument,
+            format!("{old}was replaced: use {}\n", self.0),
+        )
+        .with_cmd(cmd))
+    }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use super::quantity::{self, Rate, Size};
 use anyhow::{bail, Context as _};
 use datasets::candidates::read_candidates;
 use datasets::migrations::read_migrations;
@@ -18,7 +19,6 @@ use trainer::predict::{
     base_model, simulate_trajectory, EnergyModel, GammaModel, Hypervisor, Prediction, RatePolicy,
     Scenario, NO_HOT_SET,
 };
-use trainer::quantity::{parse_duration_s, parse_rate_bytes_per_s, parse_size_bytes};
 use trainer::rank::{predict_all, rank, Defaults, Weights};
 
 /// Output format.
@@ -52,23 +52,23 @@ pub struct ModelArgs {
     #[arg(long, default_value = "qemu")]
     hypervisor: Hypervisor,
     /// Transmission rate, e.g. 800Mbit/s, 60MB/s, 16MiB/s
-    #[arg(long, value_name = "RATE", conflicts_with = "adaptive")]
-    rate: Option<String>,
+    #[arg(long, value_name = "RATE", conflicts_with = "adaptive", value_parser = quantity::rate)]
+    rate: Option<Rate>,
     /// Adaptive rate: R_i = D + delta within [R_min, R_max] (section 4.3)
     #[arg(long)]
     adaptive: bool,
     /// delta of --adaptive
-    #[arg(long, default_value = "100Mbit/s", value_name = "RATE")]
-    rate_delta: String,
+    #[arg(long, default_value = "100Mbit/s", value_name = "RATE", value_parser = quantity::rate)]
+    rate_delta: Rate,
     /// R_min of --adaptive
-    #[arg(long, default_value = "400Mbit/s", value_name = "RATE")]
-    rate_min: String,
+    #[arg(long, default_value = "400Mbit/s", value_name = "RATE", value_parser = quantity::rate)]
+    rate_min: Rate,
     /// R_max of --adaptive
-    #[arg(long, default_value = "800Mbit/s", value_name = "RATE")]
-    rate_max: String,
-    /// QEMU downtime limit (ms unless a unit is given)
-    #[arg(long, default_value = "300", value_name = "MS")]
-    downtime_limit: String,
+    #[arg(long, default_value = "800Mbit/s", value_name = "RATE", value_parser = quantity::rate)]
+    rate_max: Rate,
+    /// QEMU downtime limit, e.g. 300ms or 1s
+    #[arg(long, default_value = "300ms", value_name = "DURATION", value_parser = quantity::duration)]
+    downtime_limit: std::time::Duration,
 }
 
 struct Models {
@@ -115,22 +115,18 @@ impl ModelArgs {
     fn rate_policy(&self) -> anyhow::Result<Option<RatePolicy>> {
         if self.adaptive {
             return Ok(Some(RatePolicy::Adaptive {
-                delta_bytes_per_s: parse_rate_bytes_per_s(&self.rate_delta)
-                    .context("--rate-delta")?,
-                min_bytes_per_s: parse_rate_bytes_per_s(&self.rate_min).context("--rate-min")?,
-                max_bytes_per_s: parse_rate_bytes_per_s(&self.rate_max).context("--rate-max")?,
+                delta_bytes_per_s: self.rate_delta.bytes_per_s,
+                min_bytes_per_s: self.rate_min.bytes_per_s,
+                max_bytes_per_s: self.rate_max.bytes_per_s,
             }));
         }
-        Ok(match &self.rate {
-            Some(r) => Some(RatePolicy::Fixed {
-                rate_bytes_per_s: parse_rate_bytes_per_s(r).context("--rate")?,
-            }),
-            None => None,
-        })
+        Ok(self.rate.map(|r| RatePolicy::Fixed {
+            rate_bytes_per_s: r.bytes_per_s,
+        }))
     }
 
     fn downtime_limit_s(&self) -> anyhow::Result<f64> {
-        parse_duration_s(&self.downtime_limit, "ms").context("--downtime-limit")
+        Ok(self.downtime_limit.as_secs_f64())
     }
 }
 
@@ -140,11 +136,11 @@ pub struct PredictArgs {
     #[command(flatten)]
     models: ModelArgs,
     /// Guest memory (data of the first round), e.g. 1GiB
-    #[arg(long, value_name = "SIZE")]
-    vm_mem: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = quantity::size)]
+    vm_mem: Option<Size>,
     /// Dirtying rate D sampled now, e.g. 60MB/s
-    #[arg(long, value_name = "RATE")]
-    dirty_rate: Option<String>,
+    #[arg(long, value_name = "RATE", value_parser = quantity::rate)]
+    dirty_rate: Option<Rate>,
     /// Performance model
     #[arg(long, value_enum, default_value = "sim")]
     model: ModelChoice,
@@ -162,8 +158,8 @@ pub struct PredictArgs {
     /// dirty however long a round lasts (data dirtied per round = min(T D, H), gamma then 0);
     /// give it when the guest's writes are confined to a region of known size (overrides the
     /// H learned by --history)
-    #[arg(long, value_name = "SIZE")]
-    hot_set: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = quantity::size)]
+    hot_set: Option<Size>,
     /// EWMA weight mu of eq 12 (> 0.5)
     #[arg(long, default_value_t = DEFAULT_MU)]
     mu: f64,
@@ -290,18 +286,9 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     let Some(policy) = policy else {
         bail!("give --rate RATE or --adaptive");
     };
-    let mut vm_mem = match &a.vm_mem {
-        Some(s) => Some(parse_size_bytes(s).context("--vm-mem")?),
-        None => None,
-    };
-    let sampled = match &a.dirty_rate {
-        Some(s) => Some(parse_rate_bytes_per_s(s).context("--dirty-rate")?),
-        None => None,
-    };
-    let mut hot_set = match &a.hot_set {
-        Some(s) => Some(parse_size_bytes(s).context("--hot-set")?),
-        None => None,
-    };
+    let mut vm_mem = a.vm_mem.map(|s| s.bytes);
+    let sampled = a.dirty_rate.map(|r| r.bytes_per_s);
+    let mut hot_set = a.hot_set.map(|s| s.bytes);
     let mut refined = None;
     let dirty = if let (Some(dir), Some(vm)) = (&a.history, &a.vm) {
         if !(a.mu > 0.5 && a.mu <= 1.0 && (0.0..=1.0).contains(&a.phi)) {

@@ -88,8 +88,8 @@ pub enum TrainCommand {
         include_last: bool,
         /// Leave out rounds shorter than this and the rounds right after them: their dirtied
         /// pages are mostly interpolation between progress polls (e.g. 100ms, 0.25s)
-        #[arg(long, default_value = "100ms", value_name = "DURATION")]
-        min_round: String,
+        #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = super::quantity::duration)]
+        min_round: std::time::Duration,
     },
     /// Any linear model: TARGET = sum b_j FEATURE_j (+ intercept)
     Linear {
@@ -185,8 +185,7 @@ pub fn run_train(c: TrainCommand) -> anyhow::Result<ExitCode> {
             include_last,
             min_round,
         } => {
-            let min_round_s = trainer::quantity::parse_duration_s(&min_round, "")
-                .map_err(|e| anyhow::anyhow!("--min-round {min_round:?}: {e}"))?;
+            let min_round_s = min_round.as_secs_f64();
             let g = GammaOptions {
                 hypervisor,
                 workload,

@@ -311,7 +311,7 @@ pub fn migrate_with_setup(
         .arg(d.join("dst.qmp"))
         .arg("--uri")
         .arg(format!("unix:{}", relay_sock.display()))
-        .args(["--downtime-limit", "50", "--dirty-rate-sample", "1"]);
+        .args(["--downtime-limit", "50ms", "--dirty-rate-sample", "1s"]);
     if !setup.no_verify {
         cmd.arg("--verify");
     }

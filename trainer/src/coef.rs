@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::units::{Unit, UnitError};
+use datasets::quantity::{Unit, UnitError};
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: &str = "1.1.0";

@@ -16,6 +16,7 @@ use crate::predict::{
     NO_HOT_SET, QEMU_DEFAULT_DOWNTIME_LIMIT_S, T_RESUME_S,
 };
 use crate::rank::Weights;
+use crate::rng::SplitMix64;
 
 /// Options of an evaluation.
 #[derive(Debug, Clone, Copy)]
@@ -674,22 +675,6 @@ pub struct Savings {
     pub e_mig_percent: Option<f64>,
 }
 
-/// SplitMix64: a small, seedable generator (reproducible trials without a dependency).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Decision trials: each draws `k` measured (completed) migrations as candidates; the model
 /// picks the least predicted cost C (eq 18; the E_mig term needs predicted energy: rows
 /// without it cost infinity when its weight is not 0), random choice picks any; savings
@@ -710,7 +695,7 @@ pub fn decision_trials(
         return None;
     }
     let k = k.min(pool.len()).max(2);
-    let mut rng = SplitMix(seed);
+    let mut rng = SplitMix64::new(seed);
     let (mut guided, mut random) = ([0.0f64; 4], [0.0f64; 4]);
     let energy_measured = pool.iter().all(|r| r.measured_e_mig_j.is_some());
     let metrics = |r: &EvaluationRow| {
@@ -725,7 +710,7 @@ pub fn decision_trials(
         // Partial Fisher-Yates: k distinct candidates.
         let mut idx: Vec<usize> = (0..pool.len()).collect();
         for i in 0..k {
-            let j = i + rng.below(pool.len() - i);
+            let j = i + rng.index(pool.len() - i);
             idx.swap(i, j);
         }
         let cands: Vec<&EvaluationRow> = idx[..k].iter().map(|&i| pool[i]).collect();
@@ -767,7 +752,7 @@ pub fn decision_trials(
             .iter()
             .min_by(|a, b| cost(a).total_cmp(&cost(b)))
             .expect("k >= 2");
-        let pick = cands[rng.below(k)];
+        let pick = cands[rng.index(k)];
         for (acc, x) in guided.iter_mut().zip(metrics(best)) {
             *acc += x;
         }

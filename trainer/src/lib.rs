@@ -1,8 +1,8 @@
 //! Model fitting for migwatt: guarded OLS (linfa-linear) with full statistics, versioned
 //! coefficient files, and the energy (eq 14/15), gamma (eq 10) and generic linear trainers.
 //!
-//! [`coef`] and [`units`] depend on serde only, so prediction can use them without polars
-//! or linfa.
+//! [`coef`] depends on serde and `datasets::quantity` (units) only, so prediction can use it
+//! without polars or linfa.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,11 +12,10 @@ pub mod history;
 pub mod linalg;
 pub mod ols;
 pub mod predict;
-pub mod quantity;
 pub mod rank;
+pub mod rng;
 pub mod stats;
 pub mod train;
-pub mod units;
 
 pub use coef::{CoefError, CoefficientFile, ModelKind};
 pub use ols::{FitError, FittedOls, OlsParams, Problem};

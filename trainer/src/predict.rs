@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::coef::{CoefficientFile, ModelKind};
-use crate::quantity::si_factor;
+use datasets::quantity::Unit;
 
 /// Resume time added to the last round's time to give the downtime (eq 7), s.
 pub const T_RESUME_S: f64 = 0.020;
@@ -197,8 +197,9 @@ pub struct EnergyModel {
     pub beta_j: f64,
 }
 
+/// SI factor of a coefficient file's unit (files that passed `check` always have one).
 fn factor(unit: &str) -> Option<f64> {
-    si_factor(unit)
+    Unit::parse(unit).ok().map(|u| u.si_factor())
 }
 
 impl EnergyModel {

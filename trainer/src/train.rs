@@ -17,8 +17,8 @@ use std::borrow::Cow;
 
 use crate::coef::{self, CoefError, CoefficientFile, ModelKind};
 use crate::ols::{FitError, FittedOls, OlsParams, Problem};
-use crate::units::{unit_from_column_name, Unit};
 use crate::Control;
+use datasets::quantity::{unit_from_column_name, Unit};
 
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]

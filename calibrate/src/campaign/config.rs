@@ -578,11 +578,11 @@ impl Config {
             }
         }
         for vm in &self.vms {
-            trainer::quantity::parse_size_bytes(&vm.mem)
+            datasets::quantity::parse_size_bytes(&vm.mem)
                 .map_err(|e| format!("[[vms]] `{}` mem = \"{}\": {e}", vm.name, vm.mem))?;
         }
         for b in &self.plan.bandwidths {
-            trainer::quantity::parse_rate_bytes_per_s(b)
+            datasets::quantity::parse_rate_bytes_per_s(b)
                 .map_err(|e| format!("[plan] bandwidths: \"{b}\": {e}"))?;
         }
         let t = &self.thresholds;
@@ -797,5 +797,32 @@ mod tests {
             .unwrap_err()
             .contains("root folder"));
         assert!(at(&mut lc, &cfg).unwrap_err().contains("not a folder"));
+    }
+
+    #[test]
+    fn memory_and_bandwidths_mean_what_they_mean_on_the_command_line() {
+        let with = |mem: &str, bw: &str| {
+            EXAMPLE_CONFIG
+                .replace("mem = \"4GiB\"", &format!("mem = \"{mem}\""))
+                .replace("[\"1Gbit/s\", \"500Mbit/s\"]", &format!("[\"{bw}\"]"))
+        };
+        let c = parse(&with("512MiB", "32MiB/s")).unwrap();
+        let runs = super::super::plan::build(&c, None).unwrap();
+        assert_eq!(runs[0].vm_mem_bytes, 512 << 20);
+        assert_eq!(runs[0].bandwidth_bytes_per_s, Some(32 << 20));
+        let c = parse(&with("2GB", "100Mbps")).unwrap();
+        let runs = super::super::plan::build(&c, None).unwrap();
+        assert_eq!(runs[0].vm_mem_bytes, 2_000_000_000);
+        assert_eq!(runs[0].bandwidth_bytes_per_s, Some(12_500_000));
+        // The spellings the command line refuses are refused here, with the same advice.
+        let e = parse(&with("4GiB", "32M")).unwrap_err();
+        assert!(
+            e.contains("bandwidths") && e.contains("write 32MiB/s or 32MB/s"),
+            "{e}"
+        );
+        let e = parse(&with("4G", "32MiB/s")).unwrap_err();
+        assert!(e.contains("mem") && e.contains("write 4GiB or 4GB"), "{e}");
+        let e = parse(&with("4GiB", "16")).unwrap_err();
+        assert!(e.contains("write 16B/s"), "{e}");
     }
 }

@@ -75,7 +75,7 @@ pub fn build(
             .bandwidths
             .iter()
             .map(|b| {
-                let v = trainer::quantity::parse_rate_bytes_per_s(b)
+                let v = datasets::quantity::parse_rate_bytes_per_s(b)
                     .map_err(|e| CampaignError::Plan(format!("bandwidth \"{b}\": {e}")))?;
                 Ok((b.replace('/', "p"), Some(v.round() as u64)))
             })
@@ -83,7 +83,7 @@ pub fn build(
     };
     for rep in 1..=config.plan.repetitions {
         for vm in &config.vms {
-            let mem = trainer::quantity::parse_size_bytes(&vm.mem).map_err(|e| {
+            let mem = datasets::quantity::parse_size_bytes(&vm.mem).map_err(|e| {
                 CampaignError::Plan(format!("VM {}: mem \"{}\": {e}", vm.name, vm.mem))
             })?;
             for w in &config.plan.workloads {

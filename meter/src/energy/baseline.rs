@@ -167,40 +167,6 @@ pub struct Baseline {
     pub max_spread_w: f64,
 }
 
-/// Parse a time given as RFC 3339 (`2026-11-25T10:00:00Z`) or Unix seconds (`1700000000`,
-/// `1700000000.25`) into ns since the Unix epoch (UTC).
-pub fn parse_time_utc_ns(s: &str) -> Result<i64, String> {
-    let t = s.trim();
-    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(t) {
-        return dt
-            .timestamp_nanos_opt()
-            .ok_or_else(|| format!("'{s}': out of range"));
-    }
-    if !t.is_empty()
-        && t.chars()
-            .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
-    {
-        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-        if let Ok(secs) = whole.parse::<i64>() {
-            if frac.len() <= 9 && frac.chars().all(|c| c.is_ascii_digit()) {
-                let frac_ns: i64 = format!("{frac:0<9}").parse().unwrap_or(0);
-                let frac_ns = if whole.starts_with('-') {
-                    -frac_ns
-                } else {
-                    frac_ns
-                };
-                return secs
-                    .checked_mul(1_000_000_000)
-                    .and_then(|ns| ns.checked_add(frac_ns))
-                    .ok_or_else(|| format!("'{s}': out of range"));
-            }
-        }
-    }
-    Err(format!(
-        "'{s}' is neither an RFC 3339 time (e.g. 2026-11-25T10:00:00Z) nor Unix seconds"
-    ))
-}
-
 /// Format ns since the Unix epoch as RFC 3339 UTC with millisecond precision.
 pub fn format_utc_ns(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -509,28 +475,6 @@ mod tests {
             min_seconds: 10.0,
             interval_ns: None,
         }
-    }
-
-    #[test]
-    fn time_parses_rfc3339_and_unix_seconds() {
-        assert_eq!(
-            parse_time_utc_ns("1700000000").unwrap(),
-            1_700_000_000_000_000_000
-        );
-        assert_eq!(
-            parse_time_utc_ns("1700000000.25").unwrap(),
-            1_700_000_000_250_000_000
-        );
-        assert_eq!(
-            parse_time_utc_ns("2023-11-14T22:13:20Z").unwrap(),
-            1_700_000_000_000_000_000
-        );
-        assert_eq!(
-            parse_time_utc_ns("2023-11-14T23:13:20.5+01:00").unwrap(),
-            1_700_000_000_500_000_000
-        );
-        let e = parse_time_utc_ns("yesterday").unwrap_err();
-        assert!(e.contains("RFC 3339"), "{e}");
     }
 
     #[test]

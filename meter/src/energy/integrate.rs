@@ -31,6 +31,7 @@ use datasets::samples::{
 };
 use datasets::windows::{Role, WindowRow};
 use datasets::DatasetError;
+use rayon::iter::{IndexedParallelIterator, IntoParallelRefIterator, ParallelIterator};
 
 use super::baseline::format_utc_ns;
 use crate::cancel::Cancel;
@@ -444,7 +445,7 @@ pub fn integrate(
     })
 }
 
-/// [`integrate_window`] for `windows[idx]`, split over the available cores.
+/// [`integrate_window`] for `windows[idx]`, on rayon's pool.
 fn integrate_many(
     tr: &Trace<'_>,
     windows: &[WindowRow],
@@ -456,21 +457,11 @@ fn integrate_many(
         let w = &windows[*i];
         integrate_window(tr, w.start_utc_ns, w.end_utc_ns, p0_w, rule)
     };
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if workers <= 1 || idx.len() < 4096 {
+    // A few windows are not worth waking the pool for.
+    if idx.len() < 4096 {
         return idx.iter().map(one).collect();
     }
-    let chunk = idx.len().div_ceil(workers);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = idx
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("an integration thread panicked"))
-            .collect()
-    })
+    idx.par_iter().with_min_len(1024).map(one).collect()
 }
 
 /// A migration's window row indexes, in windows-file order of first appearance.
