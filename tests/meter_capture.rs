@@ -484,7 +484,8 @@ fn bad_source_spellings_are_refused_with_what_was_expected() {
     let (code, err) = run(&["--source", "src=redfish+https://bmc-a/"]);
     assert_eq!(code, Some(2));
     assert!(
-        err.contains("--source: \"src=redfish+https://bmc-a/\": unknown source kind")
+        err.contains("--source")
+            && err.contains("\"src=redfish+https://bmc-a/\": unknown source kind")
             && err.contains("expected wattsup:DEVICE or emulated[:PROFILE]"),
         "{err}"
     );
@@ -492,8 +493,12 @@ fn bad_source_spellings_are_refused_with_what_was_expected() {
     assert!(err.contains("wattsup:/dev/ttyUSB0"), "{err}");
     let (_, err) = run(&["--source", "src=emulated:constant:lots"]);
     assert!(err.contains("constant"), "{err}");
-    let (_, err) = run(&["--port", "a b=/dev/x"]);
-    assert!(err.contains("--port: \"a b=/dev/x\": host name"), "{err}");
+    let (code, err) = run(&["--port", "a b=/dev/x"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--port") && err.contains("\"a b=/dev/x\": host name"),
+        "{err}"
+    );
     let (_, err) = run(&["--port", "/dev/x", "--source", "x=emulated"]);
     assert!(
         err.contains("two sources share the host name \"x\""),

@@ -86,13 +86,14 @@ pub struct CaptureArgs {
     #[arg(
         long = "port",
         value_name = "[NAME=]DEVICE",
-        required_unless_present = "sources"
+        required_unless_present = "sources",
+        value_parser = port_spelling
     )]
     pub ports: Vec<String>,
     /// Power source to capture (repeatable, with --port too): wattsup:DEVICE (a Watts up? PRO
     /// on a serial device, as --port) or emulated[:PROFILE] (an emulated one on a
     /// pseudo-terminal, PROFILE as in `meter emulate --profile`)
-    #[arg(long = "source", value_name = "[NAME=]KIND:TARGET")]
+    #[arg(long = "source", value_name = "[NAME=]KIND:TARGET", value_parser = source_spelling)]
     pub sources: Vec<String>,
     /// Dataset directory
     #[arg(long)]
@@ -408,6 +409,20 @@ impl ProgressSink for StderrProgress {
         let now = chrono::Utc::now().format("%H:%M:%S");
         errln!("{now} {message}");
     }
+}
+
+/// A `--port` value whose spelling is wrong is a usage error (exit 2), like any bad flag value.
+fn port_spelling(s: &str) -> Result<String, String> {
+    NamedSource::parse_port(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// A `--source` value whose spelling is wrong is a usage error (exit 2).
+fn source_spelling(s: &str) -> Result<String, String> {
+    NamedSource::parse_source(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// The sources of `--port` and `--source`, built (an emulated source starts here).
