@@ -142,6 +142,7 @@ mod tests {
             "migwatt evaluate --rate-min",
             "migwatt evaluate --rate-max",
             "migwatt evaluate --downtime-limit",
+            "migwatt train gamma --min-round",
         ];
         let mut got = names.clone();
         got.sort_unstable();
