@@ -510,8 +510,8 @@ bandwidths = ["24MiB/s", "48MiB/s"]
 }
 
 /// Log kinds: the campaign runs `migrate` for every planned migration and ingests the log it
-/// wrote. Here `migrate` copies real QMP logs recorded on 2026-11-25 at 16:09 UTC, long before
-/// this capture, so no sample covers their windows: the campaign must still record the
+/// wrote. Here `migrate` copies real QMP logs of the example campaign (recorded long before
+/// this capture), so no sample covers their windows: the campaign must still record the
 /// migrations, then fail the thresholds saying why, and exit with status 3.
 #[test]
 fn log_kind_ingests_what_migrate_wrote_and_fails_thresholds_it_cannot_meet() {

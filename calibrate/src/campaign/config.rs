@@ -537,8 +537,12 @@ impl LoadedConfig {
             let same_copy = name == "campaign.toml"
                 && config_text.is_some()
                 && std::fs::read(e.path()).ok() == config_text;
+            // The replay kind's own input (the demo writes its built-in recordings there).
+            let is_replay_input = self.config.hypervisor.replay.as_ref().is_some_and(|r| {
+                std::fs::canonicalize(self.resolve(r)).ok() == std::fs::canonicalize(e.path()).ok()
+            });
             // What a run that stopped before its journal leaves: the lock, the config copy.
-            if !(is_config || same_copy || name == ".lock") {
+            if !(is_config || same_copy || is_replay_input || name == ".lock") {
                 foreign.push(name);
             }
         }

@@ -1500,6 +1500,13 @@ fn analyse(
             k.as_str()
         )),
     }
+    if c.hypervisor.kind == HypervisorKind::Qemu {
+        real.push(format!(
+            "host activity: CPU time of each host's QEMU processes (/proc/PID/stat) and bytes through the migration link{}, sampled every {} ms and recorded in raw/ as `activity` lines",
+            if c.hypervisor.launch.is_some() { " (counted by migwatt's relay)" } else { " (not counted: no relay between QEMUs started by hand)" },
+            crate::hostpower::SAMPLE_PERIOD.as_millis()
+        ));
+    }
     let accepted = verdicts.iter().all(|v| v.passed);
     let converged = rows.iter().filter(|r| r.converged).count();
     let mut files = vec![
