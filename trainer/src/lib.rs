@@ -12,6 +12,7 @@ pub mod history;
 pub mod linalg;
 pub mod ols;
 pub mod predict;
+pub mod probe;
 pub mod rank;
 pub mod rng;
 pub mod stats;
