@@ -11,6 +11,7 @@ pub mod error;
 pub mod libvirt;
 pub mod output;
 pub mod precopy;
+pub mod probe;
 pub mod qemu;
 pub mod qmp;
 pub mod report;
