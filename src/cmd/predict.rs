@@ -16,8 +16,8 @@ use trainer::evaluate::{
 };
 use trainer::history::{d_tilde, DEFAULT_MU, DEFAULT_PHI};
 use trainer::predict::{
-    base_model, simulate_trajectory, EnergyModel, GammaModel, Hypervisor, Prediction, RatePolicy,
-    Scenario, NO_HOT_SET,
+    base_model, simulate_trajectory, DowntimeModel, EnergyModel, GammaModel, Hypervisor,
+    Prediction, RatePolicy, Scenario, NO_HOT_SET,
 };
 use trainer::rank::{predict_all, rank, Defaults, Weights};
 
@@ -378,6 +378,10 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         rate: policy,
         downtime_limit_s: limit,
         hot_set_bytes: hot_set.unwrap_or(NO_HOT_SET),
+        downtime: refined
+            .as_ref()
+            .and_then(|h| h.downtime)
+            .unwrap_or(DowntimeModel::default_for(a.models.hypervisor)),
     };
     s.check().context(if a.hot_set.is_some() {
         "--hot-set"
@@ -501,6 +505,7 @@ fn predict_table(
         hypervisor: a.models.hypervisor,
         rate: policy,
         downtime_limit_s: limit,
+        downtime: DowntimeModel::default_for(a.models.hypervisor),
     };
     let mut out = Vec::with_capacity(c.len());
     for i in 0..c.len() {
@@ -596,6 +601,7 @@ pub fn run_rank(a: RankArgs) -> anyhow::Result<ExitCode> {
         hypervisor: a.models.hypervisor,
         rate: a.models.rate_policy()?,
         downtime_limit_s: a.models.downtime_limit_s()?,
+        downtime: DowntimeModel::default_for(a.models.hypervisor),
     };
     let c = read_candidates(&a.vms)?;
     if c.is_empty() {

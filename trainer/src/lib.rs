@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod coef;
+pub mod downtime;
 pub mod evaluate;
 pub mod history;
 pub mod linalg;
