@@ -298,6 +298,9 @@ fn measured(id: &str, start: i64, v0_pages: u64) -> (MigrationRow, Vec<RoundRow>
         memory_verified: None,
         memory_mismatch_pages: None,
         accelerator: None,
+        probe_dirty_rate_bytes_per_s: None,
+        probe_hot_set_bytes: None,
+        probe_nonzero_share: None,
     };
     let r = RoundRow {
         migration_id: id.into(),

@@ -140,6 +140,10 @@ pub struct MigrateArgs {
     /// Sample the guest's dirtying rate for this long (whole seconds, rounded up) before migrating
     #[arg(long, value_name = "DURATION", value_parser = super::quantity::duration)]
     pub dirty_rate_sample: Option<Duration>,
+    /// Do not probe the VM before migrating (by default `calibrate probe` runs first, about
+    /// 16 s, and its D, hot set and non-zero share go into the record)
+    #[arg(long)]
+    pub no_probe: bool,
     /// Source host name
     #[arg(long, default_value = "source")]
     pub source_host: String,
@@ -337,6 +341,7 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         timeout: a.timeout,
         poll_interval: Duration::from_millis(50),
         dirty_rate_sample_s: a.dirty_rate_sample.map(|d| d.as_secs_f64()),
+        probe: (!a.no_probe).then(calibrate::probe::ProbeOptions::default),
         vm: a.vm,
         workload: a.workload,
         source_host: a.source_host,

@@ -734,6 +734,10 @@ pub struct EvaluateArgs {
     /// the gamma model throughout
     #[arg(long, requires = "history")]
     no_hot_set: bool,
+    /// Refined model without the pre-migration probe: a VM's first migration (no history)
+    /// predicted from the sampled rate and all of RAM, as before the probe (to compare)
+    #[arg(long, requires = "history")]
+    no_probe: bool,
     /// Honest evaluation: each VM's first N migrations (by start time, e.g. a campaign's
     /// repetition 1) train the gamma model and are the history of the rest; only the later,
     /// held-out migrations are reported
@@ -814,6 +818,7 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         mu: a.mu,
         phi: a.phi,
         hot_set: !a.no_hot_set,
+        probe: !a.no_probe,
         default_rate_bytes_per_s: default_rate,
     };
     let measured_energy: std::collections::HashMap<String, f64> = match &a.energy {

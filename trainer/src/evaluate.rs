@@ -36,6 +36,10 @@ pub struct EvalOptions {
     /// [`Scenario::hot_set_bytes`]): D_m from the rounds the hot set did not cap, H_hat the
     /// largest hot set seen, gamma = 0 once H_hat is known. False: eqs 11-13 as published.
     pub hot_set: bool,
+    /// Refined model, a VM's first migration (no history): take D, the hot set and the first
+    /// round (non-zero share x RAM) from the migration's pre-migration probe when it has one
+    /// (`probe_*` columns). False: the sampled rate and all of RAM, as before the probe.
+    pub probe: bool,
     /// Rate for migrations that recorded no bandwidth limit, bytes/s.
     pub default_rate_bytes_per_s: Option<f64>,
 }
@@ -137,9 +141,12 @@ pub fn evaluate_with_energy(
                 continue;
             }
         };
-        let Some(s_rate) = m.pre_dirty_rate_bytes_per_s else {
+        let Some(s_rate) = m
+            .pre_dirty_rate_bytes_per_s
+            .or(m.probe_dirty_rate_bytes_per_s)
+        else {
             skipped.push(skip(
-                "no pre-migration dirtying rate (collect with --dirty-rate-sample)",
+                "no pre-migration dirtying rate (collect with the probe or --dirty-rate-sample)",
             ));
             continue;
         };
@@ -235,6 +242,20 @@ pub fn evaluate_with_energy(
                 .collect();
             if !firsts.is_empty() {
                 s.vm_mem_bytes = firsts.iter().sum::<f64>() / firsts.len() as f64;
+            }
+            // No history: the pre-migration probe stands for it (D, H, non-zero memory).
+            let mut gamma = gamma;
+            if n == 0 && opts.probe {
+                if let Some(d) = m.probe_dirty_rate_bytes_per_s {
+                    s.dirty_rate_bytes_per_s = d;
+                }
+                if let Some(h) = m.probe_hot_set_bytes.filter(|_| opts.hot_set) {
+                    s.hot_set_bytes = h;
+                    gamma = GammaModel::ZERO;
+                }
+                if let Some(z) = m.probe_nonzero_share {
+                    s.vm_mem_bytes = z * m.vm_mem_bytes as f64;
+                }
             }
             // The one downtime model (as predict --history): V_dev and T_fixed learned from
             // the VM's earlier migrations, the stop rule's default without them.
@@ -792,6 +813,9 @@ mod tests {
             memory_verified: None,
             memory_mismatch_pages: None,
             accelerator: None,
+            probe_dirty_rate_bytes_per_s: None,
+            probe_hot_set_bytes: None,
+            probe_nonzero_share: None,
         }
     }
 
@@ -866,6 +890,7 @@ mod tests {
             mu: 0.7,
             phi: 0.5,
             hot_set: true,
+            probe: true,
             default_rate_bytes_per_s: None,
         };
         let (rows, skipped) = evaluate(&migs, &rounds, &opts);
@@ -1072,6 +1097,7 @@ mod tests {
             mu: 0.7,
             phi: 0.5,
             hot_set: true,
+            probe: true,
             default_rate_bytes_per_s: None,
         };
         let refined_m2 = |opts: &EvalOptions| {
@@ -1136,6 +1162,7 @@ mod tests {
             mu: 0.7,
             phi: 0.5,
             hot_set: true,
+            probe: true,
             default_rate_bytes_per_s: None,
         };
         let (mut rows, _) = evaluate(&migs, &[], &opts);
@@ -1229,6 +1256,7 @@ mod tests {
             mu: 0.7,
             phi: 0.5,
             hot_set: true,
+            probe: true,
             default_rate_bytes_per_s: None,
         };
         let e = evaluate_split(
