@@ -543,3 +543,96 @@ fn history_of_only_cancelled_migrations_says_why_the_volume_is_unknown() {
         "{err}"
     );
 }
+
+/// A VM without history predicted from its real probe (tests/data/probe): D, the hot set and
+/// the first round (non-zero share x RAM) come from the probe, and the prediction lands near
+/// what that migration measured (T_mig 8.888 s, V_mig 149.2 MB).
+#[test]
+fn predict_with_a_probe_uses_its_rate_hot_set_and_nonzero_memory() {
+    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/probe/seq16.json");
+    let v = json_of(
+        migwatt()
+            .args([
+                "predict",
+                "--rate",
+                "16MiB/s",
+                "--downtime-limit",
+                "50ms",
+                "--format",
+                "json",
+                "--probe",
+            ])
+            .arg(&probe),
+    );
+    let s = &v["scenario"];
+    assert_eq!(s["dirty_rate_bytes_per_s"].as_f64(), Some(8912896.0));
+    assert_eq!(s["hot_set_bytes"].as_f64(), Some(19922944.0));
+    let first = 268435456.0 * 0.4166119450849839;
+    assert!((s["vm_mem_bytes"].as_f64().unwrap() - first).abs() < 1.0);
+    assert_eq!(
+        v["probe"]["used_for"],
+        serde_json::json!(["D", "hot set H", "first round (non-zero share x RAM)"])
+    );
+    let p = &v["prediction"];
+    let t = p["t_mig_s"].as_f64().unwrap();
+    let vmig = p["v_mig_bytes"].as_f64().unwrap();
+    assert!(
+        (t / 8.888 - 1.0).abs() < 0.10,
+        "T_mig {t} s against 8.888 s measured"
+    );
+    assert!((vmig / 149178247.0 - 1.0).abs() < 0.10, "V_mig {vmig}");
+    // Flags override the probe: all of RAM, and a given rate.
+    let v = json_of(
+        migwatt()
+            .args([
+                "predict",
+                "--rate",
+                "16MiB/s",
+                "--vm-mem",
+                "256MiB",
+                "--dirty-rate",
+                "4MiB/s",
+                "--format",
+                "json",
+                "--probe",
+            ])
+            .arg(&probe),
+    );
+    assert_eq!(v["scenario"]["vm_mem_bytes"].as_f64(), Some(268435456.0));
+    assert_eq!(
+        v["scenario"]["dirty_rate_bytes_per_s"].as_f64(),
+        Some(4194304.0)
+    );
+    assert_eq!(v["probe"]["used_for"], serde_json::json!(["hot set H"]));
+}
+
+#[test]
+fn a_bad_probe_file_is_named_with_what_is_wrong() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("p.json");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/probe/seq16.json"),
+    )
+    .unwrap()
+    .replace("0.4166119450849839", "1.7");
+    std::fs::write(&f, text).unwrap();
+    let out = migwatt()
+        .args(["predict", "--rate", "16MiB/s", "--probe"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("p.json") && err.contains("nonzero_share = 1.7"),
+        "{err}"
+    );
+    std::fs::write(&f, "{\"format\": \"x\"}").unwrap();
+    let out = migwatt()
+        .args(["predict", "--rate", "16MiB/s", "--probe"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a probe file"));
+}
