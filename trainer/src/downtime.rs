@@ -36,7 +36,8 @@ pub fn observe(
     rounds: &[&RoundRow],
     rate_bytes_per_s: f64,
 ) -> Option<DowntimeObs> {
-    if !m.converged || !(rate_bytes_per_s.is_finite() && rate_bytes_per_s > 0.0) {
+    let usable_rate = rate_bytes_per_s.is_finite() && rate_bytes_per_s > 0.0;
+    if !(m.converged && usable_rate) {
         return None;
     }
     let down = m.t_down_s.filter(|t| t.is_finite() && *t >= 0.0)?;
