@@ -21,7 +21,7 @@ cargo test --workspace --doc --locked
 step "real QEMU migrations (installs qemu-system-x86 and builds a tiny guest when missing)"
 guest=$(scripts/setup-qemu.sh | tail -n1)
 # --workspace keeps the feature set of the run above, so nothing is rebuilt.
-MIGWATT_QEMU_GUEST_DIR="$guest" cargo test --workspace --locked --test qemu_migrate --test calibrate_run -- --ignored --test-threads=1
+MIGWATT_QEMU_GUEST_DIR="$guest" cargo test --workspace --locked --test qemu_migrate --test qemu_probe --test calibrate_run -- --ignored --test-threads=1
 
 step "the campaign report in headless Chromium (installs Debian's chromium when missing)"
 scripts/setup-browser.sh

@@ -157,6 +157,9 @@ fn migration(i: i64) -> MigrationRow {
         source_host: "src".into(),
         destination_host: "dst".into(),
         accelerator: None,
+        probe_dirty_rate_bytes_per_s: None,
+        probe_hot_set_bytes: None,
+        probe_nonzero_share: None,
         memory_verified: None,
         memory_mismatch_pages: None,
     }

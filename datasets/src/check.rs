@@ -313,6 +313,16 @@ pub const KINDS: &[KindSpec] = &[
             col("memory_verified", Bool, true, "-", Any).since(1),
             col("memory_mismatch_pages", U64, true, "pages", Any).since(1),
             col("accelerator", Str, true, "-", OneOf(ACCELERATORS)).since(1),
+            col(
+                "probe_dirty_rate_bytes_per_s",
+                F64,
+                true,
+                "bytes/s",
+                NonNegative,
+            )
+            .since(2),
+            col("probe_hot_set_bytes", F64, true, "bytes", NonNegative).since(2),
+            col("probe_nonzero_share", F64, true, "1", NonNegative).since(2),
         ],
         key: &["migration_id"],
         key_scope: KeyScope::Folder,

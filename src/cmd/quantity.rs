@@ -124,6 +124,9 @@ mod tests {
             "migwatt calibrate migrate --downtime-limit",
             "migwatt calibrate migrate --timeout",
             "migwatt calibrate migrate --dirty-rate-sample",
+            "migwatt calibrate probe --windows",
+            // Added on main without this list (train gamma's artefact rule).
+            "migwatt train gamma --min-round",
             "migwatt predict --rate",
             "migwatt predict --rate-delta",
             "migwatt predict --rate-min",

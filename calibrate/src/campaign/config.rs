@@ -145,6 +145,10 @@ pub struct HypervisorConfig {
     /// Sample the guest's dirtying rate for this long before each migration, s.
     #[serde(default)]
     pub dirty_rate_sample_s: Option<f64>,
+    /// Probe each VM before migrating it (`calibrate probe`: D, hot set, non-zero share over
+    /// 1-8 s windows, about 16 s; recorded in the migrations' `probe_*` columns). Default off.
+    #[serde(default)]
+    pub probe: bool,
     /// Shell command run before each migration (start the VM and its workload, the incoming
     /// QEMU...). Placeholders: see [`super::plan::PlannedRun::expand`].
     #[serde(default)]

@@ -53,6 +53,9 @@ fn migration(i: i64) -> MigrationRow {
         memory_verified: None,
         memory_mismatch_pages: None,
         accelerator: None,
+        probe_dirty_rate_bytes_per_s: None,
+        probe_hot_set_bytes: None,
+        probe_nonzero_share: None,
     }
 }
 
