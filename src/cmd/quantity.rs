@@ -145,7 +145,6 @@ mod tests {
             "migwatt evaluate --rate-min",
             "migwatt evaluate --rate-max",
             "migwatt evaluate --downtime-limit",
-            "migwatt train gamma --min-round",
         ];
         let mut got = names.clone();
         got.sort_unstable();
