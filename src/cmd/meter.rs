@@ -91,8 +91,9 @@ pub struct CaptureArgs {
     )]
     pub ports: Vec<String>,
     /// Power source to capture (repeatable, with --port too): wattsup:DEVICE (a Watts up? PRO
-    /// on a serial device, as --port) or emulated[:PROFILE] (an emulated one on a
-    /// pseudo-terminal, PROFILE as in `meter emulate --profile`)
+    /// on a serial device, as --port), emulated[:PROFILE] (an emulated one on a
+    /// pseudo-terminal, PROFILE as in `meter emulate --profile`) or rapl:[ROOT] (RAPL energy
+    /// counters of the powercap tree, default /sys/class/powercap)
     #[arg(long = "source", value_name = "[NAME=]KIND:TARGET", value_parser = source_spelling)]
     pub sources: Vec<String>,
     /// Dataset directory

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `wattsup:DEVICE` | a Watts up? PRO on the serial device DEVICE |
 //! | `emulated[:PROFILE]` | an emulated Watts up? PRO on a pseudo-terminal, power from PROFILE (`constant:W`, `trace:FILE.csv`, `bursts[:...]`; default `bursts`) |
+//! | `rapl:[ROOT]` | RAPL energy counters of the powercap tree at ROOT (default `/sys/class/powercap`) |
 //!
 //! `--port [NAME=]DEVICE` stays the short form of `--source [NAME=]wattsup:DEVICE`. Kinds
 //! are lower-case words, so spellings such as `redfish+https://...` or `rapl:` extend this
@@ -14,15 +15,19 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{EmulatedSource, PowerSource, SourceError, SourceOptions, WattsUp};
+use super::{EmulatedSource, PowerSource, Rapl, SourceError, SourceOptions, WattsUp};
 use crate::emulator::{EmulatorConfig, Profile};
 
 /// Kind of the serial Watts up? PRO.
 pub const WATTSUP_KIND: &str = "wattsup";
 /// Kind of the emulated Watts up? PRO.
 pub const EMULATED_KIND: &str = "emulated";
+/// Kind of the RAPL energy counters.
+pub const RAPL_KIND: &str = "rapl";
+/// Every kind, as spelled.
+pub const KINDS: &[&str] = &[WATTSUP_KIND, EMULATED_KIND, RAPL_KIND];
 /// The spellings accepted, for error messages.
-const EXPECTED: &str = "expected wattsup:DEVICE or emulated[:PROFILE]";
+const EXPECTED: &str = "expected wattsup:DEVICE, emulated[:PROFILE] or rapl:[ROOT]";
 
 /// A spelling that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +59,11 @@ pub enum SourceSpec {
         /// Power profile as spelled (None: the emulator's default).
         profile: Option<String>,
     },
+    /// `rapl:[ROOT]`.
+    Rapl {
+        /// The powercap folder.
+        root: PathBuf,
+    },
 }
 
 impl SourceSpec {
@@ -75,6 +85,13 @@ impl SourceSpec {
                 }
                 Ok(SourceSpec::Emulated { profile })
             }
+            RAPL_KIND => Ok(SourceSpec::Rapl {
+                root: PathBuf::from(if target.is_empty() {
+                    super::rapl::DEFAULT_ROOT
+                } else {
+                    target
+                }),
+            }),
             _ if kind.starts_with('/') || kind.starts_with('.') => Err(bad(
                 s,
                 format!("no source kind: {EXPECTED} (a serial device is wattsup:{s})"),
@@ -87,7 +104,7 @@ impl SourceSpec {
     /// else a serial device path (the spelling before sources had kinds).
     pub fn parse_device_or_spec(s: &str) -> Result<Self, SpecError> {
         let kind = s.split_once(':').map_or(s, |(k, _)| k);
-        if kind == WATTSUP_KIND || kind == EMULATED_KIND {
+        if KINDS.contains(&kind) {
             return Self::parse(s);
         }
         if s.is_empty() {
@@ -103,6 +120,7 @@ impl SourceSpec {
         match self {
             SourceSpec::WattsUp { .. } => WATTSUP_KIND,
             SourceSpec::Emulated { .. } => EMULATED_KIND,
+            SourceSpec::Rapl { .. } => RAPL_KIND,
         }
     }
 
@@ -114,6 +132,7 @@ impl SourceSpec {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             SourceSpec::Emulated { .. } => EMULATED_KIND.into(),
+            SourceSpec::Rapl { .. } => RAPL_KIND.into(),
         }
     }
 
@@ -132,6 +151,7 @@ impl SourceSpec {
                 };
                 Arc::new(EmulatedSource::start(config, opts.clone())?)
             }
+            SourceSpec::Rapl { root } => Arc::new(Rapl::new(root, opts)),
         })
     }
 }
@@ -249,12 +269,22 @@ mod tests {
             NamedSource::parse_source("x=emulated").unwrap().spec,
             SourceSpec::Emulated { profile: None }
         );
+        assert_eq!(
+            NamedSource::parse_source("cpu=rapl:/tmp/powercap").unwrap(),
+            NamedSource {
+                name: "cpu".into(),
+                spec: SourceSpec::Rapl {
+                    root: "/tmp/powercap".into()
+                }
+            }
+        );
+        assert_eq!(NamedSource::parse_source("rapl:").unwrap().name, "rapl");
     }
 
     #[test]
     fn bad_source_spellings_say_what_was_expected() {
         let msg = |s: &str| NamedSource::parse_source(s).unwrap_err().to_string();
-        assert!(msg("src=redfish+https://bmc/").contains("unknown source kind \"redfish+https\""));
+        assert!(msg("src=modbus+tcp://pdu/").contains("unknown source kind \"modbus+tcp\""));
         assert!(msg("src=/dev/ttyUSB0").contains("wattsup:/dev/ttyUSB0"));
         assert!(msg("src=wattsup:").contains("missing device"));
         assert!(msg("src=emulated:constant:abc").starts_with("\"src=emulated:constant:abc\": "));
@@ -283,6 +313,12 @@ mod tests {
             }
         );
         assert_eq!(p("emulated"), SourceSpec::Emulated { profile: None });
+        assert_eq!(
+            p("rapl:"),
+            SourceSpec::Rapl {
+                root: "/sys/class/powercap".into()
+            }
+        );
         assert!(SourceSpec::parse_device_or_spec("").is_err());
         assert!(SourceSpec::parse_device_or_spec("wattsup:").is_err());
     }
