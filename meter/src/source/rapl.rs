@@ -9,7 +9,8 @@
 //! SoC and would count the packages twice), else every package plus its `dram` subzone
 //! (the package counter does not include memory). The counter written with each reading is
 //! the sum, in J, with every zone's wrap-around undone within a connection; its power field
-//! is the mean power since the previous reading (the counter's difference over the
+//! is the mean power since the previous read (the first read of a connection is the
+//! counter's origin and yields no sample) (the counter's difference over the
 //! interval), so that the exporter and the baseline see watts. It is energy that RAPL
 //! measures: the source declares [`Measures::EnergyCounter`] and integration uses the
 //! counter's difference directly.
@@ -264,9 +265,9 @@ impl Session for RaplSession {
     }
     fn start(&mut self) -> BoxFuture<'_, Result<(), SourceError>> {
         Box::pin(async move {
-            // The first reading is the counter's origin; power starts with the second.
-            let r = self.read()?;
-            self.pending.push_back(SourceEvent::Reading(r));
+            // The first read is the counter's origin, not a sample: every sample then carries
+            // both the counter and the mean power since the previous read.
+            self.read()?;
             let mut t = tokio::time::interval_at(
                 tokio::time::Instant::now() + self.interval,
                 self.interval,
@@ -408,9 +409,8 @@ pub(crate) mod tests {
             SourceEvent::Reading(r) => (r.energy_counter_j.unwrap(), r.power_w()),
             e => panic!("{e:?}"),
         };
-        let (c0, w0) = counter(session.next_event().await.unwrap());
-        assert_eq!(c0, 3.5);
-        assert_eq!(w0, None);
+        // The origin, read by start: 3.5 J.
+        let c0 = 3.5;
         // Package 0 wraps: 262_143_328_850 is its top; +10 J past the top.
         let steps: [(u64, u64, u64, f64); 3] = [
             (
