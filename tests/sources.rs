@@ -119,3 +119,170 @@ fn rapl_on_a_machine_without_powercap_says_what_is_missing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no RAPL package or psys zone"), "{err}");
 }
+
+/// A port free on loopback right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A capture of an emulated meter serving its metrics on `port` (the exporter under test).
+fn spawn_exporter(data: &Path, port: u16) -> std::process::Child {
+    Command::new(bin())
+        .args(["meter", "capture", "--out"])
+        .arg(data)
+        .args([
+            "--source",
+            "src=emulated:bursts:idle=100,peak=150,period=4,burst=2,start=0",
+        ])
+        .args(["--metrics", &format!("127.0.0.1:{port}")])
+        .args(["--flush-every", "1s"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait until the exporter on `port` serves `migwatt_power_watts` (its meter has a sample).
+fn wait_ready(port: u16) {
+    use std::io::{Read, Write};
+    wait_until("the exporter serves power", || {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            std::thread::sleep(Duration::from_millis(100));
+            return false;
+        };
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let ready = text.contains("migwatt_power_watts{");
+        if !ready {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ready
+    });
+}
+
+/// Collapse runs of equal values (a 1 Hz scrape of a 1 Hz source may see a value twice).
+fn runs(v: &[f64]) -> Vec<f64> {
+    let mut out: Vec<f64> = Vec::new();
+    for &x in v {
+        if out.last() != Some(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+#[test]
+fn prometheus_scrapes_a_real_exporter_value_by_value_and_an_outage_is_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (served, scraped) = (dir.path().join("served"), dir.path().join("scraped"));
+    let port = free_port();
+    let mut exporter = spawn_exporter(&served, port);
+    wait_ready(port);
+    let url =
+        format!("p=prometheus+http://127.0.0.1:{port}/metrics?metric=migwatt_power_watts&host=src");
+    let scraper = Command::new(bin())
+        .args(["meter", "capture", "--out"])
+        .arg(&scraped)
+        .args(["--source", &url, "--flush-every", "1s"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it scrape, take the exporter away for a while (SIGKILL), bring it back.
+    std::thread::sleep(Duration::from_secs(6));
+    exporter.kill().unwrap();
+    exporter.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let mut exporter = spawn_exporter(&served, port);
+    wait_ready(port);
+    // Back-off after the outage is a few seconds at most: leave it time to resume.
+    std::thread::sleep(Duration::from_secs(10));
+    interrupt(&scraper);
+    let out = scraper.wait_with_output().unwrap();
+    interrupt(&exporter);
+    exporter.wait().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+
+    let got = datasets::samples::read_samples(&scraped).unwrap();
+    let sent = datasets::samples::read_samples(&served).unwrap();
+    assert!(got.len() >= 8, "{} scraped: {err}", got.len());
+    let resumed = got.iter().filter(|r| r.connection > 1).count();
+    assert!(resumed >= 3, "{resumed} samples after the outage: {err}");
+    for r in &got {
+        assert_eq!(r.meter_id, "prometheus-migwatt_power_watts-host-src");
+        assert_eq!(r.source_kind.as_deref(), Some("prometheus"));
+        assert_eq!(r.source_interval_ns, Some(1_000_000_000));
+        assert_eq!(r.energy_counter_j, None);
+    }
+    // Every value scraped was served, in the order it was served.
+    let sent_w: Vec<f64> = sent.iter().filter_map(|r| r.watts()).collect();
+    let got_w: Vec<f64> = got.iter().filter_map(|r| r.watts()).collect();
+    let (sent_runs, got_runs) = (runs(&sent_w), runs(&got_w));
+    let mut it = sent_runs.iter();
+    for v in &got_runs {
+        assert!(
+            it.any(|s| s == v),
+            "{v} W scraped but not served next (served {sent_runs:?}, scraped {got_runs:?})"
+        );
+    }
+    assert!(got_runs.len() >= 3, "the bursts should show: {got_runs:?}");
+    // The outage is one recorded gap of about its length, nothing bridged.
+    let gaps: Vec<&datasets::samples::SampleRow> = got
+        .iter()
+        .filter(|r| r.flags & datasets::samples::FLAG_AFTER_GAP != 0)
+        .collect();
+    assert_eq!(gaps.len(), 1, "{gaps:?}\n{err}");
+    let gap_s = gaps[0].gap_before_ns.unwrap() as f64 / 1e9;
+    assert!(gap_s >= 4.0, "gap of {gap_s} s");
+    assert!(gaps[0].connection > 1);
+    assert!(err.contains("gap of"), "{err}");
+}
+
+#[test]
+fn prometheus_bad_answers_are_clear_errors() {
+    // An exporter that is up but does not have the series.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut exporter = spawn_exporter(&dir.path().join("served"), port);
+    let out = Command::new(bin())
+        .args(["meter", "capture", "--out"])
+        .arg(dir.path().join("scraped"))
+        .args([
+            "--source",
+            &format!(
+                "p=prometheus+http://127.0.0.1:{port}/metrics?metric=migwatt_power_watts&host=nope"
+            ),
+            "--duration",
+            "6s",
+        ])
+        .output()
+        .unwrap();
+    interrupt(&exporter);
+    exporter.wait().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("migwatt_power_watts{host=\"nope\"}") && err.contains("labels"),
+        "{err}"
+    );
+    // A port where nothing listens.
+    let out = Command::new(bin())
+        .args(["meter", "capture", "--out"])
+        .arg(dir.path().join("scraped2"))
+        .args([
+            "--source",
+            &format!(
+                "p=prometheus+http://127.0.0.1:{}/metrics?metric=a",
+                free_port()
+            ),
+            "--duration",
+            "2s",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connecting"), "{err}");
+}

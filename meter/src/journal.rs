@@ -586,7 +586,14 @@ mod tests {
             gap_before_ns: (i == 3).then_some(2_000_000_000),
             flags: u32::from(i == 3),
             fields,
-            source_kind: Some(if i.is_multiple_of(2) { "wattsup" } else { "rapl" }.into()),
+            source_kind: Some(
+                if i.is_multiple_of(2) {
+                    "wattsup"
+                } else {
+                    "rapl"
+                }
+                .into(),
+            ),
             source_interval_ns: (i != 4).then_some(1_000_000_000),
             energy_counter_j: (i % 2 == 1).then_some(262_143.328_85 + i as f64),
         }

@@ -1,7 +1,7 @@
 //! Power sources: what capture reads samples from.
 //!
 //! A [`PowerSource`] is a configured source (a Watts up? PRO on a serial device, an emulated
-//! one, RAPL energy counters; later BMCs, Prometheus exporters). [`PowerSource::connect`] opens a
+//! one, RAPL energy counters, a Prometheus exporter's series; later BMCs). [`PowerSource::connect`] opens a
 //! [`Session`]; capture then asks it who it is ([`Session::identify`]), starts it
 //! ([`Session::start`]) and takes [`SourceEvent`]s ([`Session::next_event`]) until it stops
 //! the session or the session fails. Reconnecting with back-off, stall detection, gaps, the
@@ -18,11 +18,14 @@ use std::time::Duration;
 use datasets::samples::FIELD_COUNT;
 
 pub mod emulated;
+pub mod http;
+pub mod prometheus;
 pub mod rapl;
 pub mod spec;
 pub mod wattsup;
 
 pub use emulated::EmulatedSource;
+pub use prometheus::Prometheus;
 pub use rapl::Rapl;
 pub use spec::{NamedSource, SourceSpec, SpecError};
 pub use wattsup::WattsUp;

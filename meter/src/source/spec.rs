@@ -7,6 +7,7 @@
 //! | `wattsup:DEVICE` | a Watts up? PRO on the serial device DEVICE |
 //! | `emulated[:PROFILE]` | an emulated Watts up? PRO on a pseudo-terminal, power from PROFILE (`constant:W`, `trace:FILE.csv`, `bursts[:...]`; default `bursts`) |
 //! | `rapl:[ROOT]` | RAPL energy counters of the powercap tree at ROOT (default `/sys/class/powercap`) |
+//! | `prometheus+http://HOST:PORT/PATH?metric=NAME[&LABEL=VALUE...]` | one series of a Prometheus exporter, scraped every interval |
 //!
 //! `--port [NAME=]DEVICE` stays the short form of `--source [NAME=]wattsup:DEVICE`. Kinds
 //! are lower-case words, so spellings such as `redfish+https://...` or `rapl:` extend this
@@ -15,7 +16,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{EmulatedSource, PowerSource, Rapl, SourceError, SourceOptions, WattsUp};
+use super::{EmulatedSource, PowerSource, Prometheus, Rapl, SourceError, SourceOptions, WattsUp};
 use crate::emulator::{EmulatorConfig, Profile};
 
 /// Kind of the serial Watts up? PRO.
@@ -24,10 +25,13 @@ pub const WATTSUP_KIND: &str = "wattsup";
 pub const EMULATED_KIND: &str = "emulated";
 /// Kind of the RAPL energy counters.
 pub const RAPL_KIND: &str = "rapl";
-/// Every kind, as spelled.
-pub const KINDS: &[&str] = &[WATTSUP_KIND, EMULATED_KIND, RAPL_KIND];
+/// Kind of a Prometheus exporter's series.
+pub const PROMETHEUS_KIND: &str = "prometheus";
+/// Every kind, as spelled before the `:` of `KIND:TARGET`.
+pub const KINDS: &[&str] = &[WATTSUP_KIND, EMULATED_KIND, RAPL_KIND, "prometheus+http"];
 /// The spellings accepted, for error messages.
-const EXPECTED: &str = "expected wattsup:DEVICE, emulated[:PROFILE] or rapl:[ROOT]";
+const EXPECTED: &str = "expected wattsup:DEVICE, emulated[:PROFILE], rapl:[ROOT] or \
+                        prometheus+http://HOST:PORT/PATH?metric=NAME[&LABEL=VALUE]";
 
 /// A spelling that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +68,11 @@ pub enum SourceSpec {
         /// The powercap folder.
         root: PathBuf,
     },
+    /// `prometheus+http://...?metric=NAME`.
+    Prometheus {
+        /// The scrape URL with its `metric` and label query (`http://...`).
+        url: String,
+    },
 }
 
 impl SourceSpec {
@@ -84,6 +93,12 @@ impl SourceSpec {
                     Profile::parse(p).map_err(|e| bad(s, e.to_string()))?;
                 }
                 Ok(SourceSpec::Emulated { profile })
+            }
+            "prometheus+http" => {
+                let url = format!("http:{target}");
+                Prometheus::parse(&url, &SourceOptions::default())
+                    .map_err(|e| bad(s, e.to_string()))?;
+                Ok(SourceSpec::Prometheus { url })
             }
             RAPL_KIND => Ok(SourceSpec::Rapl {
                 root: PathBuf::from(if target.is_empty() {
@@ -121,6 +136,7 @@ impl SourceSpec {
             SourceSpec::WattsUp { .. } => WATTSUP_KIND,
             SourceSpec::Emulated { .. } => EMULATED_KIND,
             SourceSpec::Rapl { .. } => RAPL_KIND,
+            SourceSpec::Prometheus { .. } => PROMETHEUS_KIND,
         }
     }
 
@@ -133,6 +149,7 @@ impl SourceSpec {
                 .unwrap_or_default(),
             SourceSpec::Emulated { .. } => EMULATED_KIND.into(),
             SourceSpec::Rapl { .. } => RAPL_KIND.into(),
+            SourceSpec::Prometheus { .. } => PROMETHEUS_KIND.into(),
         }
     }
 
@@ -152,6 +169,9 @@ impl SourceSpec {
                 Arc::new(EmulatedSource::start(config, opts.clone())?)
             }
             SourceSpec::Rapl { root } => Arc::new(Rapl::new(root, opts)),
+            SourceSpec::Prometheus { url } => Arc::new(
+                Prometheus::parse(url, opts).map_err(|e| SourceError::NoReply(e.to_string()))?,
+            ),
         })
     }
 }
@@ -279,6 +299,24 @@ mod tests {
             }
         );
         assert_eq!(NamedSource::parse_source("rapl:").unwrap().name, "rapl");
+        assert_eq!(
+            NamedSource::parse_source("p=prometheus+http://h:9100/metrics?metric=a_watts&host=x")
+                .unwrap(),
+            NamedSource {
+                name: "p".into(),
+                spec: SourceSpec::Prometheus {
+                    url: "http://h:9100/metrics?metric=a_watts&host=x".into()
+                }
+            }
+        );
+        assert_eq!(
+            NamedSource::parse_source("prometheus+http://h/m?metric=a")
+                .unwrap()
+                .name,
+            "prometheus"
+        );
+        let e = NamedSource::parse_source("p=prometheus+http://h/m").unwrap_err();
+        assert!(e.to_string().contains("missing ?metric=NAME"), "{e}");
     }
 
     #[test]
