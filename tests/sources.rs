@@ -286,3 +286,204 @@ fn prometheus_bad_answers_are_clear_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("connecting"), "{err}");
 }
+
+#[test]
+fn info_names_any_source_and_takes_one_reading() {
+    let cap = Powercap::new();
+    cap.set(5_000_000);
+    let out = Command::new(bin())
+        .args(["meter", "info", "--json", "--source"])
+        .arg(format!("rapl:{}", cap.class.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "rapl");
+    assert_eq!(v["measures"], "energy_counter");
+    assert_eq!(v["identity"]["meter_id"], "rapl-package-0");
+    assert_eq!(v["energy_counter_j"], 5.0);
+    let out = Command::new(bin())
+        .args(["meter", "info", "--source", "rapl:/nonexistent/powercap"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/powercap"), "{err}");
+}
+
+/// sushy-tools' static Redfish emulator serving a copy of tests/data/redfish-mockup.
+struct Sushy {
+    child: std::process::Child,
+}
+
+impl Sushy {
+    fn start(bin: &Path, mockup: &Path, port: u16) -> Self {
+        // It serves GET /redfish/v1/PATH from DIR/PATH/index.json.
+        let child = Command::new(bin)
+            .args(["--interface", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--mockup-files")
+            .arg(mockup.join("redfish/v1"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start sushy-static");
+        wait_until("sushy-static answers", || {
+            let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if !ok {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            ok
+        });
+        Sushy { child }
+    }
+}
+
+impl Drop for Sushy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Set the chassis' power as the BMC would show it (whole file, renamed into place).
+fn set_power_control(mockup: &Path, watts: f64) {
+    let f = mockup.join("redfish/v1/Chassis/1/Power/index.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+    doc["PowerControl"][0]["PowerConsumedWatts"] = serde_json::json!(watts);
+    let tmp = f.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    std::fs::rename(&tmp, &f).unwrap();
+}
+
+/// Needs sushy-tools (scripts/setup-python.sh installs it into .venv; scripts/test-all.sh
+/// runs this with MIGWATT_SUSHY_STATIC set).
+#[test]
+#[ignore]
+fn redfish_chassis_power_value_by_value_with_an_outage_and_no_credential_leaks() {
+    let sushy_bin = PathBuf::from(
+        std::env::var("MIGWATT_SUSHY_STATIC").expect("MIGWATT_SUSHY_STATIC=path/to/sushy-static"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mockup = dir.path().join("mockup");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/redfish-mockup"),
+        &mockup,
+    );
+    set_power_control(&mockup, 300.0);
+    let secret = "calvin-s3cret";
+    let creds = dir.path().join("bmc.cred");
+    std::fs::write(&creds, format!("root:{secret}\n")).unwrap();
+    let port = free_port();
+    let sushy = Sushy::start(&sushy_bin, &mockup, port);
+    // Power steps by 1 W every 200 ms: every value read must be one served, in order.
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = {
+        let (stop, mockup) = (stop.clone(), mockup.clone());
+        std::thread::spawn(move || {
+            let mut k = 0;
+            while !stop.load(Ordering::Relaxed) {
+                k += 1;
+                set_power_control(&mockup, 300.0 + f64::from(k));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            k
+        })
+    };
+    let data = dir.path().join("data");
+    let base = format!("redfish+http://127.0.0.1:{port}/redfish/v1/Chassis");
+    let capture = Command::new(bin())
+        .args(["meter", "capture", "--out"])
+        .arg(&data)
+        .arg("--source")
+        .arg(format!("old={base}/1?credentials={}", creds.display()))
+        .arg("--source")
+        .arg(format!("new={base}/2"))
+        .args(["--flush-every", "1s"])
+        .env("MIGWATT_REDFISH_USERNAME", "root")
+        .env("MIGWATT_REDFISH_PASSWORD", secret)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    drop(sushy);
+    std::thread::sleep(Duration::from_secs(4));
+    let sushy = Sushy::start(&sushy_bin, &mockup, port);
+    std::thread::sleep(Duration::from_secs(8));
+    interrupt(&capture);
+    let out = capture.wait_with_output().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let last_k = driver.join().unwrap();
+    drop(sushy);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+
+    let rows = datasets::samples::read_samples(&data).unwrap();
+    let old: Vec<_> = rows.iter().filter(|r| r.host == "old").collect();
+    let new: Vec<_> = rows.iter().filter(|r| r.host == "new").collect();
+    assert!(
+        old.len() >= 8 && new.len() >= 8,
+        "{} {}: {err}",
+        old.len(),
+        new.len()
+    );
+    assert_eq!(old[0].meter_id, "redfish-Contoso-3500RX-437XR1138R2-1");
+    assert_eq!(
+        new[0].meter_id,
+        "redfish-Contoso-Enclosure_9000-1337BLADE-2"
+    );
+    assert!(old
+        .iter()
+        .all(|r| r.source_kind.as_deref() == Some("redfish")));
+    // Chassis 1 (Power resource): each value one the test served, never going back.
+    let mut prev = 0.0;
+    for r in &old {
+        let w = r.watts().unwrap();
+        let k = w - 300.0;
+        assert!(
+            k.fract() == 0.0 && (0.0..=f64::from(last_k)).contains(&k),
+            "{w}"
+        );
+        assert!(w >= prev, "{w} after {prev}");
+        prev = w;
+    }
+    // Chassis 2 (EnvironmentMetrics).
+    assert!(new.iter().all(|r| r.watts() == Some(1012.5)));
+    // The outage is one gap on each chassis.
+    for (host, s) in [("old", &old), ("new", &new)] {
+        let gaps: Vec<_> = s
+            .iter()
+            .filter(|r| r.flags & datasets::samples::FLAG_AFTER_GAP != 0)
+            .collect();
+        assert_eq!(gaps.len(), 1, "{host}: {err}");
+        assert!(gaps[0].gap_before_ns.unwrap() >= 3_000_000_000, "{host}");
+    }
+    // The password is nowhere: not in messages, not in any file written.
+    assert!(!err.contains(secret) && !String::from_utf8_lossy(&out.stdout).contains(secret));
+    for f in files_under(&data) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{} holds the password",
+            f.display()
+        );
+    }
+}

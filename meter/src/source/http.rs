@@ -68,7 +68,7 @@ impl HttpUrl {
     /// would end up in logs, metrics and datasets).
     pub fn parse(url: &str) -> Result<Self, HttpError> {
         let bad = |problem: &str| HttpError::Url {
-            url: url.into(),
+            url: redact_userinfo(url),
             problem: problem.into(),
         };
         let rest = url
@@ -126,6 +126,18 @@ impl HttpUrl {
         } else {
             format!("{}:{}", self.host, self.port)
         }
+    }
+}
+
+/// `url` with any `user:password@` replaced by `***@`, for messages.
+fn redact_userinfo(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_string(),
     }
 }
 
@@ -329,7 +341,11 @@ mod tests {
         let e = HttpUrl::parse("http://admin:secret@bmc/")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("credentials"), "{e}");
+        assert!(
+            e.contains("credentials") && e.contains("http://***@bmc/"),
+            "{e}"
+        );
+        assert!(!e.contains("secret") && !e.contains("admin"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | `emulated[:PROFILE]` | an emulated Watts up? PRO on a pseudo-terminal, power from PROFILE (`constant:W`, `trace:FILE.csv`, `bursts[:...]`; default `bursts`) |
 //! | `rapl:[ROOT]` | RAPL energy counters of the powercap tree at ROOT (default `/sys/class/powercap`) |
 //! | `prometheus+http://HOST:PORT/PATH?metric=NAME[&LABEL=VALUE...]` | one series of a Prometheus exporter, scraped every interval |
+//! | `redfish+http://BMC[:PORT]/redfish/v1/Chassis/ID[?credentials=FILE]` | a BMC's chassis power over Redfish, polled every interval (credentials from FILE or `MIGWATT_REDFISH_USERNAME`/`MIGWATT_REDFISH_PASSWORD`) |
 //!
 //! `--port [NAME=]DEVICE` stays the short form of `--source [NAME=]wattsup:DEVICE`. Kinds
 //! are lower-case words, so spellings such as `redfish+https://...` or `rapl:` extend this
@@ -16,7 +17,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{EmulatedSource, PowerSource, Prometheus, Rapl, SourceError, SourceOptions, WattsUp};
+use super::{
+    EmulatedSource, PowerSource, Prometheus, Rapl, Redfish, SourceError, SourceOptions, WattsUp,
+};
 use crate::emulator::{EmulatorConfig, Profile};
 
 /// Kind of the serial Watts up? PRO.
@@ -27,11 +30,21 @@ pub const EMULATED_KIND: &str = "emulated";
 pub const RAPL_KIND: &str = "rapl";
 /// Kind of a Prometheus exporter's series.
 pub const PROMETHEUS_KIND: &str = "prometheus";
+/// Kind of a BMC's Redfish chassis power.
+pub const REDFISH_KIND: &str = "redfish";
 /// Every kind, as spelled before the `:` of `KIND:TARGET`.
-pub const KINDS: &[&str] = &[WATTSUP_KIND, EMULATED_KIND, RAPL_KIND, "prometheus+http"];
+pub const KINDS: &[&str] = &[
+    WATTSUP_KIND,
+    EMULATED_KIND,
+    RAPL_KIND,
+    "prometheus+http",
+    "redfish+http",
+    "redfish+https",
+];
 /// The spellings accepted, for error messages.
-const EXPECTED: &str = "expected wattsup:DEVICE, emulated[:PROFILE], rapl:[ROOT] or \
-                        prometheus+http://HOST:PORT/PATH?metric=NAME[&LABEL=VALUE]";
+const EXPECTED: &str = "expected wattsup:DEVICE, emulated[:PROFILE], rapl:[ROOT], \
+                        prometheus+http://HOST:PORT/PATH?metric=NAME[&LABEL=VALUE] or \
+                        redfish+http://BMC/redfish/v1/Chassis/ID[?credentials=FILE]";
 
 /// A spelling that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,6 +86,11 @@ pub enum SourceSpec {
         /// The scrape URL with its `metric` and label query (`http://...`).
         url: String,
     },
+    /// `redfish+http://BMC/redfish/v1/Chassis/ID[?credentials=FILE]`.
+    Redfish {
+        /// The chassis URL with its options (`http://...`); never credentials.
+        url: String,
+    },
 }
 
 impl SourceSpec {
@@ -99,6 +117,12 @@ impl SourceSpec {
                 Prometheus::parse(&url, &SourceOptions::default())
                     .map_err(|e| bad(s, e.to_string()))?;
                 Ok(SourceSpec::Prometheus { url })
+            }
+            "redfish+http" | "redfish+https" => {
+                let scheme = kind.trim_start_matches("redfish+");
+                let url = format!("{scheme}:{target}");
+                Redfish::parse(&url, &SourceOptions::default()).map_err(|e| bad(s, e))?;
+                Ok(SourceSpec::Redfish { url })
             }
             RAPL_KIND => Ok(SourceSpec::Rapl {
                 root: PathBuf::from(if target.is_empty() {
@@ -137,6 +161,7 @@ impl SourceSpec {
             SourceSpec::Emulated { .. } => EMULATED_KIND,
             SourceSpec::Rapl { .. } => RAPL_KIND,
             SourceSpec::Prometheus { .. } => PROMETHEUS_KIND,
+            SourceSpec::Redfish { .. } => REDFISH_KIND,
         }
     }
 
@@ -150,6 +175,7 @@ impl SourceSpec {
             SourceSpec::Emulated { .. } => EMULATED_KIND.into(),
             SourceSpec::Rapl { .. } => RAPL_KIND.into(),
             SourceSpec::Prometheus { .. } => PROMETHEUS_KIND.into(),
+            SourceSpec::Redfish { .. } => REDFISH_KIND.into(),
         }
     }
 
@@ -172,6 +198,9 @@ impl SourceSpec {
             SourceSpec::Prometheus { url } => Arc::new(
                 Prometheus::parse(url, opts).map_err(|e| SourceError::NoReply(e.to_string()))?,
             ),
+            SourceSpec::Redfish { url } => {
+                Arc::new(Redfish::parse(url, opts).map_err(SourceError::NoReply)?)
+            }
         })
     }
 }
@@ -315,6 +344,17 @@ mod tests {
                 .name,
             "prometheus"
         );
+        assert_eq!(
+            NamedSource::parse_source("bmc-a=redfish+http://bmc/redfish/v1/Chassis/1")
+                .unwrap()
+                .spec,
+            SourceSpec::Redfish {
+                url: "http://bmc/redfish/v1/Chassis/1".into()
+            }
+        );
+        let e =
+            NamedSource::parse_source("b=redfish+https://bmc/redfish/v1/Chassis/1").unwrap_err();
+        assert!(e.to_string().contains("TLS"), "{e}");
         let e = NamedSource::parse_source("p=prometheus+http://h/m").unwrap_err();
         assert!(e.to_string().contains("missing ?metric=NAME"), "{e}");
     }
