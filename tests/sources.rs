@@ -487,3 +487,53 @@ fn redfish_chassis_power_value_by_value_with_an_outage_and_no_credential_leaks()
         );
     }
 }
+
+/// Needs sushy-tools, as above.
+#[test]
+#[ignore]
+fn redfish_bad_answers_and_missing_credentials_are_clear_errors() {
+    let sushy_bin = PathBuf::from(
+        std::env::var("MIGWATT_SUSHY_STATIC").expect("MIGWATT_SUSHY_STATIC=path/to/sushy-static"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mockup = dir.path().join("mockup");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/redfish-mockup"),
+        &mockup,
+    );
+    std::fs::write(
+        mockup.join("redfish/v1/Chassis/1/Power/index.json"),
+        r#"{"PowerControl": [{"PowerConsumedWatts": "n/a"}]}"#,
+    )
+    .unwrap();
+    let port = free_port();
+    let _sushy = Sushy::start(&sushy_bin, &mockup, port);
+    let base = format!("redfish+http://127.0.0.1:{port}/redfish/v1");
+    let run = |source: String| {
+        let out = Command::new(bin())
+            .args(["meter", "capture", "--out"])
+            .arg(dir.path().join("data"))
+            .args(["--source", &source, "--duration", "3s"])
+            .env_remove("MIGWATT_REDFISH_USERNAME")
+            .env_remove("MIGWATT_REDFISH_PASSWORD")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(format!("a={base}/Chassis/1"));
+    assert!(
+        err.contains("/redfish/v1/Chassis/1/Power: power \"n/a\" is not a number"),
+        "{err}"
+    );
+    let err = run(format!("b={base}/Chassis"));
+    assert!(
+        err.contains("links neither EnvironmentMetrics nor Power"),
+        "{err}"
+    );
+    let missing = dir.path().join("no-such-credentials");
+    let err = run(format!(
+        "c={base}/Chassis/2?credentials={}",
+        missing.display()
+    ));
+    assert!(err.contains("no-such-credentials"), "{err}");
+}
