@@ -27,6 +27,10 @@ step "the campaign report in headless Chromium (installs Debian's chromium when 
 scripts/setup-browser.sh
 cargo test --workspace --locked --test report_browser -- --ignored
 
+step "Redfish source against sushy-tools' static emulator (installed into .venv)"
+venv_python=$(scripts/setup-python.sh | tail -n1)
+MIGWATT_SUSHY_STATIC="$(dirname "$venv_python")/sushy-static" cargo test --workspace --locked --test sources -- --ignored
+
 step "notebooks (executed with nbclient on datasets/examples)"
 scripts/test-notebooks.sh
 

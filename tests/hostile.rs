@@ -72,6 +72,7 @@ fn sample(host: &str, i: i64, watts: f64) -> SampleRow {
         gap_before_ns: None,
         flags: 0,
         fields,
+        ..Default::default()
     }
 }
 

@@ -76,8 +76,9 @@ fn default_spread_w() -> f64 {
 pub struct HostConfig {
     /// Host name (datasets and model keys use it).
     pub host: String,
-    /// Its meter as a power source: `wattsup:DEVICE` or a serial device (a Watts up? PRO), or
-    /// `emulated`.
+    /// Its meter as a power source: `wattsup:DEVICE` or a serial device (a Watts up? PRO),
+    /// `emulated`, or any `meter capture --source` spelling (`rapl:`, `redfish+http://...`,
+    /// `prometheus+http://...`).
     pub meter: String,
 }
 
@@ -853,6 +854,20 @@ mod tests {
         assert!(!host("/dev/ttyUSB0").is_emulated());
         assert!(!host("wattsup:/dev/ttyUSB0").is_emulated());
         assert!(!host("meters/emulated").is_emulated());
+        // Every source kind is a campaign meter.
+        for m in [
+            "rapl:",
+            "redfish+http://bmc/redfish/v1/Chassis/1",
+            "prometheus+http://h:9100/metrics?metric=x_watts",
+        ] {
+            let spec = meter::source::SourceSpec::parse_device_or_spec(m).unwrap();
+            assert_ne!(spec.kind(), "wattsup", "{m}");
+            assert!(!host(m).is_emulated());
+        }
+        // The commented example offers each kind.
+        for kind in ["rapl:", "redfish+http://", "prometheus+http://"] {
+            assert!(EXAMPLE_CONFIG.contains(kind), "{kind}");
+        }
     }
 
     #[test]
