@@ -10,6 +10,8 @@ mod cmd;
 mod signals;
 
 mod alloc;
+#[cfg(test)]
+mod conventions;
 
 #[global_allocator]
 static GLOBAL: alloc::Allocator = alloc::Allocator;
@@ -21,11 +23,32 @@ static GLOBAL: alloc::Allocator = alloc::Allocator;
 /// with `train`, inspect them with `models`. `demo` runs the whole pipeline on an emulated
 /// meter without any hardware.
 #[derive(Debug, Parser)]
-#[command(name = "migwatt", version, about, long_about, propagate_version = true)]
+#[command(
+    name = "migwatt",
+    version,
+    about,
+    long_about,
+    propagate_version = true,
+    after_long_help = AFTER_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// The conventions every command follows (`migwatt --help`; also in README.md).
+const AFTER_HELP: &str = "\
+Exit status (every command):
+  0    success
+  1    failure: the error is printed once on stderr, each cause after a colon
+  2    usage: an option or value the command line does not accept
+  3    acceptance thresholds not met (calibrate run)
+  4    a migration failed, was cancelled or did not verify (calibrate migrate, calibrate run,
+       demo)
+  130  stopped cleanly after Ctrl-C (SIGINT)
+  143  stopped cleanly after SIGTERM
+A clean stop leaves no temporary file and what was published intact; meter capture and meter
+emulate run until stopped, and end so too.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -70,20 +93,25 @@ fn main() -> std::process::ExitCode {
         Command::Evaluate(a) => cmd::predict::run_evaluate(a),
         Command::Datasets(c) => cmd::datasets::run(c),
     };
-    // Exit statuses: 0 ok, 1 failure, 2 usage (clap), 3 thresholds not met, 128 + N after
-    // a clean stop on signal N (130 SIGINT, 143 SIGTERM); a closed stdout changes nothing.
-    let code = match result {
-        Ok(code) => code,
-        Err(e) => match signals::received() {
-            Some(sig) => {
-                errln!("stopped by {}: {e:#}", signals::name(sig));
-                std::process::ExitCode::from(128 + sig as u8)
-            }
-            None => {
-                errln!("error: {e:#}");
-                std::process::ExitCode::from(1)
-            }
-        },
+    // Exit statuses (AFTER_HELP): 0 ok, 1 failure, 2 usage (clap), 3 thresholds not met,
+    // 4 a migration not completed or verified, 128 + N after a clean stop on signal N
+    // (130 SIGINT, 143 SIGTERM), whatever the command returned; a closed stdout changes
+    // nothing.
+    let code = match (result, signals::received()) {
+        (Err(e), Some(sig)) => {
+            errln!("stopped by {}: {e:#}", signals::name(sig));
+            std::process::ExitCode::from(128 + sig as u8)
+        }
+        // A command that ends cleanly because it was asked to stop still says so.
+        (Ok(_), Some(sig)) => {
+            errln!("stopped by {}", signals::name(sig));
+            std::process::ExitCode::from(128 + sig as u8)
+        }
+        (Ok(code), None) => code,
+        (Err(e), None) => {
+            errln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
     };
     match stdout::finish() {
         Some(e) => {

@@ -27,7 +27,7 @@ const COLUMNS: usize = 7 + FIELD_COUNT;
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// Filesystem error on a named path.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -488,9 +488,11 @@ fn recover_one(
             }
             Err(e) => {
                 let dest = move_aside(root, &parquet, &format!("{stem}.parquet"))?;
-                report
-                    .set_aside_files
-                    .push((parquet.clone(), dest, format!("unreadable: {e}")));
+                report.set_aside_files.push((
+                    parquet.clone(),
+                    dest,
+                    format!("unreadable: {}", datasets::error_chain(&e)),
+                ));
                 write_recovered(&parquet, wal, &host, &rows, report)?;
             }
         }

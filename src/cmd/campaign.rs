@@ -58,7 +58,7 @@ pub fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
         );
     }
     datasets::io::write_bytes_atomic(&a.path, campaign::EXAMPLE_CONFIG.as_bytes())
-        .with_context(|| format!("writing {}", a.path.display()))?;
+        .context("writing the example config")?;
     outln!(
         "wrote {}: edit the hosts, meters, hypervisor access, VMs and plan, then run\n  migwatt calibrate run {}",
         a.path.display(),

@@ -529,7 +529,10 @@ fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
         ..EmulatorConfig::default()
     };
     let cancel = crate::signals::cancel_on_signals()?;
-    let handle = meter::emulator::start(cfg, cancel.clone())?;
+    let handle = meter::emulator::start(cfg, cancel.clone()).map_err(|e| match e {
+        e @ meter::emulator::EmulatorError::Link { .. } => anyhow::Error::new(e).context("--link"),
+        e => e.into(),
+    })?;
     outln!("{}", handle.path().display());
     crate::stdout::flush_out();
     errln!(

@@ -80,11 +80,11 @@ struct Models {
 
 impl ModelArgs {
     fn models(&self) -> anyhow::Result<Models> {
-        let load =
-            |p: &Path| trainer::coef::load(p).with_context(|| format!("loading {}", p.display()));
+        // The library's error names the file; the flag is added here.
+        let load = |flag: &'static str, p: &Path| trainer::coef::load(p).context(flag);
         let (gamma, gamma_id) = match &self.gamma_model {
             Some(p) => {
-                let f = load(p)?;
+                let f = load("--gamma-model", p)?;
                 let (g, note) =
                     GammaModel::for_prediction(&f).with_context(|| p.display().to_string())?;
                 if let Some(note) = note {
@@ -96,7 +96,7 @@ impl ModelArgs {
         };
         let (energy, energy_id) = match &self.energy_model {
             Some(p) => {
-                let f = load(p)?;
+                let f = load("--energy-model", p)?;
                 (
                     Some(EnergyModel::from_file(&f).with_context(|| p.display().to_string())?),
                     Some(f.model.id),

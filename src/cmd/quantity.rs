@@ -135,6 +135,7 @@ mod tests {
             "migwatt rank --rate",
             "migwatt rank --rate-delta",
             "migwatt rank --rate-min",
+            "migwatt train gamma --min-round",
             "migwatt rank --rate-max",
             "migwatt rank --downtime-limit",
             "migwatt evaluate --rate",
