@@ -262,3 +262,96 @@ fn the_walk_finds_each_form_of_repeat() {
         ]
     );
 }
+
+/// Every visible option of every command: (command path, argument).
+fn all_args() -> Vec<(String, clap::Arg)> {
+    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+        for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            out.push((path.to_string(), a.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &<crate::Cli as clap::CommandFactory>::command(),
+        "migwatt",
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn options_taking_a_folder_end_in_dir_and_only_they_do() {
+    let mut bad = Vec::new();
+    let mut folders = 0;
+    for (path, a) in all_args() {
+        let Some(long) = a.get_long() else { continue };
+        let names = a.get_value_names().unwrap_or_default();
+        let dir = names.iter().any(|n| n.as_str() == "DIR");
+        folders += usize::from(dir);
+        if long.ends_with("-dir") != dir {
+            bad.push(format!("{path} --{long} <{names:?}>"));
+        }
+    }
+    assert!(folders >= 8, "only {folders} folder options found");
+    assert!(
+        bad.is_empty(),
+        "a folder option is named --NAME-dir DIR:\n{bad:#?}"
+    );
+}
+
+#[test]
+fn format_only_ever_picks_text_or_json() {
+    let mut seen = 0;
+    for (path, a) in all_args() {
+        assert_ne!(a.get_long(), Some("json"), "{path}: use --format json");
+        if a.get_long() == Some("format") {
+            let values: Vec<String> = a
+                .get_possible_values()
+                .iter()
+                .map(|v| v.get_name().to_string())
+                .collect();
+            assert_eq!(values, ["text", "json"], "{path} --format");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 9, "only {seen} --format options found");
+}
+
+#[test]
+fn every_environment_variable_is_documented_in_help_and_readme() {
+    let readme = include_str!("../README.md");
+    let mut vars: Vec<String> = all_args()
+        .iter()
+        .filter_map(|(_, a)| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect();
+    // Read or set by migwatt outside clap: the hook's environment.
+    for source in [include_str!("../calibrate/src/collect.rs")] {
+        for part in source.split(".env(\"").skip(1) {
+            vars.extend(part.split('"').next().map(str::to_string));
+        }
+    }
+    vars.sort();
+    vars.dedup();
+    assert!(vars.len() >= 4, "{vars:?}");
+    for v in &vars {
+        assert!(crate::AFTER_HELP.contains(v.as_str()), "{v} not in --help");
+        assert!(readme.contains(&format!("`{v}`")), "{v} not in README.md");
+    }
+    // No command reads the environment behind clap's back (tests and benchmarks may).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for p in workspace_sources()
+        .into_iter()
+        .filter(|p| !p.starts_with(root.join("tests")) && !p.starts_with(root.join("bench")))
+    {
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            !text.contains(&["env::var", "(\"MIGWATT"].concat())
+                && !text.contains(&["env::var_os", "(\"MIGWATT"].concat()),
+            "{}: reads a MIGWATT_ variable: declare it with clap's env instead",
+            p.display()
+        );
+    }
+}

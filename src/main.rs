@@ -32,6 +32,9 @@ static GLOBAL: alloc::Allocator = alloc::Allocator;
     after_long_help = AFTER_HELP
 )]
 struct Cli {
+    /// No progress messages on stderr (results, warnings and errors are still printed)
+    #[arg(long, global = true, env = "MIGWATT_QUIET", value_parser = clap::builder::FalseyValueParser::new())]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,7 +51,19 @@ Exit status (every command):
   130  stopped cleanly after Ctrl-C (SIGINT)
   143  stopped cleanly after SIGTERM
 A clean stop leaves no temporary file and what was published intact; meter capture and meter
-emulate run until stopped, and end so too.";
+emulate run until stopped, and end so too.
+
+Options: --format picks the output format (text or json); --file-type the type of the files
+written. Options ending in -dir take a folder, the others files (PATH: a file or a folder).
+An option that was renamed is refused with its new name.
+
+Environment:
+  MIGWATT_QUIET           as --quiet: no progress messages on stderr (any value but 0,
+                          false, no, off or empty)
+  MIGWATT_QEMU_GUEST_DIR  demo --qemu: the guest folder (as --guest-dir)
+  MIGWATT_SOURCE_QMP, MIGWATT_DEST_QMP
+                          set by migwatt for the paused hook (calibrate migrate --paused-hook,
+                          a campaign's paused_hook): the QMP sockets of both QEMUs";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -81,6 +96,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    stdout::set_quiet(cli.quiet);
     let result = match cli.command {
         Command::Meter(c) => cmd::meter::run(c),
         Command::Integrate(a) => cmd::energy::integrate(a),

@@ -15,14 +15,14 @@ for f in "$data"/migrations/*-r1.parquet; do cp "$f" "$out/train/migrations/"; d
 for f in "$data"/rounds/*-r1.parquet; do cp "$f" "$out/train/rounds/"; done
 mw=${MIGWATT:-target/release/migwatt}
 MIGWATT_QUIET=1 "$mw" train gamma --data "$out/train/rounds" --migrations "$out"/train/migrations/*.parquet \
-  --hypervisor qemu --out "$out/models" --name qemu-gamma --folds 5
+  --hypervisor qemu --out-dir "$out/models" --name qemu-gamma --folds 5
 "$mw" models show "$out/models/qemu-gamma"
-"$mw" evaluate --migrations "$data" --gamma-model "$out/models/qemu-gamma" --history \
+"$mw" evaluate --migrations-dir "$data" --gamma-model "$out/models/qemu-gamma" --refined \
   --out "$out/evaluation.parquet" --decision-trials 1000 --seed 1 --candidates 8
 # Comparison rows: the refined model as published (eqs 11-13, no hot-set cap), with the
 # trained gamma and with gamma = 0.
-"$mw" evaluate --migrations "$data" --gamma-model "$out/models/qemu-gamma" --history --no-hot-set \
+"$mw" evaluate --migrations-dir "$data" --gamma-model "$out/models/qemu-gamma" --refined --no-hot-set \
   --out "$out/evaluation-nocap.parquet" >/dev/null
-"$mw" evaluate --migrations "$data" --history --no-hot-set --out "$out/evaluation-gamma0.parquet" >/dev/null
+"$mw" evaluate --migrations-dir "$data" --refined --no-hot-set --out "$out/evaluation-gamma0.parquet" >/dev/null
 .venv/bin/python bench/accuracy/report.py "$data" "$out/evaluation.parquet" \
   "$out/evaluation-nocap.parquet" "$out/evaluation-gamma0.parquet"

@@ -61,7 +61,7 @@ while [ ! -e "$pty/hostA" ] || [ ! -e "$pty/hostB" ]; do sleep 0.05; done
 # The emulators' time 0 is T0; start the capture's fake clock where the emulators are now.
 fake=$("$py" -c "import datetime,sys,time;t=$t0_ns/1e9+(time.time()-$emu_start)*$speed;print(datetime.datetime.fromtimestamp(t,datetime.timezone.utc).strftime('@%Y-%m-%d %H:%M:%S.%f'))")
 TZ=UTC faketime -f "$fake x$speed" "$mw" meter capture --port "hostA=$pty/hostA" \
-  --port "hostB=$pty/hostB" --out "$out.tmp/samples" --duration "${duration_s}s" --settle 0s \
+  --port "hostB=$pty/hostB" --out-dir "$out.tmp/samples" --duration "${duration_s}s" --settle 0s \
   --report "$out.tmp/capture-report.json" 2>"$pty/capture.err" || { cat "$pty/capture.err" >&2; exit 1; }
 kill "$ea" "$eb" 2>/dev/null || true
 wait "$ea" "$eb" 2>/dev/null || true
@@ -73,16 +73,16 @@ rm -rf "$pty"
   "$mw" calibrate windows --migrations migrations --out windows.parquet
   mkdir -p baselines
   for h in hostA hostB; do
-    "$mw" meter baseline --samples samples --host "$h" --out "baselines/p0-$h.json" >/dev/null
+    "$mw" meter baseline --samples-dir samples --host "$h" --out "baselines/p0-$h.json" >/dev/null
   done
-  "$mw" integrate --samples samples --windows windows.parquet \
+  "$mw" integrate --samples-dir samples --windows windows.parquet \
     --baseline baselines/p0-hostA.json baselines/p0-hostB.json --out energy.parquet
-  "$mw" train energy --data energy.parquet --out models --name energy --per-side
-  "$mw" train gamma --data rounds --migrations migrations --out models --name gamma-qemu
+  "$mw" train energy --data energy.parquet --out-dir models --name energy --per-side
+  "$mw" train gamma --data rounds --migrations migrations --out-dir models --name gamma-qemu
   # Model accuracy and decision trials (`migwatt evaluate`, Figures 10-14).
   mkdir -p evaluation
-  "$mw" evaluate --migrations . --energy-model models/energy --gamma-model models/gamma-qemu \
-    --hypervisor qemu --downtime-limit 50ms --history --decision-trials 20 --candidates 8 --seed 1 \
+  "$mw" evaluate --migrations-dir . --energy-model models/energy --gamma-model models/gamma-qemu \
+    --hypervisor qemu --downtime-limit 50ms --refined --decision-trials 20 --candidates 8 --seed 1 \
     --energy energy.parquet --out evaluation/evaluation.parquet --format json > evaluation/evaluate.json
   "$mw" datasets check .
 )

@@ -595,6 +595,9 @@ fn host_from_path(path: &Path) -> Option<String> {
 
 /// Check `df` against `spec`. `lenient` (tables loaded for training): columns the frame does
 /// not have are skipped and columns of another type are cast to the expected one.
+// The frame, what it is checked against, and where findings go: grouping them would only
+// move the list into a struct used once.
+#[allow(clippy::too_many_arguments)]
 fn check_frame(
     path: &Path,
     spec: &'static KindSpec,

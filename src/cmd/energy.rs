@@ -17,9 +17,11 @@ use meter::energy::integrate::{integrate as run_integration, IntegrateOptions, R
 /// Arguments of `migwatt meter baseline`.
 #[derive(Debug, clap::Args)]
 pub struct BaselineArgs {
-    /// Samples dataset folder (as written by `meter capture`)
+    /// Samples dataset folder (as written by `meter capture --out-dir`)
     #[arg(long, value_name = "DIR")]
-    samples: PathBuf,
+    samples_dir: PathBuf,
+    #[arg(long = "samples", hide = true, value_parser = super::Renamed("--samples-dir DIR"))]
+    _samples: Option<String>,
     /// Host whose static power to find
     #[arg(long, value_name = "NAME")]
     host: String,
@@ -54,7 +56,7 @@ enum RuleArg {
     Rectangle,
 }
 
-/// Output format on the command line.
+/// Type of the files written, on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum FormatArg {
     Parquet,
@@ -66,9 +68,11 @@ enum FormatArg {
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("p0_source").required(true).multiple(true).args(["baseline", "p0"])))]
 pub struct IntegrateArgs {
-    /// Samples dataset folder (as written by `meter capture`)
+    /// Samples dataset folder (as written by `meter capture --out-dir`)
     #[arg(long, value_name = "DIR")]
-    samples: PathBuf,
+    samples_dir: PathBuf,
+    #[arg(long = "samples", hide = true, value_parser = super::Renamed("--samples-dir DIR"))]
+    _samples: Option<String>,
     /// Migration-windows file (Parquet, or CSV by extension)
     #[arg(long, value_name = "FILE")]
     windows: PathBuf,
@@ -87,9 +91,11 @@ pub struct IntegrateArgs {
     /// Windows covered by samples less than this share (0..1) are left out, with the reason
     #[arg(long, value_name = "SHARE", default_value_t = 0.95, value_parser = share)]
     min_coverage: f64,
-    /// Output format (default: from the --out extension, else parquet)
+    /// Type of the files written (default: from the --out extension, else parquet)
     #[arg(long, value_enum)]
-    format: Option<FormatArg>,
+    file_type: Option<FormatArg>,
+    #[arg(long = "format", hide = true, value_parser = super::Renamed("--file-type parquet|csv|jsonl"))]
+    _format: Option<String>,
     /// Per-window quality report (default: next to --out, named NAME.quality.EXT)
     #[arg(long, value_name = "FILE")]
     quality: Option<PathBuf>,
@@ -152,8 +158,8 @@ pub fn baseline(a: BaselineArgs) -> anyhow::Result<ExitCode> {
         interval_ns: interval_ns(a.interval_s)?,
     };
     let outputs: Vec<(&str, &Path)> = a.out.iter().map(|o| ("--out", o.as_path())).collect();
-    let _io = super::guard_io(&[("--samples", &a.samples)], &outputs)?;
-    let b = baseline_from_dir(&a.samples, &a.host, &opts).map_err(baseline_error)?;
+    let _io = super::guard_io(&[("--samples-dir", &a.samples_dir)], &outputs)?;
+    let b = baseline_from_dir(&a.samples_dir, &a.host, &opts).map_err(baseline_error)?;
     outln!("{}", serde_json::to_string_pretty(&b)?);
     if let Some(out) = &a.out {
         write_baseline(out, &b)?;
@@ -219,7 +225,7 @@ fn collect_p0(a: &IntegrateArgs) -> anyhow::Result<BTreeMap<String, f64>> {
 
 /// Run `integrate`.
 pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
-    let format = match a.format {
+    let format = match a.file_type {
         Some(FormatArg::Parquet) => Format::Parquet,
         Some(FormatArg::Csv) => Format::Csv,
         Some(FormatArg::Jsonl) => Format::Jsonl,
@@ -241,7 +247,8 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| quality_path(&a.out, format)),
     );
-    let mut inputs: Vec<(&str, &Path)> = vec![("--samples", &a.samples), ("--windows", &a.windows)];
+    let mut inputs: Vec<(&str, &Path)> =
+        vec![("--samples-dir", &a.samples_dir), ("--windows", &a.windows)];
     inputs.extend(a.baseline.iter().map(|b| ("--baseline", b.as_path())));
     let _io = super::guard_io(&inputs, &[("--out", &out), ("--quality", &quality)])?;
     let p0 = collect_p0(&a)?;
@@ -251,14 +258,14 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
     }
     let cancel = crate::signals::cancel_on_signals()?;
     let result = run_integration(
-        &a.samples,
+        &a.samples_dir,
         &a.windows,
         &windows,
         &p0,
         &opts,
         &cancel,
         &mut |p| {
-            errln!(
+            progressln!(
                 "[{}/{}] host {}: {} samples",
                 p.hosts_done,
                 p.hosts_total,

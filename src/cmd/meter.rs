@@ -67,9 +67,11 @@ pub struct DecodeArgs {
     /// Raw capture file, or - for stdin
     #[arg(default_value = "-")]
     pub input: String,
-    /// Output format
+    /// Type of what is written
     #[arg(long, value_enum, default_value_t = DecodeFormat::Jsonl)]
-    pub format: DecodeFormat,
+    pub file_type: DecodeFormat,
+    #[arg(long = "format", hide = true, value_parser = super::Renamed("--file-type jsonl|csv|parquet"))]
+    _format: Option<String>,
     /// Write here instead of stdout (required for parquet)
     #[arg(long, short)]
     pub out: Option<PathBuf>,
@@ -95,9 +97,11 @@ pub struct CaptureArgs {
     /// pseudo-terminal, PROFILE as in `meter emulate --profile`)
     #[arg(long = "source", value_name = "[NAME=]KIND:TARGET", value_parser = source_spelling)]
     pub sources: Vec<String>,
-    /// Dataset directory
-    #[arg(long)]
-    pub out: PathBuf,
+    /// Samples dataset folder
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    #[arg(long = "out", hide = true, value_parser = super::Renamed("--out-dir DIR"))]
+    _out: Option<String>,
     /// Logging interval asked of the meters: whole seconds, 1s to 1h
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = quantity::duration)]
     pub interval: Duration,
@@ -117,7 +121,7 @@ pub struct CaptureArgs {
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = quantity::duration)]
     pub settle: Duration,
     /// Write the capture report (per-meter counts, gaps, files) as JSON here
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Serve live Prometheus metrics on http://ADDR/metrics while capturing. ADDR is
     /// IP:PORT, or PORT alone for loopback; port 0 picks a free port (the address is printed
@@ -177,25 +181,30 @@ pub struct EmulateArgs {
 #[derive(Debug, clap::Args)]
 pub struct InfoArgs {
     /// Serial device of the meter
-    #[arg(long)]
+    #[arg(long, value_name = "DEVICE")]
     pub port: PathBuf,
-    /// Print JSON
-    #[arg(long)]
-    pub json: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: super::Format,
+    #[arg(long = "json", hide = true, num_args = 0..=1, default_missing_value = "", value_parser = super::Renamed("--format json"))]
+    _json: Option<String>,
 }
 
 /// Arguments of `meter list`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// Print JSON
-    #[arg(long)]
-    pub json: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: super::Format,
+    #[arg(long = "json", hide = true, num_args = 0..=1, default_missing_value = "", value_parser = super::Renamed("--format json"))]
+    _json: Option<String>,
 }
 
 /// Arguments of `meter recover`.
 #[derive(Debug, clap::Args)]
 pub struct RecoverArgs {
-    /// Dataset directory given to `meter capture --out`
+    /// Dataset folder given to `meter capture --out-dir`
+    #[arg(value_name = "DIR")]
     pub dir: PathBuf,
 }
 
@@ -224,8 +233,8 @@ fn decode(a: DecodeArgs) -> anyhow::Result<ExitCode> {
     } else {
         bytes = std::fs::read(&a.input).with_context(|| format!("reading {}", a.input))?;
     }
-    if a.format == DecodeFormat::Parquet && a.out.is_none() {
-        bail!("--format parquet needs --out FILE (Parquet is not written to a terminal)");
+    if a.file_type == DecodeFormat::Parquet && a.out.is_none() {
+        bail!("--file-type parquet needs --out FILE (Parquet is not written to a terminal)");
     }
     let mut records = Vec::new();
     let mut rejections: Vec<Rejection> = Vec::new();
@@ -254,14 +263,14 @@ fn decode(a: DecodeArgs) -> anyhow::Result<ExitCode> {
             fields: r.si_fields(),
         })
         .collect();
-    match a.format {
+    match a.file_type {
         DecodeFormat::Parquet => {
             let out = a.out.as_ref().expect("checked above");
             datasets::samples::write_records_file(out, &rows)?;
         }
         DecodeFormat::Jsonl | DecodeFormat::Csv => {
             let mut text = String::with_capacity(rows.len() * 200);
-            if a.format == DecodeFormat::Csv {
+            if a.file_type == DecodeFormat::Csv {
                 text.push_str("seq,byte_offset");
                 for (name, _) in RECORD_FIELDS {
                     text.push(',');
@@ -270,7 +279,7 @@ fn decode(a: DecodeArgs) -> anyhow::Result<ExitCode> {
                 text.push('\n');
             }
             for r in &rows {
-                if a.format == DecodeFormat::Jsonl {
+                if a.file_type == DecodeFormat::Jsonl {
                     let mut obj = serde_json::Map::new();
                     obj.insert("seq".into(), r.seq.into());
                     obj.insert("byte_offset".into(), r.byte_offset.into());
@@ -378,7 +387,7 @@ fn status_line(s: &MeterStatus) -> String {
 
 impl ProgressSink for StderrProgress {
     fn status(&self, meters: &[MeterStatus]) {
-        if !self.tty {
+        if !self.tty || crate::stdout::quiet() {
             return;
         }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -479,7 +488,7 @@ fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                 a.interval
             )
         })?;
-    let mut cfg = CaptureConfig::new(capture_sources(&a, interval_s)?, &a.out);
+    let mut cfg = CaptureConfig::new(capture_sources(&a, interval_s)?, &a.out_dir);
     cfg.duration = a.duration;
     cfg.flush_every = a.flush_every;
     cfg.segment_len = a.segment;
@@ -511,7 +520,7 @@ fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     errln!(
         "wrote {} Parquet file(s) under {}",
         report.files.len(),
-        a.out.display()
+        a.out_dir.display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -535,7 +544,7 @@ fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
     })?;
     outln!("{}", handle.path().display());
     crate::stdout::flush_out();
-    errln!(
+    progressln!(
         "emulating a Watts up? PRO on {} (pty {}); Ctrl-C to stop",
         handle.path().display(),
         handle.pts().display()
@@ -557,7 +566,7 @@ fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
 
 fn info(a: InfoArgs) -> anyhow::Result<ExitCode> {
     let info = meter::ports::meter_info(&a.port, Duration::from_secs(2))?;
-    if a.json {
+    if a.format == super::Format::Json {
         outln!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -596,7 +605,7 @@ fn info(a: InfoArgs) -> anyhow::Result<ExitCode> {
 
 fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let ports = meter::ports::list_ports().context("listing serial ports")?;
-    if a.json {
+    if a.format == super::Format::Json {
         outln!("{}", serde_json::to_string_pretty(&ports)?);
         return Ok(ExitCode::SUCCESS);
     }

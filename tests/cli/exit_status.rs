@@ -38,15 +38,11 @@ fn tmp(d: &Path, name: &str) -> String {
     d.join(name).display().to_string()
 }
 
+/// Argument lists.
+type Runs = Vec<Vec<String>>;
+
 /// Each family: commands that succeed, fail on a missing input, and are misused.
-fn cases(
-    d: &Path,
-) -> Vec<(
-    &'static str,
-    Vec<Vec<String>>,
-    Vec<Vec<String>>,
-    Vec<Vec<String>>,
-)> {
+fn cases(d: &Path) -> Vec<(&'static str, Runs, Runs, Runs)> {
     let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     vec![
         (
@@ -54,7 +50,7 @@ fn cases(
             vec![v(&["meter", "decode", "tests/data/wattsup/fan.raw"])],
             vec![
                 v(&["meter", "decode", MISSING]),
-                v(&["meter", "baseline", "--samples", MISSING, "--host", "a"]),
+                v(&["meter", "baseline", "--samples-dir", MISSING, "--host", "a"]),
             ],
             vec![
                 v(&["meter", "decode", "--no-such-flag"]),
@@ -65,7 +61,7 @@ fn cases(
             "integrate",
             vec![v(&[
                 "integrate",
-                "--samples",
+                "--samples-dir",
                 &ex("samples"),
                 "--windows",
                 &ex("windows.parquet"),
@@ -77,7 +73,7 @@ fn cases(
             ])],
             vec![v(&[
                 "integrate",
-                "--samples",
+                "--samples-dir",
                 &ex("samples"),
                 "--windows",
                 MISSING,
@@ -88,7 +84,7 @@ fn cases(
             ])],
             vec![v(&[
                 "integrate",
-                "--samples",
+                "--samples-dir",
                 &ex("samples"),
                 "--windows",
                 &ex("windows.parquet"),
@@ -107,7 +103,7 @@ fn cases(
                 "energy",
                 "--data",
                 &ex("energy.parquet"),
-                "--out",
+                "--out-dir",
                 &tmp(d, "models"),
             ])],
             vec![v(&[
@@ -115,7 +111,7 @@ fn cases(
                 "energy",
                 "--data",
                 MISSING,
-                "--out",
+                "--out-dir",
                 &tmp(d, "models2"),
             ])],
             vec![v(&["train", "energy", "--folds", "many"])],
@@ -145,7 +141,7 @@ fn cases(
                     "ingest",
                     "qemu",
                     MISSING,
-                    "--out",
+                    "--out-dir",
                     &tmp(d, "ing"),
                 ]),
                 v(&["calibrate", "report", MISSING]),
@@ -157,17 +153,23 @@ fn cases(
             "demo",
             vec![],
             vec![
-                v(&["demo", "--examples", MISSING, "--out", &tmp(d, "demo")]),
+                v(&[
+                    "demo",
+                    "--examples-dir",
+                    MISSING,
+                    "--out-dir",
+                    &tmp(d, "demo"),
+                ]),
                 v(&[
                     "demo",
                     "--qemu",
-                    "--guest",
+                    "--guest-dir",
                     MISSING,
-                    "--out",
+                    "--out-dir",
                     &tmp(d, "demo"),
                 ]),
             ],
-            vec![v(&["demo", "--migrations", "-1"])],
+            vec![v(&["demo", "--replay-count", "-1"])],
         ),
         (
             "predict",
@@ -215,12 +217,12 @@ fn cases(
             "evaluate",
             vec![v(&[
                 "evaluate",
-                "--migrations",
+                "--migrations-dir",
                 EX,
                 "--energy-model",
                 &ex("models/energy"),
             ])],
-            vec![v(&["evaluate", "--migrations", MISSING])],
+            vec![v(&["evaluate", "--migrations-dir", MISSING])],
             vec![v(&["evaluate", "--decision-trials", "-3"])],
         ),
         (

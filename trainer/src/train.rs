@@ -486,7 +486,8 @@ fn build_file(
             Some(c) => (c.mae, "out-of-fold"),
             None => (fit.mae, "in-sample"),
         };
-        if !(mae < z) {
+        // NaN (no comparison) counts as not lower.
+        if mae.partial_cmp(&z) != Some(std::cmp::Ordering::Less) {
             flags.push(coef::FLAG_WORSE_THAN_ZERO.to_string());
             notes.push(format!(
                 "{how} MAE {mae:.4} is not lower than {z:.4}, the MAE of predicting {} = 0: prediction uses {} = 0 instead of this fit",
