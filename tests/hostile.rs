@@ -564,17 +564,20 @@ mod values {
                 .arg(&runs),
             &["b.parquet", "duplicate key (migration_id=qemu-vm1-0)"],
         );
-        refused(
-            migwatt().args([
-                "predict",
-                "--vm-mem",
-                "1e308B",
-                "--dirty-rate",
-                "10MB/s",
-                "--rate",
-                "1Gbit/s",
-            ]),
-            &["--vm-mem", "beyond any plausible value"],
+        // A flag value out of range is a usage error (exit 2), named by clap.
+        let (code, _, err) = run(migwatt().args([
+            "predict",
+            "--vm-mem",
+            "1e308B",
+            "--dirty-rate",
+            "10MB/s",
+            "--rate",
+            "1Gbit/s",
+        ]));
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("--vm-mem") && err.contains("beyond any plausible value"),
+            "{err}"
         );
     }
 }
@@ -842,7 +845,7 @@ mod hangs_and_panics {
         let (code, _, err) =
             run(migwatt().args(["meter", "emulate", "--duration", "99999999999h"]));
         assert_eq!(code, 2, "{err}");
-        assert!(err.contains("10 years"), "{err}");
+        assert!(err.contains("beyond any plausible value"), "{err}");
     }
 
     #[test]
@@ -909,20 +912,20 @@ pub(crate) mod names {
         }
         assert!(!d.path().join("evil").exists() && !nest.join("out").exists());
         for port in ["../../evil=/dev/null", "=/dev/null", ".hidden=/dev/null"] {
-            refused(
-                migwatt()
-                    .args([
-                        "meter",
-                        "capture",
-                        "--duration",
-                        "1s",
-                        "--port",
-                        port,
-                        "--out-dir",
-                    ])
-                    .arg(d.path().join("samples")),
-                &["host name"],
-            );
+            // A flag value clap refuses: a usage error (exit 2).
+            let (code, _, err) = run(migwatt()
+                .args([
+                    "meter",
+                    "capture",
+                    "--duration",
+                    "1s",
+                    "--port",
+                    port,
+                    "--out-dir",
+                ])
+                .arg(d.path().join("samples")));
+            assert_eq!(code, 2, "{err}");
+            assert!(err.contains("--port") && err.contains("host name"), "{err}");
         }
         assert!(!d.path().join("samples").exists());
     }

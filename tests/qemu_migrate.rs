@@ -265,7 +265,7 @@ fn a_page_changed_on_the_paused_destination_is_caught() {
     let setup = RunSetup {
         migrate_args: vec![
             "--timeout".into(),
-            "120".into(),
+            "120s".into(),
             "--vm".into(),
             "tiny".into(),
             "--paused-hook".into(),

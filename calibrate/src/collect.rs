@@ -76,6 +76,8 @@ pub struct MigrateOptions {
     pub paused_hook: Option<String>,
     /// Working folder of the paused hook (None: this process's).
     pub paused_hook_dir: Option<PathBuf>,
+    /// How guest RAM is read for the check.
+    pub verify_method: crate::verify::VerifyMethod,
     /// Wait this long after the migration before the hook and the check (a campaign lets
     /// its meters record the migration's window tail undisturbed first).
     pub hold_before_verify: Duration,
@@ -146,10 +148,14 @@ impl Collected {
     pub fn verification_text(&self) -> Option<String> {
         Some(match self.verification.as_ref()? {
             VerifyOutcome::Compared(v) if v.verified() => format!(
-                "memory verified: all {} pages ({:.1} MiB) of the paused source and destination match ({:.2} s)",
+                "memory verified: all {} pages ({:.1} MiB) of the paused source and destination match ({:.2} s, {}{})",
                 v.diff.pages,
                 v.bytes as f64 / (1u64 << 20) as f64,
-                v.elapsed_s
+                v.elapsed_s,
+                v.method,
+                v.fallback_reason
+                    .as_ref()
+                    .map_or(String::new(), |w| format!(": process memory not readable: {w}"))
             ),
             VerifyOutcome::Compared(v) => format!(
                 "MEMORY MISMATCH: {} of {} pages differ between the paused source and destination; first at {}{}; the destination was left paused",
@@ -549,10 +555,12 @@ fn after_completion(
         )))
     } else if opts.verify {
         progress("comparing the guest RAM of the paused source and destination");
-        Some(match crate::verify::compare_guest_ram(src, dst) {
-            Ok(v) => VerifyOutcome::Compared(v),
-            Err(e) => VerifyOutcome::NotChecked(e.to_string()),
-        })
+        Some(
+            match crate::verify::compare_guest_ram(src, dst, opts.verify_method) {
+                Ok(v) => VerifyOutcome::Compared(v),
+                Err(e) => VerifyOutcome::NotChecked(e.to_string()),
+            },
+        )
     } else {
         None
     };
@@ -587,7 +595,8 @@ fn verify_line(o: &VerifyOutcome) -> Value {
             "bytes": v.bytes,
             "elapsed_s": v.elapsed_s,
             "ranges": v.ranges,
-            "method": "pmemsave of every ram/rom range of the memory FlatView, both sides streamed through pipes, compared per 4 KiB page",
+            "method": v.method,
+            "fallback_reason": v.fallback_reason,
         }),
         VerifyOutcome::NotChecked(why) => json!({"verified": null, "error": why}),
     }

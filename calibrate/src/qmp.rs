@@ -125,6 +125,31 @@ impl Qmp {
         &self.socket
     }
 
+    /// Process id of the peer of the socket (SO_PEERCRED): the QEMU process, unless the socket
+    /// is forwarded by another process.
+    pub fn peer_pid(&self) -> Option<u32> {
+        use nix::libc;
+        use std::os::fd::AsRawFd;
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `cred`, a plain C struct that
+        // lives for the call; the descriptor is this connection's open socket.
+        let r = unsafe {
+            libc::getsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        };
+        (r == 0 && cred.pid > 0).then_some(cred.pid as u32)
+    }
+
     /// QEMU's version from the greeting, `MAJOR.MINOR.MICRO`.
     pub fn qemu_version(&self) -> Option<String> {
         let q = self.greeting.get("QMP")?.get("version")?.get("qemu")?;

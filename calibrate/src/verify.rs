@@ -4,20 +4,26 @@
 //! The guest-physical ranges come from the flat view of the system address space (HMP
 //! `info mtree -f`, the FlatView that serves AS "memory"): every `ram`, `rom` and `romd`
 //! range, so all guest RAM, the firmware and option ROMs. Both sides must show the same
-//! ranges. Each range is dumped with QMP `pmemsave` on both sides at once into a named pipe
-//! (FIFO) that this process reads while QEMU writes, comparing the two streams 4 KiB page by
-//! page as they arrive. Pipes rather than files: nothing as large as guest RAM is written to
-//! disk or tmpfs (a 64 GiB guest would need 128 GiB), and reading overlaps dumping. The pages
-//! are compared directly (`memcmp` of whole chunks, then of pages where a chunk differs)
-//! rather than hashed: both dumps are local, so a comparison is exact and cheaper than
-//! hashing both sides.
+//! ranges. Two ways to read them ([`VerifyMethod`]):
 //!
-//! The pipes live in a private folder under the system temporary folder, so the QEMU
-//! processes must run on this host with access to it (as the collector's QMP sockets
-//! already imply, unless they are forwarded from elsewhere).
+//! - **process memory** (the default when permitted): the QEMU process behind each QMP socket
+//!   (the socket's peer credentials), the host address of each range's RAM block (HMP
+//!   `info ramblock`, checked against the process's mappings), and the bytes read straight
+//!   from `/proc/PID/mem`. QEMU does no work and nothing is copied through it, so this runs
+//!   at memory speed; it needs the right to read the QEMU processes' memory (same user and a
+//!   ptrace policy that allows it, or root) and QMP sockets served by QEMU itself.
+//! - **pmemsave**: each range dumped with QMP `pmemsave` on both sides at once into a named
+//!   pipe (FIFO) in a private folder under the temporary folder, read while QEMU writes.
+//!   Pipes rather than files: nothing as large as guest RAM is written to disk or tmpfs (a
+//!   64 GiB guest would need 128 GiB), and reading overlaps dumping. QEMU copies the memory
+//!   1 KiB at a time, so this is several times slower.
+//!
+//! Either way the pages are compared directly (`memcmp` of whole chunks, then of pages where
+//! a chunk differs) rather than hashed: both sides are local, so a comparison is exact and
+//! cheaper than hashing both. Both ways need the QEMU processes on this host.
 
 use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
@@ -31,8 +37,10 @@ use crate::CalibrateError;
 pub const PAGE_BYTES: u64 = 4096;
 /// Mismatching pages listed by address (the count covers them all).
 pub const MAX_LISTED: usize = 16;
-/// Bytes read from each side at a time (a multiple of [`PAGE_BYTES`]).
+/// Bytes read from each side's pipe at a time (a multiple of [`PAGE_BYTES`]).
 const CHUNK_BYTES: usize = 1 << 20;
+/// Bytes read from each side's process memory at a time (a multiple of [`PAGE_BYTES`]).
+const PROC_CHUNK_BYTES: usize = 4 << 20;
 
 /// One guest-physical range of the system address space backed by RAM or ROM.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -45,6 +53,8 @@ pub struct RamRange {
     pub kind: String,
     /// The memory region's name (e.g. `pc.ram`, `pc.bios`).
     pub region: String,
+    /// Offset of the range's start within that region, bytes.
+    pub region_offset: u64,
 }
 
 /// Parse HMP `info mtree -f`: the `ram`, `rom` and `romd` ranges of the FlatView serving
@@ -96,11 +106,19 @@ pub fn parse_flat_view(text: &str) -> Result<Vec<RamRange>, String> {
                 "range {span}: expected START-END with END >= START"
             ));
         };
+        let mut words = region.split_whitespace();
+        let name = words.next().unwrap_or("").to_string();
+        let region_offset = match words.next().and_then(|w| w.strip_prefix('@')) {
+            Some(h) => u64::from_str_radix(h, 16)
+                .map_err(|_| format!("range {span}: region offset '@{h}' is not hexadecimal"))?,
+            None => 0,
+        };
         out.push(RamRange {
             start: a,
             len_bytes,
             kind: kind.to_string(),
-            region: region.split_whitespace().next().unwrap_or("").to_string(),
+            region: name,
+            region_offset,
         });
     }
     if !seen_view {
@@ -123,6 +141,142 @@ pub fn ram_ranges(q: &mut Qmp) -> Result<Vec<RamRange>, CalibrateError> {
     let text = text.as_str().unwrap_or("");
     parse_flat_view(text)
         .map_err(|m| CalibrateError::Verify(format!("{}: {m}", q.socket().display())))
+}
+
+/// How guest RAM is read for the comparison (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VerifyMethod {
+    /// Process memory when permitted, else pmemsave.
+    #[default]
+    Auto,
+    /// Process memory only (an error when not permitted).
+    ProcessMemory,
+    /// QMP pmemsave through pipes.
+    Pmemsave,
+}
+
+/// One RAM block of a QEMU process (HMP `info ramblock`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RamBlock {
+    /// Block name (the memory region's, e.g. `pc.ram`).
+    pub name: String,
+    /// Bytes in use.
+    pub used_bytes: u64,
+    /// Host virtual address of its first byte in the QEMU process.
+    pub hva: u64,
+}
+
+/// Parse HMP `info ramblock` (QEMU 8.2 and later print an `HVA` column).
+pub fn parse_ramblocks(text: &str) -> Result<Vec<RamBlock>, String> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let head: Vec<&str> = lines
+        .next()
+        .ok_or("empty `info ramblock`")?
+        .split_whitespace()
+        .collect();
+    // Columns are counted from the right: "Block Name" and sizes such as "4 KiB" are two
+    // words each on the left.
+    let from_right = |name: &str| {
+        head.iter()
+            .position(|h| *h == name)
+            .map(|i| head.len() - 1 - i)
+    };
+    let (Some(used), Some(hva)) = (from_right("Used"), from_right("HVA")) else {
+        return Err("`info ramblock` has no Used and HVA columns (QEMU before 8.2?)".into());
+    };
+    let mut out = Vec::new();
+    for l in lines {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let hex = |k: usize| {
+            w.len()
+                .checked_sub(1 + k)
+                .and_then(|i| w.get(i))
+                .and_then(|x| x.strip_prefix("0x"))
+                .and_then(|x| u64::from_str_radix(x, 16).ok())
+        };
+        match (w.first(), hex(used), hex(hva)) {
+            (Some(name), Some(u), Some(h)) => out.push(RamBlock {
+                name: name.to_string(),
+                used_bytes: u,
+                hva: h,
+            }),
+            _ => return Err(format!("`info ramblock` line not understood: {l}")),
+        }
+    }
+    Ok(out)
+}
+
+/// Where one side's ranges are read from in its QEMU process's memory.
+struct ProcMem {
+    mem: std::fs::File,
+    /// Host address of each range's first byte, in range order.
+    hva: Vec<u64>,
+}
+
+/// Open the memory of the QEMU process behind `q` and locate `ranges` in it; an error says
+/// why process memory cannot be used.
+fn open_proc_mem(q: &mut Qmp, ranges: &[RamRange]) -> Result<ProcMem, String> {
+    let pid = q
+        .peer_pid()
+        .ok_or("no peer credentials on the QMP socket")?;
+    let (_, text) = q
+        .execute(
+            "human-monitor-command",
+            Some(json!({"command-line": "info ramblock"})),
+            Duration::from_secs(30),
+        )
+        .map_err(|e| e.to_string())?;
+    let blocks = parse_ramblocks(text.as_str().unwrap_or(""))?;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map_err(|e| format!("/proc/{pid}/maps: {e}"))?;
+    let mut mapped: Vec<(u64, u64)> = maps
+        .lines()
+        .filter_map(|l| {
+            let (a, b) = l.split_whitespace().next()?.split_once('-')?;
+            Some((
+                u64::from_str_radix(a, 16).ok()?,
+                u64::from_str_radix(b, 16).ok()?,
+            ))
+        })
+        .collect();
+    mapped.sort_unstable();
+    let mut hva = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let b = blocks
+            .iter()
+            .find(|b| b.name == r.region)
+            .ok_or_else(|| format!("no RAM block named {} for {:#x}", r.region, r.start))?;
+        let end = r.region_offset.checked_add(r.len_bytes);
+        if end.is_none_or(|e| e > b.used_bytes) {
+            return Err(format!("{:#x}: beyond RAM block {}", r.start, b.name));
+        }
+        let at = b.hva + r.region_offset;
+        // The socket's peer must be the QEMU that owns these addresses (not a forwarder).
+        if !covered(&mapped, at, at + r.len_bytes) {
+            return Err(format!(
+                "process {pid} does not map RAM block {} at {at:#x}: is the QMP socket forwarded?",
+                b.name
+            ));
+        }
+        hva.push(at);
+    }
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem"))
+        .map_err(|e| format!("/proc/{pid}/mem: {e}"))?;
+    Ok(ProcMem { mem, hva })
+}
+
+/// Whether the sorted mappings cover [a, b) without a hole.
+fn covered(mapped: &[(u64, u64)], a: u64, b: u64) -> bool {
+    let mut at = a;
+    for &(s, e) in mapped {
+        if s <= at && at < e {
+            at = e;
+            if at >= b {
+                return true;
+            }
+        }
+    }
+    at >= b
 }
 
 /// Pages compared and the ones that differed.
@@ -167,8 +321,12 @@ pub struct Verification {
     pub bytes: u64,
     /// The page comparison.
     pub diff: PageDiff,
-    /// Wall time of the whole check (ranges, dumps, comparison), s.
+    /// Wall time of the whole check (ranges, reading both sides, comparison), s.
     pub elapsed_s: f64,
+    /// How the memory was read: `process memory` or `pmemsave`.
+    pub method: String,
+    /// Why process memory was not used, when `auto` fell back to pmemsave.
+    pub fallback_reason: Option<String>,
 }
 
 impl Verification {
@@ -179,7 +337,11 @@ impl Verification {
 }
 
 /// Compare all guest RAM of two paused QEMUs (see the module docs).
-pub fn compare_guest_ram(src: &mut Qmp, dst: &mut Qmp) -> Result<Verification, CalibrateError> {
+pub fn compare_guest_ram(
+    src: &mut Qmp,
+    dst: &mut Qmp,
+    method: VerifyMethod,
+) -> Result<Verification, CalibrateError> {
     let t0 = Instant::now();
     let ranges = ram_ranges(src)?;
     let theirs = ram_ranges(dst)?;
@@ -192,16 +354,88 @@ pub fn compare_guest_ram(src: &mut Qmp, dst: &mut Qmp) -> Result<Verification, C
     }
     let mut diff = PageDiff::default();
     let mut bytes = 0;
-    stream_ranges(&mut [src, dst], &ranges, &mut |addr, chunks| {
-        diff.compare(addr, chunks[0], chunks[1]);
-        bytes += chunks[0].len() as u64;
-    })?;
+    let mut fallback_reason = None;
+    let procs = match method {
+        VerifyMethod::Pmemsave => None,
+        _ => match (open_proc_mem(src, &ranges), open_proc_mem(dst, &ranges)) {
+            (Ok(a), Ok(b)) => Some((a, b)),
+            (a, b) => {
+                let why = [("source", a.err()), ("destination", b.err())]
+                    .into_iter()
+                    .filter_map(|(side, e)| e.map(|e| format!("{side}: {e}")))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if method == VerifyMethod::ProcessMemory {
+                    return Err(CalibrateError::Verify(format!(
+                        "cannot read the QEMU processes' memory: {why}"
+                    )));
+                }
+                fallback_reason = Some(why);
+                None
+            }
+        },
+    };
+    let method = match procs {
+        Some((a, b)) => {
+            bytes = compare_process_memory(&a, &b, &ranges, &mut diff)?;
+            "process memory"
+        }
+        None => {
+            stream_ranges(&mut [src, dst], &ranges, &mut |addr, chunks| {
+                diff.compare(addr, chunks[0], chunks[1]);
+                bytes += chunks[0].len() as u64;
+            })?;
+            "pmemsave"
+        }
+    };
     Ok(Verification {
         ranges,
         bytes,
         diff,
         elapsed_s: t0.elapsed().as_secs_f64(),
+        method: method.into(),
+        fallback_reason,
     })
+}
+
+/// Read every range from both processes' memory, a chunk at a time, the two sides on two
+/// threads, and compare them into `diff`; returns the bytes compared per side.
+fn compare_process_memory(
+    a: &ProcMem,
+    b: &ProcMem,
+    ranges: &[RamRange],
+    diff: &mut PageDiff,
+) -> Result<u64, CalibrateError> {
+    let mut bytes = 0;
+    let read = |p: &ProcMem, i: usize, off: u64, buf: &mut [u8]| {
+        p.mem.read_exact_at(buf, p.hva[i] + off).map_err(|e| {
+            CalibrateError::Verify(format!(
+                "reading guest RAM at {:#x} from the QEMU process: {e}",
+                ranges[i].start + off
+            ))
+        })
+    };
+    let mut ba = vec![0u8; PROC_CHUNK_BYTES];
+    let mut bb = vec![0u8; PROC_CHUNK_BYTES];
+    for (i, r) in ranges.iter().enumerate() {
+        let mut off = 0u64;
+        while off < r.len_bytes {
+            let n = (r.len_bytes - off).min(PROC_CHUNK_BYTES as u64) as usize;
+            let (xa, xb) = (&mut ba[..n], &mut bb[..n]);
+            std::thread::scope(|sc| {
+                let t = sc.spawn(|| read(b, i, off, xb));
+                let ra = read(a, i, off, xa);
+                let rb = t.join().unwrap_or_else(|_| {
+                    Err(CalibrateError::Verify("a reader thread panicked".into()))
+                });
+                ra.and(rb)
+            })?;
+            diff.compare(r.start + off, &ba[..n], &bb[..n]);
+            bytes += n as u64;
+            off += n as u64;
+        }
+    }
+    Ok(bytes)
 }
 
 fn describe(r: &[RamRange]) -> String {
@@ -453,19 +687,27 @@ FlatView #4
     #[test]
     fn the_memory_flat_view_gives_every_ram_and_rom_range() {
         let r = parse_flat_view(MTREE).unwrap();
-        let got: Vec<(u64, u64, &str, &str)> = r
+        let got: Vec<(u64, u64, &str, &str, u64)> = r
             .iter()
-            .map(|x| (x.start, x.len_bytes, x.kind.as_str(), x.region.as_str()))
+            .map(|x| {
+                (
+                    x.start,
+                    x.len_bytes,
+                    x.kind.as_str(),
+                    x.region.as_str(),
+                    x.region_offset,
+                )
+            })
             .collect();
         assert_eq!(
             got,
             [
-                (0, 0xc3000, "ram", "pc.ram"),
-                (0xc3000, 0x25000, "rom", "pc.ram"),
-                (0xe8000, 0x8000, "ram", "pc.ram"),
-                (0xf0000, 0x10000, "rom", "pc.ram"),
-                (0x100000, 0x7f00000, "ram", "pc.ram"),
-                (0xfffc0000, 0x40000, "rom", "pc.bios"),
+                (0, 0xc3000, "ram", "pc.ram", 0),
+                (0xc3000, 0x25000, "rom", "pc.ram", 0xc3000),
+                (0xe8000, 0x8000, "ram", "pc.ram", 0xe8000),
+                (0xf0000, 0x10000, "rom", "pc.ram", 0xf0000),
+                (0x100000, 0x7f00000, "ram", "pc.ram", 0x100000),
+                (0xfffc0000, 0x40000, "rom", "pc.bios", 0),
             ]
         );
         // All of a 128 MiB guest's RAM, and the BIOS.
@@ -483,6 +725,39 @@ FlatView #4
         assert!(e.contains("AS \"memory\""), "{e}");
         let e = parse_flat_view("FlatView #0\n AS \"memory\", root: system\n").unwrap_err();
         assert!(e.contains("no ram"), "{e}");
+    }
+
+    #[test]
+    fn ram_blocks_and_their_host_addresses_are_read() {
+        let text = "              Block Name    PSize              Offset               Used              Total                HVA  RO
+                  pc.ram    4 KiB  0x0000000000000000 0x0000000040000000 0x0000000040000000 0x00007f4ea3e00000  rw
+    /rom@etc/acpi/tables    4 KiB  0x0000000040080000 0x0000000000020000 0x0000000000200000 0x00007f4f30c00000  ro
+                 pc.bios    2 MiB  0x0000000040000000 0x0000000000040000 0x0000000000040000 0x00007f4f31a00000  ro
+";
+        let b = parse_ramblocks(text).unwrap();
+        assert_eq!(
+            b[0],
+            RamBlock {
+                name: "pc.ram".into(),
+                used_bytes: 1 << 30,
+                hva: 0x7f4ea3e00000
+            }
+        );
+        assert_eq!(
+            (b[2].name.as_str(), b[2].used_bytes, b[2].hva),
+            ("pc.bios", 0x40000, 0x7f4f31a00000)
+        );
+        let old = "  Block Name    PSize              Offset               Used              Total\n  pc.ram 4 KiB 0x0 0x1000 0x1000\n";
+        assert!(parse_ramblocks(old).unwrap_err().contains("HVA"));
+    }
+
+    #[test]
+    fn a_range_must_be_mapped_without_a_hole() {
+        let maps = [(0x1000, 0x3000), (0x3000, 0x5000), (0x8000, 0x9000)];
+        assert!(covered(&maps, 0x1000, 0x5000));
+        assert!(covered(&maps, 0x2000, 0x4000));
+        assert!(!covered(&maps, 0x4000, 0x8800));
+        assert!(!covered(&maps, 0x9000, 0x9001));
     }
 
     #[test]

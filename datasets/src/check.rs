@@ -595,8 +595,8 @@ fn host_from_path(path: &Path) -> Option<String> {
 
 /// Check `df` against `spec`. `lenient` (tables loaded for training): columns the frame does
 /// not have are skipped and columns of another type are cast to the expected one.
-// The frame, what it is checked against, and where findings go: grouping them would only
-// move the list into a struct used once.
+// One call per checked frame, from `datasets check` and from the readers' rules: the
+// arguments are the frame, where it came from and how strictly to read it.
 #[allow(clippy::too_many_arguments)]
 fn check_frame(
     path: &Path,

@@ -168,7 +168,7 @@ fn size_unit(num: &str, unit: &str, kind: Kind) -> Result<f64, String> {
 }
 
 /// A size in bytes: `4GiB`, `512MiB`, `2GB`, `4096B`, `1.5 MiB`, `800Mbit`.
-pub fn parse_size_bytes(text: &str) -> Result<f64, QuantityError> {
+fn parse_size_bytes_unbounded(text: &str) -> Result<f64, QuantityError> {
     let (num, v, unit) = split(text, Kind::Size)?;
     if unit.is_empty() {
         return Err(err(
@@ -190,7 +190,7 @@ pub fn parse_size_bytes(text: &str) -> Result<f64, QuantityError> {
 }
 
 /// A rate in bytes/s: `32MiB/s`, `32MB/s`, `800Mbit/s`, `100Mbps` (bits), `60MBps` (bytes).
-pub fn parse_rate_bytes_per_s(text: &str) -> Result<f64, QuantityError> {
+fn parse_rate_bytes_per_s_unbounded(text: &str) -> Result<f64, QuantityError> {
     let (num, v, unit) = split(text, Kind::Rate)?;
     if unit.is_empty() {
         return Err(err(
@@ -232,7 +232,7 @@ fn time_factor(unit: &str) -> Option<f64> {
 }
 
 /// A duration in seconds: `50ms`, `1.5s`, `2m`, `1h`, `250us`.
-pub fn parse_duration_s(text: &str) -> Result<f64, QuantityError> {
+fn parse_duration_s_unbounded(text: &str) -> Result<f64, QuantityError> {
     let (num, v, unit) = split(text, Kind::Duration)?;
     if unit.is_empty() {
         return Err(err(
@@ -250,6 +250,44 @@ pub fn parse_duration_s(text: &str) -> Result<f64, QuantityError> {
         )
     })?;
     Ok(v * f)
+}
+
+/// Largest size accepted, bytes (2^60: an exabyte; beyond it no plan is finite).
+pub const MAX_SIZE_BYTES: f64 = (1u64 << 60) as f64;
+/// Largest rate accepted, bytes/s.
+pub const MAX_RATE_BYTES_PER_S: f64 = 1e18;
+/// Largest duration accepted, s (about 31 years).
+pub const MAX_DURATION_S: f64 = 1e9;
+
+/// `v` if at most `max`: a larger value would make a loop or a plan unbounded.
+fn at_most(text: &str, v: f64, max: f64, unit: &str) -> Result<f64, QuantityError> {
+    if v > max {
+        return Err(err(
+            text,
+            format!("{v:e} {unit} is beyond any plausible value (at most {max:e} {unit})"),
+        ));
+    }
+    Ok(v)
+}
+
+/// A size in bytes: `4GiB`, `512MiB`, `2GB`, `4096B`, `800Mbit` (at most [`MAX_SIZE_BYTES`]).
+pub fn parse_size_bytes(text: &str) -> Result<f64, QuantityError> {
+    at_most(text, parse_size_bytes_unbounded(text)?, MAX_SIZE_BYTES, "B")
+}
+
+/// A rate in bytes/s: `32MiB/s`, `800Mbit/s`, `100Mbps` (at most [`MAX_RATE_BYTES_PER_S`]).
+pub fn parse_rate_bytes_per_s(text: &str) -> Result<f64, QuantityError> {
+    at_most(
+        text,
+        parse_rate_bytes_per_s_unbounded(text)?,
+        MAX_RATE_BYTES_PER_S,
+        "B/s",
+    )
+}
+
+/// A duration in seconds: `50ms`, `1.5s`, `2m`, `1h`, `250us` (at most [`MAX_DURATION_S`]).
+pub fn parse_duration_s(text: &str) -> Result<f64, QuantityError> {
+    at_most(text, parse_duration_s_unbounded(text)?, MAX_DURATION_S, "s")
 }
 
 /// A duration: `50ms`, `1.5s`, `2m`, `1h`.

@@ -604,7 +604,7 @@ fn open_pty(link: Option<&Path>) -> Result<Pty, EmulatorError> {
 pub fn start(config: EmulatorConfig, cancel: Cancel) -> Result<EmulatorHandle, EmulatorError> {
     if !(config.speed.is_finite() && config.speed > 0.0 && config.speed <= MAX_SPEED) {
         return Err(EmulatorError::Spec(format!(
-            "speed must be > 0 and at most {MAX_SPEED} (emulated seconds per real second), got {}",
+            "speed must be > 0 and at most {MAX_SPEED} (emulated seconds per real second), got {:e}",
             config.speed
         )));
     }

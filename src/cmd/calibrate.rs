@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use calibrate::collect::{self, MigrateOptions};
 use calibrate::output::{safe_name, write_atomic, write_datasets, write_jsonl};
+use calibrate::verify::VerifyMethod;
 use calibrate::{ingest_file, IngestOptions, LogKind};
 
 /// `migwatt calibrate` subcommands.
@@ -160,15 +161,31 @@ pub struct MigrateArgs {
     /// collector lets go of them while it runs)
     #[arg(long, value_name = "CMD")]
     pub paused_hook: Option<String>,
+    /// How --verify reads guest RAM
+    #[arg(long, value_enum, default_value = "auto", requires = "verify")]
+    pub verify_method: VerifyVia,
+}
+
+/// Ways `--verify` reads guest RAM.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum VerifyVia {
+    /// process-memory when permitted, else pmemsave
+    Auto,
+    /// Read each QEMU process's memory (/proc/PID/mem, the PID from the QMP socket's peer):
+    /// at memory speed; needs the right to read it (same user and ptrace policy, or root)
+    ProcessMemory,
+    /// QMP pmemsave of each range on both sides at once into named pipes (slower; QEMU copies)
+    Pmemsave,
 }
 
 const MIGRATE_AFTER: &str = "\
 With --verify (or --paused-hook) the destination must be waiting with -incoming: the collector \
 sends it `stop`, which keeps it paused after the migration as -S does (QEMU's query-status \
 cannot tell whether -S was given). Once the migration completes, both guests are paused: the \
-hook runs, then every ram/rom range of the system address space is dumped on both sides at \
-once with QMP pmemsave into named pipes in the temporary folder (so both QEMUs must run on \
-this machine) and compared per 4 KiB page; the destination is resumed (cont) only when all \
+hook runs, then every ram/rom range of the system address space is read on both sides and \
+compared per 4 KiB page (--verify-method: straight from each QEMU process's memory, located \
+with HMP info ramblock, or with QMP pmemsave into named pipes in the temporary folder; either \
+way both QEMUs must run on this machine); the destination is resumed (cont) only when all \
 pages match. A mismatch prints the count and the first guest-physical addresses, keeps the \
 record (memory_verified = false) and leaves the destination paused. The downtime is then \
 source STOP to the destination's MIGRATION completed event (t_down_method \
@@ -306,6 +323,11 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         verify: a.verify,
         paused_hook: a.paused_hook,
         paused_hook_dir: None,
+        verify_method: match a.verify_method {
+            VerifyVia::Auto => VerifyMethod::Auto,
+            VerifyVia::ProcessMemory => VerifyMethod::ProcessMemory,
+            VerifyVia::Pmemsave => VerifyMethod::Pmemsave,
+        },
         hold_before_verify: Duration::ZERO,
     };
     // Never raised here: the timeout bounds the run; the flag is for library callers.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use calibrate::campaign::{self, Event, Outcome, Progress, RunOptions};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -57,8 +57,8 @@ pub fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
             a.path.display()
         );
     }
-    datasets::io::write_bytes_atomic(&a.path, campaign::EXAMPLE_CONFIG.as_bytes())
-        .context("writing the example config")?;
+    // The writer's errors name the path already.
+    datasets::io::write_bytes_atomic(&a.path, campaign::EXAMPLE_CONFIG.as_bytes())?;
     outln!(
         "wrote {}: edit the hosts, meters, hypervisor access, VMs and plan, then run\n  migwatt calibrate run {}",
         a.path.display(),

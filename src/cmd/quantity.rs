@@ -135,7 +135,6 @@ mod tests {
             "migwatt rank --rate",
             "migwatt rank --rate-delta",
             "migwatt rank --rate-min",
-            "migwatt train gamma --min-round",
             "migwatt rank --rate-max",
             "migwatt rank --downtime-limit",
             "migwatt evaluate --rate",
@@ -143,6 +142,7 @@ mod tests {
             "migwatt evaluate --rate-min",
             "migwatt evaluate --rate-max",
             "migwatt evaluate --downtime-limit",
+            "migwatt train gamma --min-round",
         ];
         let mut got = names.clone();
         got.sort_unstable();

@@ -486,7 +486,7 @@ fn build_file(
             Some(c) => (c.mae, "out-of-fold"),
             None => (fit.mae, "in-sample"),
         };
-        // NaN (no comparison) counts as not lower.
+        // A NaN MAE is no better than zero either.
         if mae.partial_cmp(&z) != Some(std::cmp::Ordering::Less) {
             flags.push(coef::FLAG_WORSE_THAN_ZERO.to_string());
             notes.push(format!(

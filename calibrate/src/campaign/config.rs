@@ -434,6 +434,15 @@ impl LoadedConfig {
             return Ok(out);
         }
         let config = std::fs::canonicalize(&self.path).ok();
+        // The recordings a replay reads may sit in the folder (the demo writes its built-in
+        // examples there): an input, not someone else's output. Its name must not be one the
+        // campaign writes.
+        let replay = self
+            .config
+            .hypervisor
+            .replay
+            .as_deref()
+            .and_then(|r| std::fs::canonicalize(self.resolve(r)).ok());
         let config_text = std::fs::read(&self.path).ok();
         let mut foreign = Vec::new();
         let entries = std::fs::read_dir(&out).map_err(|source| CampaignError::Io {
@@ -451,7 +460,10 @@ impl LoadedConfig {
                 && config_text.is_some()
                 && std::fs::read(e.path()).ok() == config_text;
             // What a run that stopped before its journal leaves: the lock, the config copy.
-            if !(is_config || same_copy || name == ".lock") {
+            let is_replay = replay.is_some()
+                && std::fs::canonicalize(e.path()).ok() == replay
+                && !CAMPAIGN_OUTPUTS.contains(&name.as_str());
+            if !(is_config || same_copy || is_replay || name == ".lock") {
                 foreign.push(name);
             }
         }
@@ -473,6 +485,24 @@ impl LoadedConfig {
         )))
     }
 }
+
+/// Names a campaign writes in its folder (an input there must not carry one of them).
+const CAMPAIGN_OUTPUTS: &[&str] = &[
+    "campaign.toml",
+    "journal.jsonl",
+    "samples",
+    "baselines",
+    "raw",
+    "migrations",
+    "rounds",
+    "windows.parquet",
+    "energy.parquet",
+    "window-quality.parquet",
+    "models",
+    "summary.json",
+    "report.html",
+    "report.md",
+];
 
 /// Read and check a config file.
 pub fn load(path: &Path) -> Result<LoadedConfig, CampaignError> {

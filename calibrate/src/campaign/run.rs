@@ -647,6 +647,7 @@ fn execute(
                 // Like prepare and cleanup, from the config's folder.
                 paused_hook_dir: Some(lc.base.clone()),
                 // The meters record the window's padded tail before the check loads the hosts.
+                verify_method: crate::verify::VerifyMethod::Auto,
                 hold_before_verify: Duration::from_secs_f64(c.window_pad_s + 1.5),
             };
             let stop = AtomicBool::new(false);
