@@ -510,8 +510,8 @@ bandwidths = ["24MiB/s", "48MiB/s"]
 }
 
 /// Log kinds: the campaign runs `migrate` for every planned migration and ingests the log it
-/// wrote. Here `migrate` copies real QMP logs recorded on 2026-11-25 at 16:09 UTC, long before
-/// this capture, so no sample covers their windows: the campaign must still record the
+/// wrote. Here `migrate` copies real QMP logs of the example campaign (recorded long before
+/// this capture), so no sample covers their windows: the campaign must still record the
 /// migrations, then fail the thresholds saying why, and exit with status 3.
 #[test]
 fn log_kind_ingests_what_migrate_wrote_and_fails_thresholds_it_cannot_meet() {
@@ -809,4 +809,205 @@ fn demo_qemu_verifies_every_migration() {
             && report.contains("each verified: all guest RAM"),
         "{report}"
     );
+}
+
+/// Mean power of `host` over samples stamped in `(from, to]` (a record averages the second
+/// before its stamp), and how many samples.
+fn mean_power(out: &Path, host: &str, from: i64, to: i64) -> (f64, usize) {
+    let by_host = datasets::samples::sample_files_by_host(&out.join("samples")).unwrap();
+    let s = datasets::samples::read_power_series(host, &by_host[host], None).unwrap();
+    let w: Vec<f64> = s
+        .utc_ns
+        .iter()
+        .zip(&s.watts)
+        .filter(|(t, _)| **t > from && **t <= to)
+        .map(|(_, w)| *w)
+        .collect();
+    (w.iter().sum::<f64>() / w.len().max(1) as f64, w.len())
+}
+
+/// Real QEMU, the host activity model and the relay link: the emulated meters follow what
+/// each host's QEMU does (CPU time from /proc, bytes through the relay), the relay paces
+/// the migration at the plan's bandwidth (recorded as the migration's limit), the raw logs
+/// hold the activity samples, and a replay of this campaign draws power from them.
+#[test]
+#[ignore = "needs QEMU and the guest of scripts/setup-qemu.sh (run by scripts/test-all.sh)"]
+fn calibrate_run_power_follows_the_hosts_through_a_relay() {
+    let g = common::qemu::guest_dir();
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("qemu.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"name = "power-e2e"
+out = "out"
+baseline_s = 6
+settle_s = 4
+
+[source]
+host = "pa"
+meter = "emulated"
+
+[destination]
+host = "pb"
+meter = "emulated"
+
+[hypervisor]
+kind = "qemu"
+downtime_limit_ms = 100
+timeout_s = 120
+dirty_rate_sample_s = 1
+
+[hypervisor.launch]
+args = ["-cpu", "qemu64", "-nodefaults", "-display", "none", "-no-reboot",
+        "-kernel", "{g}/vmlinuz", "-initrd", "{g}/initramfs.cpio.gz",
+        "-append", "console=ttyS0 rdinit=/init quiet {{workload_args}}"]
+ready = "dirtier: ready"
+link = "relay"
+
+[hypervisor.launch.workload_args]
+dirty512 = "dirty_pages_per_s=512 dirty_hot_mib=8"
+dirty2048 = "dirty_pages_per_s=2048 dirty_hot_mib=32"
+
+[[vms]]
+name = "tiny128m"
+mem = "128MiB"
+
+[plan]
+workloads = ["dirty512", "dirty2048"]
+bandwidths = ["16MiB/s", "32MiB/s"]
+"#,
+            g = g.display()
+        ),
+    )
+    .unwrap();
+    let text = run_to_end(&p);
+    eprintln!("{text}");
+    let out = d.path().join("out");
+    let rows = migrations(&out);
+    assert_eq!(rows.len(), 4, "{text}");
+    let p0 = |h: &str| -> f64 {
+        let b: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join(format!("baselines/p0-{h}.json"))).unwrap(),
+        )
+        .unwrap();
+        b["p0_watts"].as_f64().unwrap()
+    };
+    let (p0a, p0b) = (p0("pa"), p0("pb"));
+    for r in rows.values() {
+        assert!(r.converged && r.memory_verified == Some(true), "{r:?}");
+        // The relay's rate is the migration's bandwidth limit.
+        let want = if r.migration_id.contains("16MiBps") {
+            16 << 20
+        } else {
+            32 << 20
+        };
+        assert_eq!(r.bandwidth_limit_bytes_per_s, Some(want as f64), "{r:?}");
+        let raw = std::fs::read(
+            out.join("raw")
+                .join(format!("{}.qmp.jsonl", r.migration_id)),
+        )
+        .unwrap();
+        // `ingest qemu` parses the log with its activity lines, without a problem.
+        let parsed = calibrate::qemu::parse(Path::new("raw"), &raw, &Default::default());
+        assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
+        assert_eq!(parsed.migrations[0].row.v_mig_bytes, r.v_mig_bytes);
+        let act = calibrate::hostpower::activity_of_log(&raw);
+        let (start, end) = (r.start_utc_ns.unwrap(), r.end_utc_ns.unwrap());
+        assert!(act[0].utc_ns < start && act.last().unwrap().utc_ns > end + 2_000_000_000);
+        // The relay counted the stream QEMU sent (QEMU's counter includes a few bytes of
+        // framing the relay sees too; within 2 %).
+        let linked = act.last().unwrap().link_bytes.unwrap() - act[0].link_bytes.unwrap();
+        let ratio = linked as f64 / r.v_mig_bytes as f64;
+        assert!(
+            (0.98..1.02).contains(&ratio),
+            "relay {linked} B, QEMU {} B",
+            r.v_mig_bytes
+        );
+        // Paced: the stream took at least its bytes over the link's rate.
+        assert!(
+            r.t_mig_s >= 0.95 * r.v_mig_bytes as f64 / want as f64,
+            "{r:?}"
+        );
+        let rates = calibrate::hostpower::rates(&act);
+        let during = calibrate::hostpower::mean_rates(&rates, start, end);
+        eprintln!(
+            "{}: {:.1} MB in {:.2} s; during: source {:.2} cores, destination {:.2} cores, link {:.1} MB/s",
+            r.migration_id,
+            r.v_mig_bytes as f64 / 1e6,
+            r.t_mig_s,
+            during["source_cores"],
+            during["destination_cores"],
+            during["link_bytes_per_s"] / 1e6
+        );
+        assert!(during["source_cores"] > 0.05, "{during:?}");
+        assert!(during["link_bytes_per_s"] > 0.5 * want as f64, "{during:?}");
+        // The emulated meters saw it: both hosts above P_0 during the migration (the link
+        // term alone is 0.45 and 0.30 J/MB x at least 8 MB/s).
+        let (ma, na) = mean_power(&out, "pa", start + 1_000_000_000, end);
+        let (mb, nb) = mean_power(&out, "pb", start + 1_000_000_000, end);
+        eprintln!("  meters during: pa {ma:.2} W (P_0 {p0a:.2}, {na} samples), pb {mb:.2} W (P_0 {p0b:.2}, {nb} samples)");
+        if na > 0 {
+            assert!(ma > p0a + 2.0, "source {ma} W vs P_0 {p0a} W");
+            assert!(mb > p0b + 1.0, "destination {mb} W vs P_0 {p0b} W");
+        }
+        // After the migration the guest runs on the destination (resumed once verified):
+        // its QEMU works and the destination's meter sees it, while the source is idle.
+        let resume = raw_resume_ns(&raw);
+        let after = calibrate::hostpower::mean_rates(&rates, resume, i64::MAX);
+        eprintln!(
+            "  after resume: source {:.3} cores, destination {:.3} cores",
+            after["source_cores"], after["destination_cores"]
+        );
+        assert!(
+            after["destination_cores"] > after["source_cores"],
+            "{after:?}"
+        );
+        assert!(after["destination_cores"] > 0.01, "{after:?}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["power_model"]["model"], "activity", "{summary}");
+    assert!(summary["power_model"]["formulas"][0]
+        .as_str()
+        .unwrap()
+        .contains("12 W x busy cores"));
+    let emulated = summary["emulated"].to_string();
+    assert!(emulated.contains("Fan et al. 2007"), "{emulated}");
+    // The energy fit is reported (E_mig = alpha V_mig + beta, R^2).
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("E_mig") && report.contains("busy cores"),
+        "{report}"
+    );
+    eprintln!("energy model: {}", summary["models"]);
+
+    // A replay of this campaign draws power from its recorded activity.
+    let rp = d.path().join("replay.toml");
+    std::fs::write(
+        &rp,
+        format!(
+            "name = \"replay-e2e\"\nout = \"replayed\"\nbaseline_s = 6\nsettle_s = 2.2\n\n[source]\nhost = \"ra\"\nmeter = \"emulated\"\n\n[destination]\nhost = \"rb\"\nmeter = \"emulated\"\n\n[hypervisor]\nkind = \"replay\"\nreplay = \"{}\"\nreplay_count = 4\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let text = run_to_end(&rp);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("replayed/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        summary["power_model"]["model"], "activity",
+        "{summary}\n{text}"
+    );
+    assert_eq!(summary["power_model"]["fallbacks"], serde_json::json!([]));
+}
+
+fn raw_resume_ns(raw: &[u8]) -> i64 {
+    String::from_utf8_lossy(raw)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "resume")
+        .and_then(|v| v["utc_ns"].as_i64())
+        .expect("a resume line")
 }

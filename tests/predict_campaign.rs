@@ -3,7 +3,7 @@
 //! pieces as tests/qemu_migrate.rs (two TCG QEMUs, the `dirtier` guest, a rate-limiting
 //! relay). Writes `OUT/{raw,migrations,rounds}/<run>.*` so that `migwatt evaluate` reruns
 //! without QEMU. Run by bench/accuracy/campaign.sh:
-//! `MIGWATT_QEMU_GUEST_DIR=... MIGWATT_CAMPAIGN_OUT=bench/accuracy/data cargo test --release
+//! `MIGWATT_QEMU_GUEST_DIR=... MIGWATT_CAMPAIGN_OUT=bench/accuracy/data cargo test --workspace
 //! --test predict_campaign -- --ignored --test-threads=1`.
 
 use std::path::{Path, PathBuf};

@@ -41,7 +41,19 @@ struct Outcome {
 /// Run one migration; `exit` is the status `calibrate migrate` must end with (0: completed
 /// and verified; 4: cancelled, failed or not verified).
 fn run_migration(label: &str, rate: u32, hot_mib: u32, timeout_s: u32, exit: i32) -> Outcome {
-    let args = [
+    run_migration_with(label, rate, hot_mib, timeout_s, exit, &[])
+}
+
+/// [`run_migration`] with more `calibrate migrate` arguments.
+fn run_migration_with(
+    label: &str,
+    rate: u32,
+    hot_mib: u32,
+    timeout_s: u32,
+    exit: i32,
+    extra: &[&str],
+) -> Outcome {
+    let mut args = vec![
         "--timeout".to_string(),
         format!("{timeout_s}s"),
         "--workload".into(),
@@ -49,8 +61,9 @@ fn run_migration(label: &str, rate: u32, hot_mib: u32, timeout_s: u32, exit: i32
         "--vm".into(),
         "tiny".into(),
     ];
+    args.extend(extra.iter().map(|a| a.to_string()));
     let setup = RunSetup {
-        migrate_args: args.to_vec(),
+        migrate_args: args,
         ..RunSetup::default()
     };
     outcome(
@@ -200,7 +213,10 @@ fn check_replay(o: &Outcome) {
 #[ignore = "needs QEMU guest: run scripts/setup-qemu.sh"]
 fn slow_dirtying_guest_converges_in_few_rounds() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut o = run_migration("dirty256", 256, 8, 120, 0);
+    // The other way of reading guest RAM (the default reads the QEMU processes' memory).
+    let mut o = run_migration_with("dirty256", 256, 8, 120, 0, &["--verify-method", "pmemsave"]);
+    let v = log_lines(&o.raw, "verify");
+    assert_eq!(v[0]["method"], "pmemsave", "{}", v[0]);
     check_adds_up(&o);
     assert!(o.row.converged);
     assert!(o.rounds.last().unwrap().last);
@@ -214,6 +230,8 @@ fn slow_dirtying_guest_converges_in_few_rounds() {
 fn half_link_dirtying_guest_needs_more_rounds() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut o = run_migration("dirty2048", 2048, 32, 120, 0);
+    let v = log_lines(&o.raw, "verify");
+    assert_eq!(v[0]["method"], "process memory", "{}", v[0]);
     check_adds_up(&o);
     assert!(o.row.converged);
     check_verified_and_alive(&mut o);

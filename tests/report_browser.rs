@@ -120,6 +120,7 @@ fn campaign(dir: &Path) {
             "Power: both Watts up? PRO meters were emulated on pseudo-terminals, playing traces derived from the migrations' times.".into(),
         ],
         real: vec!["24 live migrations of real QEMU guests, driven and recorded over QMP.".into()],
+        power_model: None,
         paths: SummaryPaths {
             samples_dir: "samples".into(),
             migrations_dir: Some("migrations".into()),

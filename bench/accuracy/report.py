@@ -1,5 +1,6 @@
-"""MAPE of T_mig, V_mig, T_down on the held-out repetitions (runs not ending in -r1), per
-model and overall, from the evaluation datasets written by `migwatt evaluate --out`.
+"""MAPE of T_mig, V_mig, T_down on the held-out migrations, per model and overall, from the
+evaluation datasets written by `migwatt evaluate --out`. Held out: the file's `held_out` column
+where evaluate split the data (--train-first), else the runs not ending in -r1.
 Usage: report.py DATA_DIR EVAL.parquet [EVAL2.parquet ...]"""
 import glob
 import os
@@ -22,7 +23,11 @@ LABELS = {
 }
 summary = []
 for path in sys.argv[2:]:
-    ev = pl.read_parquet(path).join(split, on="migration_id")
+    ev = pl.read_parquet(path)
+    if "held_out" in ev.columns and ev["held_out"].null_count() < ev.height:
+        ev = ev.join(split.drop("held_out"), on="migration_id")
+    else:
+        ev = ev.drop("held_out", strict=False).join(split, on="migration_id")
     test = ev.filter(pl.col("held_out") & pl.col("measured_converged"))
     print(f"\n{os.path.basename(path)}: {test['migration_id'].n_unique()} held-out converged migrations")
     agg = (

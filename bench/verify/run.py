@@ -9,7 +9,8 @@ raw log: bytes compared per side and the wall time of the whole check (memory la
 sides, both pmemsave dumps streamed through pipes at once, the page comparison). The
 destination is then checked alive (a new console line after `cont`).
 
-Usage: bench/verify/run.py [--sizes 128,256,512,1024] [--reps 3] [--migwatt PATH]
+Usage: bench/verify/run.py [--sizes 128,256,512,1024] [--reps 3] [--methods process-memory,pmemsave]
+       [--migwatt PATH]
 Needs MIGWATT_QEMU_GUEST_DIR (scripts/setup-qemu.sh prints it) or target/qemu-guest.
 """
 
@@ -53,7 +54,7 @@ def wait_for(path, text, proc, guard_s=600):
     sys.exit(f"{path}: no '{text}'")
 
 
-def one(migwatt, guest, mem_mib, accel):
+def one(migwatt, guest, mem_mib, accel, method):
     d = pathlib.Path(tempfile.mkdtemp(prefix="mw-verify-bench-"))
     procs = []
     try:
@@ -64,7 +65,7 @@ def one(migwatt, guest, mem_mib, accel):
         wait_for(d / "src.serial", "dirtier: ready", src)
         r = subprocess.run(
             [migwatt, "calibrate", "migrate", "--qmp", d / "src.qmp", "--dest-qmp", d / "dst.qmp",
-             "--uri", f"unix:{d / 'in.sock'}", "--verify", "--timeout", "300s", "--out-dir", d / "out"],
+             "--uri", f"unix:{d / 'in.sock'}", "--verify", "--verify-method", method, "--timeout", "300s", "--out-dir", d / "out"],
             capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"migrate exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
@@ -79,7 +80,7 @@ def one(migwatt, guest, mem_mib, accel):
             if time.time() > deadline or dst.poll() is not None:
                 sys.exit("the destination guest did not print after the check")
             time.sleep(0.2)
-        return v["bytes"], v["elapsed_s"], v["pages"]
+        return v["bytes"], v["elapsed_s"], v["method"]
     finally:
         for p in procs:
             p.kill()
@@ -93,19 +94,30 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--migwatt", default=str(ROOT / "target/release/migwatt"))
     ap.add_argument("--accel", default="tcg", help="kvm or tcg (KVM does not run guests here)")
+    ap.add_argument("--methods", default="process-memory,pmemsave",
+                    help="--verify-method values, taking turns within each size")
     a = ap.parse_args()
     guest = pathlib.Path(os.environ.get("MIGWATT_QEMU_GUEST_DIR", ROOT / "target/qemu-guest"))
     version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
                              text=True).stdout.splitlines()[0]
     print(f"{version}; accelerator {a.accel}; {os.cpu_count()} CPUs; migwatt {a.migwatt}")
-    print(f"{'guest':>8} {'compared MiB':>13} {'check s (each run)':>28} {'median s':>9} {'s/GiB':>7}")
+    print(f"{'guest':>8} {'method':>15} {'compared MiB':>13} {'check s (each run)':>28} "
+          f"{'median s':>9} {'s/GiB':>7} {'load1':>6}")
+    methods = a.methods.split(",")
     for mem in [int(s) for s in a.sizes.split(",")]:
-        runs = [one(a.migwatt, guest, mem, a.accel) for _ in range(a.reps)]
-        secs = [r[1] for r in runs]
-        gib = runs[0][0] / 2**30
-        med = statistics.median(secs)
-        print(f"{mem:>5}MiB {runs[0][0] / 2**20:>13.1f} {', '.join(f'{s:.2f}' for s in secs):>28} "
-              f"{med:>9.2f} {med / gib:>7.2f}", flush=True)
+        # The methods take turns, so that a change in the machine's load hits both alike.
+        runs = {m: [] for m in methods}
+        for _ in range(a.reps):
+            for m in methods:
+                runs[m].append(one(a.migwatt, guest, mem, a.accel, m))
+        for m in methods:
+            secs = [r[1] for r in runs[m]]
+            gib = runs[m][0][0] / 2**30
+            med = statistics.median(secs)
+            used = runs[m][0][2]
+            print(f"{mem:>5}MiB {used:>15} {runs[m][0][0] / 2**20:>13.1f} "
+                  f"{', '.join(f'{s:.2f}' for s in secs):>28} {med:>9.2f} {med / gib:>7.2f} "
+                  f"{os.getloadavg()[0]:>6.1f}", flush=True)
 
 
 if __name__ == "__main__":

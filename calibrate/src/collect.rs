@@ -180,9 +180,24 @@ impl Collected {
 
 struct Recorder {
     lines: Vec<Value>,
+    activity: Option<crate::hostpower::ActivityFeed>,
+    activity_from_ns: i64,
 }
 
 impl Recorder {
+    /// Move the activity samples taken since the last call into the log.
+    fn activity(&mut self) {
+        let Some(feed) = &self.activity else {
+            return;
+        };
+        let taken: Vec<_> = feed
+            .lock()
+            .map(|mut v| v.drain(..).collect())
+            .unwrap_or_default();
+        for a in taken.iter().filter(|a| a.utc_ns >= self.activity_from_ns) {
+            self.lines.push(crate::hostpower::activity_line(a));
+        }
+    }
     fn push(&mut self, kind: &str, utc_ns: i64, mut v: Value) {
         v["type"] = kind.into();
         v["utc_ns"] = utc_ns.into();
@@ -268,6 +283,21 @@ pub fn migrate_with(
     progress: &mut dyn FnMut(&str),
     on_poll: &mut dyn FnMut(&Value),
 ) -> Result<Collected, CalibrateError> {
+    migrate_with_activity(opts, None, None, cancel, progress, on_poll)
+}
+
+/// [`migrate_with`], also recording the host activity samples of `activity` (a running
+/// [`crate::hostpower::Sampler`]'s feed) as `activity` lines: those of the last 10 s before
+/// the migration, and every later one until the end; `link` (e.g. a relay and its rate) goes
+/// into the `start` line.
+pub fn migrate_with_activity(
+    opts: &MigrateOptions,
+    activity: Option<&crate::hostpower::ActivityFeed>,
+    link: Option<Value>,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(&str),
+    on_poll: &mut dyn FnMut(&Value),
+) -> Result<Collected, CalibrateError> {
     let connect_timeout = Duration::from_secs(10);
     let mut src = Qmp::connect(&opts.source_qmp, connect_timeout)?;
     let mut dst = Qmp::connect(&opts.dest_qmp, connect_timeout)?;
@@ -333,7 +363,11 @@ pub fn migrate_with(
                 .collect()
         })
         .unwrap_or_default();
-    let mut rec = Recorder { lines: Vec::new() };
+    let mut rec = Recorder {
+        lines: Vec::new(),
+        activity: activity.cloned(),
+        activity_from_ns: utc_now_ns() - 10_000_000_000,
+    };
     rec.push(
         qemu::LINE_START,
         utc_now_ns(),
@@ -355,6 +389,7 @@ pub fn migrate_with(
             "paused_hook": opts.paused_hook,
             "destination_status": dst_status,
             "destination_held": hold,
+            "link": link,
         }),
     );
     if let Some(s) = opts.dirty_rate_sample_s {
@@ -385,6 +420,7 @@ pub fn migrate_with(
         );
         rec.events("source", &mut src);
         rec.events("destination", &mut dst);
+        rec.activity();
         if matches!(status.as_str(), "completed" | "failed" | "cancelled") {
             break status;
         }
@@ -437,6 +473,7 @@ pub fn migrate_with(
         rec.events("source", src);
         rec.events("destination", dst);
     }
+    rec.activity();
     rec.push(
         qemu::LINE_END,
         utc_now_ns(),

@@ -1,9 +1,11 @@
 //! `migwatt demo`: the calibration campaign of `migwatt calibrate run`, on built-in defaults.
 //!
-//! Two emulated Watts up? PRO meters run on real pseudo-terminals; their power follows the
-//! running migration's throughput. By default the migrations are replays of real QEMU
-//! migrations shipped in `datasets/examples/campaign` (recorded by the collector) and built
-//! into the binary, so the demo runs from any folder; with `--qemu` they are real live
+//! Two emulated Watts up? PRO meters run on real pseudo-terminals; their power follows what
+//! each host does, through the linear host power model of [`crate::hostpower`] (CPU time of
+//! its QEMU processes, bytes through the migration link): sampled live with `--qemu`,
+//! replayed from the activity recorded with each example migration otherwise. By default the
+//! migrations are replays of real QEMU migrations shipped in `datasets/examples/campaign`
+//! (recorded by `calibrate run`, QEMU 10, verified) and built into the binary, so the demo runs from any folder; with `--qemu` they are real live
 //! migrations of local QEMU guests, each verified (all guest RAM of the paused source and
 //! destination compared page by page before the destination runs). Everything else (capture,
 //! P_0, integration, training, verdicts, report) is the production campaign code. The demo
@@ -79,6 +81,9 @@ args = ["-cpu", "qemu64", "-nodefaults", "-display", "none", "-no-reboot",
         "-append", "console=ttyS0 rdinit=/init quiet {{workload_args}}"]
 ready = "dirtier: ready"
 ready_timeout_s = 300
+# The bandwidths are a relay's rate between the two QEMUs, like a lab's link (QEMU lifts its
+# own max-bandwidth at stop-and-copy).
+link = "relay"
 
 [hypervisor.launch.workload_args]
 dirty256 = "dirty_pages_per_s=256 dirty_hot_mib=8"

@@ -7,7 +7,9 @@
 //!   migrate-set-parameters: `max-bandwidth` in bytes/s, `downtime-limit` in ms),
 //!   `capabilities` (name -> bool), `verify`, `paused_hook`, `destination_status` (its
 //!   query-status before the migration) and `destination_held` (true: the collector sent
-//!   `stop` to the waiting destination so that it stays paused after the migration);
+//!   `stop` to the waiting destination so that it stays paused after the migration), and
+//!   `link` (null, or `{"kind": "relay", "rate_bytes_per_s": N}` when a campaign's relay
+//!   paced the stream: then N, not `max-bandwidth`, is the migration's bandwidth limit);
 //! - `dirty_rate`: a pre-migration sample: `sample_s` and QEMU's `query-dirty-rate` reply
 //!   (`dirty-rate` in MiB/s);
 //! - `migrate`: the `migrate` command was sent (the migration's start);
@@ -20,6 +22,13 @@
 //!   check could not run, with `error`), `pages`, `mismatch_pages`, `first_mismatches`
 //!   (guest-physical addresses), `bytes`, `elapsed_s` (how long the check took) and `ranges`;
 //! - `resume`: the collector sent `cont` to the destination;
+//! - `activity`: what the hosts did (written by campaigns, [`crate::hostpower`]), cumulative
+//!   counters read at `utc_ns`: `source_cpu_s` and `destination_cpu_s` (CPU time, utime +
+//!   stime from `/proc/PID/stat`, of each host's QEMU processes; null when not found) and
+//!   `link_bytes` (bytes the migration link forwarded from source to destination, counted by
+//!   migwatt's relay; null without one). They start up to 10 s before `start` (their own
+//!   `utc_ns` says when) and may follow `end` (the destination running after the migration);
+//!   logs without them parse the same;
 //! - `end`: the collector is done with this migration.
 //!
 //! Downtime (`t_down_s`): source STOP to destination RESUME (`guest_stop_resume`) when the
@@ -64,6 +73,8 @@ pub const LINE_HOOK: &str = "hook";
 pub const LINE_VERIFY: &str = "verify";
 /// `type` of the line recording that the collector resumed the destination (`cont`).
 pub const LINE_RESUME: &str = "resume";
+/// `type` of a host activity sample line ([`crate::hostpower`]).
+pub const LINE_ACTIVITY: &str = "activity";
 
 /// A `query-migrate` reply's figures.
 #[derive(Debug, Clone, PartialEq)]
@@ -304,6 +315,14 @@ impl Parser<'_> {
                 }
             }
             LINE_RESUME => grp.resumed_by_collector = true,
+            LINE_ACTIVITY => {
+                if crate::hostpower::sample_of_line(v).is_none() {
+                    self.problem(
+                        lineno,
+                        "'activity' line: expected source_cpu_s and destination_cpu_s (seconds >= 0 or null) and link_bytes (an integer or null)",
+                    );
+                }
+            }
             LINE_CANCEL | LINE_END | LINE_HOOK => {}
             other => self.problem(lineno, format!("unknown line type '{other}'")),
         }
@@ -459,9 +478,16 @@ impl Parser<'_> {
             rounds: rounds.len() as u32,
             converged,
             status: terminal.status.clone(),
-            bandwidth_limit_bytes_per_s: params
-                .and_then(|p| p.get("max-bandwidth"))
-                .and_then(Value::as_f64),
+            bandwidth_limit_bytes_per_s: g
+                .start
+                .get("link")
+                .and_then(|l| l.get("rate_bytes_per_s"))
+                .and_then(Value::as_f64)
+                .or_else(|| {
+                    params
+                        .and_then(|p| p.get("max-bandwidth"))
+                        .and_then(Value::as_f64)
+                }),
             downtime_limit_s: params
                 .and_then(|p| p.get("downtime-limit"))
                 .and_then(Value::as_f64)

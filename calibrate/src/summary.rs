@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// File name of the summary inside a campaign folder.
 pub const SUMMARY_FILE: &str = "summary.json";
 /// The summary format version this build writes.
-pub const SUMMARY_VERSION: &str = "1.0.0";
+pub const SUMMARY_VERSION: &str = "1.1.0";
 
 /// Errors of reading or writing a summary.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +61,9 @@ pub struct CampaignSummary {
     pub emulated: Vec<String>,
     /// What was real, one sentence each.
     pub real: Vec<String>,
+    /// The model that drew the emulated meters' power (None: no meter was emulated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_model: Option<PowerModelSummary>,
     /// Inputs of the report, relative to the summary's folder.
     pub paths: SummaryPaths,
     /// Planned, finished and failed migrations.
@@ -73,6 +76,19 @@ pub struct CampaignSummary {
     pub accepted: bool,
     /// Files produced, relative to the summary's folder, with what each holds.
     pub files: Vec<ProducedFile>,
+}
+
+/// Which model drew an emulated meter's power, with its formula and coefficients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerModelSummary {
+    /// `activity` (host activity sampled from /proc or replayed from the raw logs),
+    /// `throughput` (the migration's byte counter), or `activity+throughput` (some
+    /// migrations fell back).
+    pub model: String,
+    /// The formula, per host, with its coefficients.
+    pub formulas: Vec<String>,
+    /// Migrations that fell back to the throughput model, and why (empty: none).
+    pub fallbacks: Vec<String>,
 }
 
 /// One host of the pair.

@@ -13,7 +13,8 @@ use calibrate::demo::{run_demo, DemoMigrations};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 The demo runs `migwatt calibrate run` on built-in defaults, without hardware: two emulated \
-Watts up? PRO meters on pseudo-terminals whose power follows the running migration, and \
+Watts up? PRO meters on pseudo-terminals whose power follows what the hosts do (a linear \
+host power model of CPU time and link bytes, replayed from the recorded activity), and \
 migrations replayed from real QEMU migrations (those of datasets/examples/campaign, built \
 into the binary, so the demo runs from any folder) or, with --qemu, real live migrations of \
 a tiny local QEMU guest, each verified page by page before its destination runs (exit status \
@@ -111,9 +112,11 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let e = calibrate::campaign::config::EmulationConfig::default();
     outln!(
-        "EMULATED: two Watts up? PRO meters on pseudo-terminals; each host idles at a fixed P_0 and draws extra power \
-         while a migration runs (source {} W + {} J per MB, destination {} W + {} J per MB)",
-        e.migrating_w, e.source_j_per_mb, e.migrating_w, e.destination_j_per_mb,
+        "EMULATED: two Watts up? PRO meters on pseudo-terminals whose power follows what each host does \
+         (the linear host power model: P = P_idle + {} W per busy core of its QEMU processes + {} J per MB sent \
+         (source) or {} J per MB received (destination) through the migration link; replays use the activity \
+         recorded with each migration; the report names the model that drew the power)",
+        e.cpu_w_per_core, e.source_j_per_mb, e.destination_j_per_mb,
     );
     outln!(
         "REAL: the serial protocol, capture, journal, Parquet datasets, P_0, integration, model fits, verdicts and report"

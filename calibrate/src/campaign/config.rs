@@ -215,6 +215,34 @@ pub struct LaunchConfig {
     /// Leave `-accel` out of `args` unless you want the args to decide.
     #[serde(default)]
     pub accel: AccelChoice,
+    /// The link between the two QEMUs: `qemu` (default: the plan's bandwidths are QEMU's
+    /// `max-bandwidth`, lifted by QEMU at stop-and-copy) or `relay` (the plan's bandwidths
+    /// are the rate of a relay between the QEMUs, as a lab's link, and QEMU's max-bandwidth is
+    /// left unlimited). The stream goes through migwatt's relay either way, which counts its
+    /// bytes for the host power model.
+    #[serde(default)]
+    pub link: LinkKind,
+}
+
+/// The `link` of `[hypervisor.launch]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkKind {
+    /// QEMU's max-bandwidth paces the stream; the relay only counts.
+    #[default]
+    Qemu,
+    /// The relay paces the stream at the plan's bandwidth; QEMU's max-bandwidth is unlimited.
+    Relay,
+}
+
+impl LinkKind {
+    /// The name used in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Qemu => "qemu",
+            LinkKind::Relay => "relay",
+        }
+    }
 }
 
 /// The `accel` of `[hypervisor.launch]`.
@@ -257,9 +285,31 @@ pub struct PlanConfig {
     /// Link bandwidths with a unit (`1Gbit/s`, `60MB/s`); empty: the hypervisor's default.
     #[serde(default)]
     pub bandwidths: Vec<String>,
+    /// QEMU downtime limits to vary, ms (empty: `[hypervisor] downtime_limit_ms`).
+    #[serde(default)]
+    pub downtime_limits_ms: Vec<u64>,
+    /// Explicit runs instead of the cross product (each `repetitions` times).
+    #[serde(default)]
+    pub runs: Vec<RunConfig>,
     /// Repetitions of each combination.
     #[serde(default = "default_repetitions")]
     pub repetitions: u32,
+}
+
+/// One explicit run of `[[plan.runs]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// VM name (one of `[[vms]]`).
+    pub vm: String,
+    /// Workload label.
+    pub workload: String,
+    /// Link bandwidth with a unit (absent: the hypervisor's default).
+    #[serde(default)]
+    pub bandwidth: Option<String>,
+    /// QEMU downtime limit, ms (absent: `[hypervisor] downtime_limit_ms`).
+    #[serde(default)]
+    pub downtime_limit_ms: Option<u64>,
 }
 
 fn default_repetitions() -> u32 {
@@ -271,6 +321,8 @@ impl Default for PlanConfig {
         PlanConfig {
             workloads: Vec::new(),
             bandwidths: Vec::new(),
+            downtime_limits_ms: Vec::new(),
+            runs: Vec::new(),
             repetitions: 1,
         }
     }
@@ -311,23 +363,53 @@ impl Default for Thresholds {
     }
 }
 
+/// What drives an emulated meter's power.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerModelKind {
+    /// The host activity model ([`crate::hostpower`]): P = idle + cpu_w_per_core x busy
+    /// cores of the host's QEMU processes + J/MB x link MB/s, from `/proc` samples (or the
+    /// recorded ones, in a replay). Falls back to `throughput` where no activity can be
+    /// sampled (log kinds, recordings without activity lines), and says so.
+    #[default]
+    Activity,
+    /// The migration's own byte counter: idle + migrating_w + J/MB x MB/s while it runs.
+    Throughput,
+}
+
+impl PowerModelKind {
+    /// The name used in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerModelKind::Activity => "activity",
+            PowerModelKind::Throughput => "throughput",
+        }
+    }
+}
+
 /// The power an emulated host draws.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmulationConfig {
+    /// Which model drives the emulated meters.
+    #[serde(default)]
+    pub power_model: PowerModelKind,
+    /// Activity model: power per busy core of a host's QEMU processes, W.
+    #[serde(default = "default_cpu_w_per_core")]
+    pub cpu_w_per_core: f64,
     /// Static power of the source, W.
     #[serde(default = "default_source_idle")]
     pub source_idle_w: f64,
     /// Static power of the destination, W.
     #[serde(default = "default_destination_idle")]
     pub destination_idle_w: f64,
-    /// Extra power of each host while a migration runs, W.
+    /// Throughput model: extra power of each host while a migration runs, W.
     #[serde(default = "default_migrating_w")]
     pub migrating_w: f64,
-    /// Extra source energy per MB sent, J/MB.
+    /// Extra source energy per MB sent (both models: the activity model's link term), J/MB.
     #[serde(default = "default_source_j_per_mb")]
     pub source_j_per_mb: f64,
-    /// Extra destination energy per MB received, J/MB.
+    /// Extra destination energy per MB received (both models), J/MB.
     #[serde(default = "default_destination_j_per_mb")]
     pub destination_j_per_mb: f64,
     /// Measurement noise (standard deviation), W.
@@ -335,6 +417,9 @@ pub struct EmulationConfig {
     pub noise_w: f64,
 }
 
+fn default_cpu_w_per_core() -> f64 {
+    12.0
+}
 fn default_source_idle() -> f64 {
     118.0
 }
@@ -357,6 +442,8 @@ fn default_noise() -> f64 {
 impl Default for EmulationConfig {
     fn default() -> Self {
         EmulationConfig {
+            power_model: PowerModelKind::default(),
+            cpu_w_per_core: default_cpu_w_per_core(),
             source_idle_w: default_source_idle(),
             destination_idle_w: default_destination_idle(),
             migrating_w: default_migrating_w(),
@@ -600,8 +687,8 @@ impl Config {
             if self.vms.is_empty() {
                 return Err("no [[vms]]: name at least one VM to migrate".into());
             }
-            if self.plan.workloads.is_empty() {
-                return Err("[plan] workloads is empty: name at least one workload label".into());
+            if self.plan.workloads.is_empty() && self.plan.runs.is_empty() {
+                return Err("[plan] workloads is empty: name at least one workload label (or list [[plan.runs]])".into());
             }
             if self.plan.repetitions == 0 {
                 return Err("[plan] repetitions = 0: expected at least 1".into());
@@ -614,6 +701,36 @@ impl Config {
         for b in &self.plan.bandwidths {
             datasets::quantity::parse_rate_bytes_per_s(b)
                 .map_err(|e| format!("[plan] bandwidths: \"{b}\": {e}"))?;
+        }
+        for (i, r) in self.plan.runs.iter().enumerate() {
+            let at = format!("[[plan.runs]] #{}", i + 1);
+            if !self.vms.iter().any(|v| v.name == r.vm) {
+                return Err(format!("{at}: vm = \"{}\" is not one of [[vms]]", r.vm));
+            }
+            datasets::names::check_name("workload", &r.workload)
+                .map_err(|e| format!("{at}: {e}"))?;
+            if let Some(b) = &r.bandwidth {
+                datasets::quantity::parse_rate_bytes_per_s(b)
+                    .map_err(|e| format!("{at}: bandwidth = \"{b}\": {e}"))?;
+            }
+        }
+        if !self.plan.runs.is_empty()
+            && (!self.plan.bandwidths.is_empty() || !self.plan.downtime_limits_ms.is_empty())
+        {
+            return Err("[plan] runs lists explicit runs: leave bandwidths and downtime_limits_ms out (give them per run)".into());
+        }
+        let limits = self.plan.downtime_limits_ms.iter().chain(
+            self.plan
+                .runs
+                .iter()
+                .filter_map(|r| r.downtime_limit_ms.as_ref()),
+        );
+        for d in limits {
+            if !(1..=600_000).contains(d) {
+                return Err(format!(
+                    "[plan] downtime limit {d} ms: expected 1..600000 ms"
+                ));
+            }
         }
         let t = &self.thresholds;
         if !(0.0..=1.0).contains(&t.energy_r2) {
@@ -657,6 +774,7 @@ impl Config {
             ("source_idle_w", e.source_idle_w),
             ("destination_idle_w", e.destination_idle_w),
             ("migrating_w", e.migrating_w),
+            ("cpu_w_per_core", e.cpu_w_per_core),
             ("source_j_per_mb", e.source_j_per_mb),
             ("destination_j_per_mb", e.destination_j_per_mb),
             ("noise_w", e.noise_w),
@@ -699,7 +817,8 @@ impl Config {
                 );
             }
             if l.args.iter().any(|a| a.contains("{workload_args}")) {
-                for w in &self.plan.workloads {
+                let run_workloads = self.plan.runs.iter().map(|r| &r.workload);
+                for w in self.plan.workloads.iter().chain(run_workloads) {
                     if !l.workload_args.contains_key(w) {
                         return Err(format!(
                             "[hypervisor.launch.workload_args] has no entry for workload `{w}`"

@@ -1,5 +1,8 @@
 //! Local QEMU processes for one migration (`[hypervisor.launch]`): a source guest and an
-//! incoming destination on this machine, joined over loopback TCP. The destination starts
+//! incoming destination on this machine, joined through migwatt's relay ([`crate::relay`]:
+//! source -> relay socket -> the destination's incoming unix socket), which counts the bytes
+//! of the stream and, with `link = "relay"`, paces them at the plan's bandwidth. The
+//! destination starts
 //! with `-S`, so it stays paused after the migration until the collector resumes it (after
 //! the memory check). The accelerator is the config's `accel`: with `auto` (the default,
 //! unless `args` name one), KVM when a guest booted with it writes to its serial console
@@ -10,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::config::{AccelChoice, LaunchConfig};
+use super::config::{AccelChoice, LaunchConfig, LinkKind};
 use super::plan::PlannedRun;
 use super::CampaignError;
 
@@ -18,6 +21,10 @@ use super::CampaignError;
 #[derive(Debug)]
 pub struct LocalPair {
     children: Vec<Child>,
+    /// The link between the two (dropped after the QEMUs).
+    pub relay: crate::relay::Relay,
+    /// The relay's pace, bytes/s (None: QEMU's max-bandwidth paces the stream).
+    pub link_rate_bytes_per_s: Option<u64>,
     /// Source QMP socket.
     pub source_qmp: PathBuf,
     /// Destination QMP socket.
@@ -37,12 +44,11 @@ impl Drop for LocalPair {
     }
 }
 
-fn free_port() -> Result<u16, CampaignError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| CampaignError::Launch(format!("no free loopback port: {e}")))?;
-    Ok(l.local_addr()
-        .map_err(|e| CampaignError::Launch(e.to_string()))?
-        .port())
+impl LocalPair {
+    /// Process ids: (source, destination).
+    pub fn pids(&self) -> (u32, u32) {
+        (self.children[1].id(), self.children[0].id())
+    }
 }
 
 /// The guest's own arguments: the config's `args` expanded for `run`, and `-m`.
@@ -135,20 +141,30 @@ pub fn start(
         "destination.qmp",
         "source.serial",
         "destination.serial",
+        "incoming.sock",
+        "link.sock",
     ] {
         let _ = std::fs::remove_file(dir.join(f));
     }
-    let port = free_port()?;
-    let uri = format!("tcp:127.0.0.1:{port}");
+    let incoming = dir.join("incoming.sock");
+    let rate = match l.link {
+        LinkKind::Relay => run.bandwidth_bytes_per_s,
+        LinkKind::Qemu => None,
+    };
+    let relay = crate::relay::Relay::start(&dir.join("link.sock"), &incoming, rate)
+        .map_err(|e| CampaignError::Launch(format!("{}: relay: {e}", dir.display())))?;
     let mut pair = LocalPair {
         children: Vec::new(),
+        uri: format!("unix:{}", relay.listen.display()),
+        relay,
+        link_rate_bytes_per_s: rate,
         source_qmp: dir.join("source.qmp"),
         destination_qmp: dir.join("destination.qmp"),
-        uri: uri.clone(),
         source_serial: dir.join("source.serial"),
     };
+    let incoming_uri = format!("unix:{}", incoming.display());
     pair.children
-        .push(spawn(l, run, dir, "destination", Some(&uri))?);
+        .push(spawn(l, run, dir, "destination", Some(&incoming_uri))?);
     pair.children.push(spawn(l, run, dir, "source", None)?);
     let deadline = Instant::now() + Duration::from_secs_f64(l.ready_timeout_s);
     loop {
@@ -162,7 +178,9 @@ pub fn start(
                 )));
             }
         }
-        let sockets = pair.source_qmp.exists() && pair.destination_qmp.exists();
+        let sockets = pair.source_qmp.exists()
+            && pair.destination_qmp.exists()
+            && dir.join("incoming.sock").exists();
         let ready = match &l.ready {
             None => true,
             Some(text) => std::fs::read_to_string(&pair.source_serial)

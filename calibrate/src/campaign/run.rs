@@ -17,15 +17,16 @@ use meter::source::{EmulatedSource, PowerSource, SourceOptions, SourceSpec};
 use meter::Cancel;
 use trainer::coef::CoefficientFile;
 
-use super::config::{HostConfig, HypervisorKind, LoadedConfig};
+use super::config::{HostConfig, HypervisorKind, LoadedConfig, PowerModelKind};
 use super::journal::{Entry, Journal};
 use super::plan::{self, PlannedRun};
 use super::{launch, step, CampaignError, Event, Progress};
+use crate::hostpower::{ActivitySample, PowerModel, Probes, Rates, Sampler};
 use crate::output::{safe_name, write_datasets};
 use crate::qmp::utc_now_ns;
 use crate::summary::{
-    CampaignSummary, FailedMigration, HostSummary, MigrationCounts, ModelSummary, ProducedFile,
-    SummaryPaths, SUMMARY_VERSION,
+    CampaignSummary, FailedMigration, HostSummary, MigrationCounts, ModelSummary,
+    PowerModelSummary, ProducedFile, SummaryPaths, SUMMARY_VERSION,
 };
 use crate::{IngestOptions, LogKind, Migration};
 
@@ -64,22 +65,80 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CampaignError + '_ {
     }
 }
 
-/// The emulated hosts' power, set from what the running migration does.
+/// One emulated host: its live power and its activity model.
+#[derive(Clone)]
+struct EmulatedHost {
+    power: LivePower,
+    is_source: bool,
+    model: PowerModel,
+}
+
+/// The emulated hosts' power, set from what the hosts do (activity model) or from the
+/// running migration's throughput (throughput model).
+#[derive(Clone)]
 struct EmulatedPower {
-    hosts: Vec<(LivePower, f64, f64)>, // (power, idle W, J/MB)
+    hosts: Vec<EmulatedHost>,
     migrating_w: f64,
 }
 
 impl EmulatedPower {
-    /// Idle, or migrating at `bytes_per_s`.
+    /// Throughput model: idle, or migrating at `bytes_per_s`.
     fn set(&self, bytes_per_s: Option<f64>) {
-        for (p, idle, j_per_mb) in &self.hosts {
+        for h in &self.hosts {
             let w = match bytes_per_s {
-                None => *idle,
-                Some(r) => idle + self.migrating_w + j_per_mb * r.max(0.0) / 1e6,
+                None => h.model.idle_w,
+                Some(r) => h.model.idle_w + self.migrating_w + h.model.net_j_per_byte * r.max(0.0),
             };
-            p.set_watts(w);
+            h.power.set_watts(w);
         }
+    }
+
+    /// Activity model: the power of what each host did over an interval.
+    fn set_activity(&self, r: &Rates) {
+        for h in &self.hosts {
+            let cores = if h.is_source {
+                r.source_cores
+            } else {
+                r.destination_cores
+            };
+            h.power.set_watts(
+                h.model
+                    .watts(cores, r.link_bytes_per_s)
+                    .min(meter::emulator::MAX_WATTS),
+            );
+        }
+    }
+}
+
+/// The activity model of each host of `c` (source, destination).
+fn host_models(c: &super::Config) -> (PowerModel, PowerModel) {
+    let e = &c.emulation;
+    (
+        PowerModel {
+            idle_w: e.source_idle_w,
+            cpu_w_per_core: e.cpu_w_per_core,
+            net_j_per_byte: e.source_j_per_mb / 1e6,
+        },
+        PowerModel {
+            idle_w: e.destination_idle_w,
+            cpu_w_per_core: e.cpu_w_per_core,
+            net_j_per_byte: e.destination_j_per_mb / 1e6,
+        },
+    )
+}
+
+/// What runs while a migration's hosts are live: the QEMUs the campaign started (with their
+/// relay) and the activity sampler. Dropped once the migration's window tail is recorded.
+struct Running {
+    sampler: Option<Sampler>,
+    pair: Option<launch::LocalPair>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // The sampler first: it must not read processes that are being killed.
+        self.sampler.take();
+        self.pair.take();
     }
 }
 
@@ -237,16 +296,12 @@ fn start_capture(
         settle: Duration::from_millis(100),
         ..SourceOptions::default()
     };
-    for (h, role, idle, j_per_mb, seed) in [
-        (&c.source, "source", e.source_idle_w, e.source_j_per_mb, 11),
-        (
-            &c.destination,
-            "destination",
-            e.destination_idle_w,
-            e.destination_j_per_mb,
-            12,
-        ),
+    let (ms, md) = host_models(c);
+    for (h, role, model, seed) in [
+        (&c.source, "source", ms, 11),
+        (&c.destination, "destination", md, 12),
     ] {
+        let idle = model.idle_w;
         let key = format!("{role}.meter");
         let source: Arc<dyn PowerSource> = match meter_spec(lc, &key, h)? {
             SourceSpec::Emulated { .. } => {
@@ -266,7 +321,11 @@ fn start_capture(
                         message: chain(&e),
                     }
                 })?;
-                live.push((power, idle, j_per_mb));
+                live.push(EmulatedHost {
+                    power,
+                    is_source: role == "source",
+                    model,
+                });
                 Arc::new(em)
             }
             spec => spec.open(&settings).map_err(|e| CampaignError::Step {
@@ -353,7 +412,19 @@ pub fn run(lc: &LoadedConfig, opts: &RunOptions) -> Result<Outcome, CampaignErro
         (HypervisorKind::Replay, Some(dir)) => Some(read_replay(&lc.resolve(dir))?),
         _ => None,
     };
-    let planned = plan::build(c, replay.as_deref())?;
+    let mut planned = plan::build(c, replay.as_deref())?;
+    if let (HypervisorKind::Replay, Some(dir)) = (&c.hypervisor.kind, &c.hypervisor.replay) {
+        let ids: Vec<&str> = planned
+            .iter()
+            .filter_map(|p| p.replay.as_ref().map(|r| r.0.migration_id.as_str()))
+            .collect();
+        let mut found = replay_activity(&lc.resolve(dir), &ids);
+        for p in &mut planned {
+            if let Some((row, _)) = &p.replay {
+                p.activity = found.remove(&row.migration_id).unwrap_or_default();
+            }
+        }
+    }
     if planned.is_empty() {
         return Err(CampaignError::Plan("the plan has no migration".into()));
     }
@@ -519,23 +590,30 @@ fn run_migrations(
             utc_ns: utc_now_ns(),
         })?;
         let got = execute(lc, out, opts, run, power);
-        if let Some(p) = power {
-            p.set(None);
-        }
         let got_ok = got.is_ok();
         match got {
-            Ok((m, raw, ext)) => {
+            Ok((m, mut raw, ext, running)) => {
+                write_datasets(out, std::slice::from_ref(&m))
+                    .map_err(step("writing the migration"))?;
+                // Done only once the meters have recorded the window's padded tail (and the
+                // record that averages it): a campaign killed before then redoes the
+                // migration instead of keeping a window it cannot fully integrate. The
+                // destination's guest runs on meanwhile, and its activity is recorded.
+                let waited = wait("settle", tail_s, opts, cap);
+                if let Some(mut r) = running {
+                    if let Some(s) = r.sampler.take() {
+                        drop_sampler_into(s, &mut raw);
+                    }
+                }
+                if let Some(p) = power {
+                    p.set(None);
+                }
+                waited?;
                 let rawp = out
                     .join("raw")
                     .join(format!("{}.{ext}", safe_name(&run.migration_id)));
                 datasets::io::write_bytes_atomic(&rawp, &raw)
                     .map_err(step("writing the raw log"))?;
-                write_datasets(out, std::slice::from_ref(&m))
-                    .map_err(step("writing the migration"))?;
-                // Done only once the meters have recorded the window's padded tail (and the
-                // record that averages it): a campaign killed before then redoes the
-                // migration instead of keeping a window it cannot fully integrate.
-                wait("settle", tail_s, opts, cap)?;
                 journal.record(Entry::MigrationDone {
                     migration_id: run.migration_id.clone(),
                     utc_ns: utc_now_ns(),
@@ -563,8 +641,16 @@ fn run_migrations(
                     ),
                 });
             }
-            Err(CampaignError::Cancelled) => return Err(CampaignError::Cancelled),
+            Err(CampaignError::Cancelled) => {
+                if let Some(p) = power {
+                    p.set(None);
+                }
+                return Err(CampaignError::Cancelled);
+            }
             Err(e) => {
+                if let Some(p) = power {
+                    p.set(None);
+                }
                 journal.record(Entry::MigrationFailed {
                     migration_id: run.migration_id.clone(),
                     reason: chain(&e),
@@ -586,51 +672,118 @@ fn run_migrations(
     Ok(())
 }
 
-/// Run one planned migration; returns its rows, the raw log and the log's extension.
+/// A running sampler's last samples appended to a raw log as `activity` lines (those after
+/// the collector's `end`: the destination running after the migration).
+fn drop_sampler_into(s: Sampler, raw: &mut Vec<u8>) {
+    let rest: Vec<ActivitySample> = s
+        .feed
+        .lock()
+        .map(|mut v| v.drain(..).collect())
+        .unwrap_or_default();
+    drop(s);
+    for a in rest {
+        raw.extend_from_slice(crate::hostpower::activity_line(&a).to_string().as_bytes());
+        raw.push(b'\n');
+    }
+}
+
+/// QEMU's max-bandwidth when a relay paces the link: high enough never to limit it.
+const UNLIMITED_BYTES_PER_S: u64 = 1 << 40;
+
+type Executed = (Migration, Vec<u8>, &'static str, Option<Running>);
+
+/// Run one planned migration; returns its rows, the raw log, the log's extension and what
+/// still runs (QEMUs, sampler) until the window's tail is recorded.
 fn execute(
     lc: &LoadedConfig,
     out: &Path,
     opts: &RunOptions,
     run: &PlannedRun,
     power: Option<&EmulatedPower>,
-) -> Result<(Migration, Vec<u8>, &'static str), CampaignError> {
+) -> Result<Executed, CampaignError> {
     let c = &lc.config;
     let h = &c.hypervisor;
+    let mut running = None;
     let (mut m, raw, ext) = match h.kind {
-        HypervisorKind::Replay => replay_one(run, opts, power)?,
+        HypervisorKind::Replay => replay_one(lc, run, opts, power)?,
         HypervisorKind::Qemu => {
             let work = out.join(".qemu").join(safe_name(&run.migration_id));
             let mut pair = None;
-            let (src, dst, uri) = match &h.launch {
+            let (src, dst, uri, probes) = match &h.launch {
                 Some(l) => {
                     say(
                         opts,
                         format!("{}: starting source and destination QEMU", run.migration_id),
                     );
                     let p = launch::start(l, run, &work, &opts.cancel)?;
+                    let (sp, dp) = p.pids();
                     let t = (
                         p.source_qmp.clone(),
                         p.destination_qmp.clone(),
                         p.uri.clone(),
+                        Probes {
+                            source_pids: vec![sp],
+                            destination_pids: vec![dp],
+                            link_bytes: Some(p.relay.forwarded.clone()),
+                        },
                     );
                     pair = Some(p);
                     t
                 }
                 None => {
                     hook(lc, "prepare", h.prepare.as_deref(), run, &[])?;
-                    (
+                    let (src, dst) = (
                         lc.resolve(h.source_qmp.as_deref().unwrap_or(Path::new(""))),
                         lc.resolve(h.destination_qmp.as_deref().unwrap_or(Path::new(""))),
-                        h.uri.clone().unwrap_or_default(),
-                    )
+                    );
+                    // User-started QEMUs: the processes listening on the QMP sockets.
+                    let mut probes = Probes::default();
+                    for (side, sock, pids) in [
+                        ("source", &src, &mut probes.source_pids),
+                        ("destination", &dst, &mut probes.destination_pids),
+                    ] {
+                        match crate::hostpower::listener_pid(sock) {
+                            Ok(pid) => pids.push(pid),
+                            Err(e) => say(
+                                opts,
+                                format!(
+                                    "{}: {side} QEMU not found, its CPU time is not sampled (counts as idle): {e}",
+                                    run.migration_id
+                                ),
+                            ),
+                        }
+                    }
+                    (src, dst, h.uri.clone().unwrap_or_default(), probes)
                 }
             };
+            let activity_power = power
+                .filter(|_| c.emulation.power_model == PowerModelKind::Activity)
+                .cloned();
+            let sampler = Sampler::start(
+                probes,
+                Box::new(move |r: &Rates| {
+                    if let Some(p) = &activity_power {
+                        p.set_activity(r);
+                    }
+                }),
+            );
+            let link_rate = pair.as_ref().and_then(|p| p.link_rate_bytes_per_s);
+            let link =
+                link_rate.map(|r| serde_json::json!({"kind": "relay", "rate_bytes_per_s": r}));
+            let throughput_power =
+                power.filter(|_| c.emulation.power_model == PowerModelKind::Throughput);
             let mo = crate::collect::MigrateOptions {
                 source_qmp: src,
                 dest_qmp: dst,
                 uri,
-                bandwidth_bytes_per_s: run.bandwidth_bytes_per_s,
-                downtime_limit_ms: h.downtime_limit_ms,
+                // A relay paces the link: QEMU must not (it would lift its own limit at
+                // stop-and-copy anyway).
+                bandwidth_bytes_per_s: if link_rate.is_some() {
+                    Some(UNLIMITED_BYTES_PER_S)
+                } else {
+                    run.bandwidth_bytes_per_s
+                },
+                downtime_limit_ms: run.downtime_limit_ms.or(h.downtime_limit_ms),
                 auto_converge: false,
                 timeout: Duration::from_secs_f64(h.timeout_s),
                 poll_interval: Duration::from_millis(50),
@@ -652,8 +805,11 @@ fn execute(
             };
             let stop = AtomicBool::new(false);
             let mut last: Option<(Instant, u64)> = None;
-            let got = crate::collect::migrate_with(
+            let power = throughput_power;
+            let got = crate::collect::migrate_with_activity(
                 &mo,
+                Some(&sampler.feed),
+                link,
                 &stop,
                 &mut |line| say(opts, format!("{}: {line}", run.migration_id)),
                 &mut |reply| {
@@ -688,7 +844,10 @@ fn execute(
                     });
                 },
             );
-            drop(pair);
+            running = Some(Running {
+                sampler: Some(sampler),
+                pair,
+            });
             if h.launch.is_none() {
                 hook(lc, "cleanup", h.cleanup.as_deref(), run, &[])?;
             }
@@ -754,7 +913,7 @@ fn execute(
     for r in &mut m.rounds {
         r.migration_id = run.migration_id.clone();
     }
-    Ok((m, raw, ext))
+    Ok((m, raw, ext, running))
 }
 
 fn kind_of(k: HypervisorKind) -> LogKind {
@@ -860,9 +1019,13 @@ fn hook(
     Ok(())
 }
 
-/// Replay a recorded migration: the emulated hosts draw power for its recorded duration at
-/// its recorded throughput; the rows are the recorded ones, re-timed to now.
+/// Replay a recorded migration: the rows are the recorded ones, re-timed to now. With the
+/// activity model and recorded activity, the emulated hosts replay what the hosts did from
+/// `window_pad_s` before the recorded migration to `window_pad_s` after it, through the
+/// activity model; otherwise (throughput model, or a recording without activity samples)
+/// they draw the throughput model's power for the recorded duration.
 fn replay_one(
+    lc: &LoadedConfig,
     run: &PlannedRun,
     opts: &RunOptions,
     power: Option<&EmulatedPower>,
@@ -873,28 +1036,70 @@ fn replay_one(
             run.migration_id
         )));
     };
+    let c = &lc.config;
+    let rates = crate::hostpower::rates(&run.activity);
+    let rec_start = row.start_utc_ns.unwrap_or(0);
+    let use_activity = c.emulation.power_model == PowerModelKind::Activity
+        && !rates.is_empty()
+        && row.start_utc_ns.is_some();
     let rate = row.v_mig_bytes as f64 / row.t_mig_s;
-    let start = utc_now_ns();
+    // Replay time 0 is the recorded instant `lead_s` before the migration.
+    let lead_s = if use_activity { c.window_pad_s } else { 0.0 };
+    let total_s = lead_s + row.t_mig_s + lead_s;
     let t0 = Instant::now();
-    if let Some(p) = power {
+    let mut start = None;
+    let mut end = None;
+    if let (Some(p), false) = (power, use_activity) {
         p.set(Some(rate));
     }
+    let mut at = 0;
     loop {
         let e = t0.elapsed().as_secs_f64();
+        let in_mig = (e - lead_s).clamp(0.0, row.t_mig_s);
+        if start.is_none() && e >= lead_s {
+            start = Some(utc_now_ns());
+        }
+        if end.is_none() && e >= lead_s + row.t_mig_s {
+            end = Some(utc_now_ns());
+            if !use_activity {
+                if let Some(p) = power {
+                    p.set(None);
+                }
+            }
+        }
+        if let (Some(p), true) = (power, use_activity) {
+            let rec_ns = rec_start + ((e - lead_s) * 1e9) as i64;
+            while at + 1 < rates.len() && rates[at].to_utc_ns <= rec_ns {
+                at += 1;
+            }
+            let r = &rates[at];
+            if r.from_utc_ns <= rec_ns && rec_ns < r.to_utc_ns {
+                p.set_activity(r);
+            } else {
+                p.set(None);
+            }
+        }
         opts.progress.event(&Event::MigrationProgress {
             migration_id: run.migration_id.clone(),
-            transferred_bytes: (rate * e).min(row.v_mig_bytes as f64) as u64,
+            transferred_bytes: (rate * in_mig).min(row.v_mig_bytes as f64) as u64,
             expected_bytes: row.v_mig_bytes,
         });
-        if e >= row.t_mig_s {
+        if e >= total_s {
             break;
         }
         if opts.cancel.is_cancelled() {
+            if let Some(p) = power {
+                p.set(None);
+            }
             return Err(CampaignError::Cancelled);
         }
-        std::thread::sleep(Duration::from_secs_f64((row.t_mig_s - e).clamp(0.0, 0.1)));
+        std::thread::sleep(Duration::from_secs_f64((total_s - e).clamp(0.0, 0.05)));
     }
-    let end = utc_now_ns();
+    if let Some(p) = power {
+        p.set(None);
+    }
+    let start = start.unwrap_or_else(utc_now_ns);
+    let end = end.unwrap_or_else(utc_now_ns);
     let shift = row.start_utc_ns.map_or(0, |s| start - s);
     let mut r = row.clone();
     r.start_utc_ns = Some(start);
@@ -911,6 +1116,8 @@ fn replay_one(
         "replayed": row.migration_id,
         "start_utc_ns": start,
         "end_utc_ns": end,
+        "power_model": if use_activity { "activity" } else { "throughput" },
+        "recorded_activity_samples": run.activity.len(),
         "recorded": row,
     });
     Ok((
@@ -918,6 +1125,33 @@ fn replay_one(
         format!("{raw}\n").into_bytes(),
         "replay.json",
     ))
+}
+
+/// The recorded activity of each replayed migration: the `activity` lines of its raw log
+/// (`raw/ID.qmp.jsonl` beside `migrations/`; none for recordings made before activity was
+/// sampled).
+fn replay_activity(dir: &Path, ids: &[&str]) -> BTreeMap<String, Vec<ActivitySample>> {
+    let raw = if dir.join("raw").is_dir() {
+        dir.join("raw")
+    } else {
+        dir.parent().map(|p| p.join("raw")).unwrap_or_default()
+    };
+    let mut out = BTreeMap::new();
+    for id in ids {
+        for name in [
+            format!("{}.qmp.jsonl", safe_name(id)),
+            format!("{id}.jsonl"),
+        ] {
+            if let Ok(bytes) = std::fs::read(raw.join(&name)) {
+                let a = crate::hostpower::activity_of_log(&bytes);
+                if !a.is_empty() {
+                    out.insert(id.to_string(), a);
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 fn read_replay(dir: &Path) -> Result<Vec<(MigrationRow, Vec<RoundRow>)>, CampaignError> {
@@ -1212,15 +1446,32 @@ fn analyse(
         }
     }
     let mut emulated = opts.emulated_notes.clone();
-    for h in [&c.source, &c.destination] {
-        if h.is_emulated() {
-            emulated.push(format!(
-                "the power meter of {}: an emulated Watts up? PRO on a pseudo-terminal whose power follows the running migration's throughput (idle {} W + {} W + {} J per MB)",
-                h.host,
-                if h.host == c.source.host { c.emulation.source_idle_w } else { c.emulation.destination_idle_w },
-                c.emulation.migrating_w,
-                if h.host == c.source.host { c.emulation.source_j_per_mb } else { c.emulation.destination_j_per_mb },
-            ));
+    let power_model = power_model_summary(c, planned);
+    if let Some(pm) = &power_model {
+        for h in [&c.source, &c.destination] {
+            if !h.is_emulated() {
+                continue;
+            }
+            let is_source = h.host == c.source.host;
+            let f = &pm.formulas[usize::from(!is_source)];
+            emulated.push(match pm.model.as_str() {
+                "throughput" => format!(
+                    "the power meter of {}: an emulated Watts up? PRO on a pseudo-terminal whose power follows the running migration's throughput ({f})",
+                    h.host
+                ),
+                _ => format!(
+                    "the power meter of {}: an emulated Watts up? PRO on a pseudo-terminal whose power follows what the host does, through the linear host power model ({f}; busy cores = CPU time per second of its QEMU processes from /proc/PID/stat, link MB/s = bytes through the migration relay; after Fan et al. 2007 and a per-byte network energy){}",
+                    h.host,
+                    if c.hypervisor.kind == HypervisorKind::Replay {
+                        ", replayed from the activity recorded with each migration"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        for f in &pm.fallbacks {
+            emulated.push(f.clone());
         }
     }
     if c.hypervisor.kind == HypervisorKind::Replay {
@@ -1240,6 +1491,13 @@ fn analyse(
             "{} migrations run by the `migrate` command and ingested from their logs",
             k.as_str()
         )),
+    }
+    if c.hypervisor.kind == HypervisorKind::Qemu {
+        real.push(format!(
+            "host activity: CPU time of each host's QEMU processes (/proc/PID/stat) and bytes through the migration link{}, sampled every {} ms and recorded in raw/ as `activity` lines",
+            if c.hypervisor.launch.is_some() { " (counted by migwatt's relay)" } else { " (not counted: no relay between QEMUs started by hand)" },
+            crate::hostpower::SAMPLE_PERIOD.as_millis()
+        ));
     }
     let accepted = verdicts.iter().all(|v| v.passed);
     let converged = rows.iter().filter(|r| r.converged).count();
@@ -1318,6 +1576,7 @@ fn analyse(
         hosts,
         emulated,
         real,
+        power_model,
         paths: SummaryPaths {
             samples_dir: "samples".into(),
             migrations_dir: out.join("migrations").is_dir().then(|| "migrations".into()),
@@ -1352,6 +1611,71 @@ fn analyse(
         summary_path,
         report,
         resumed_migrations: 0,
+    })
+}
+
+/// Which model drew the emulated meters' power in this campaign, and where it fell back.
+fn power_model_summary(c: &super::Config, planned: &[PlannedRun]) -> Option<PowerModelSummary> {
+    if !(c.source.is_emulated() || c.destination.is_emulated()) {
+        return None;
+    }
+    let (ms, md) = host_models(c);
+    let e = &c.emulation;
+    let throughput = |m: &PowerModel| {
+        format!(
+            "P = {} W, and while a migration runs {} W + {} W + {} J/MB x its MB/s (the migration's own byte counter)",
+            m.idle_w,
+            m.idle_w,
+            e.migrating_w,
+            m.net_j_per_byte * 1e6
+        )
+    };
+    let activity = |m: &PowerModel| m.formula();
+    let mut fallbacks = Vec::new();
+    let mut model = e.power_model.as_str().to_string();
+    if e.power_model == PowerModelKind::Activity {
+        match c.hypervisor.kind {
+            HypervisorKind::Qemu => {}
+            HypervisorKind::Replay => {
+                let old: Vec<&str> = planned
+                    .iter()
+                    .filter(|p| p.activity.is_empty())
+                    .map(|p| p.migration_id.as_str())
+                    .collect();
+                if old.len() == planned.len() {
+                    model = "throughput".into();
+                    fallbacks.push("the replayed recordings hold no host activity samples (recorded before migwatt sampled /proc): every replayed migration drew power from the throughput model (the migration's byte counter) instead".into());
+                } else if !old.is_empty() {
+                    model = "activity+throughput".into();
+                    fallbacks.push(format!(
+                        "{} of {} replayed migrations hold no host activity samples (older recordings) and drew power from the throughput model (the migration's byte counter) instead: {}",
+                        old.len(),
+                        planned.len(),
+                        old.join(", ")
+                    ));
+                }
+            }
+            k => {
+                model = "throughput".into();
+                fallbacks.push(format!(
+                    "the activity model needs QEMU processes to sample; with kind \"{}\" the emulated meters drew power from the throughput model instead (while each `migrate` command ran)",
+                    k.as_str()
+                ));
+            }
+        }
+    }
+    let formulas = match model.as_str() {
+        "throughput" => vec![throughput(&ms), throughput(&md)],
+        "activity" => vec![activity(&ms), activity(&md)],
+        _ => vec![
+            format!("{}; fallback {}", activity(&ms), throughput(&ms)),
+            format!("{}; fallback {}", activity(&md), throughput(&md)),
+        ],
+    };
+    Some(PowerModelSummary {
+        model,
+        formulas,
+        fallbacks,
     })
 }
 

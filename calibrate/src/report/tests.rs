@@ -249,6 +249,7 @@ fn campaign(dir: &Path, with_gamma: bool) -> CampaignSummary {
             .collect(),
         emulated: vec!["Power meters were emulated on pseudo-terminals.".into()],
         real: vec!["QEMU migrations were real.".into()],
+        power_model: None,
         paths: SummaryPaths {
             samples_dir: "samples".into(),
             migrations_dir: Some("migrations".into()),
