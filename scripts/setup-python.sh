@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Create (or update) the project's Python virtual environment at .venv with everything the
-# benchmarks and notebooks need. Idempotent: re-installs only when a requirements file changed.
+# benchmarks, notebooks and tests (sushy-tools' Redfish emulator) need. Idempotent: re-installs only when a requirements file changed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
 reqs=()
-for f in "$root/bench/requirements.txt" "$root/notebooks/requirements.txt"; do
+for f in "$root/bench/requirements.txt" "$root/notebooks/requirements.txt" "$root/tests/requirements.txt"; do
   [ -f "$f" ] && reqs+=("$f")
 done
 if [ ! -x "$venv/bin/python" ]; then

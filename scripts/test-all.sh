@@ -21,11 +21,15 @@ cargo test --workspace --doc --locked
 step "real QEMU migrations (installs qemu-system-x86 and builds a tiny guest when missing)"
 guest=$(scripts/setup-qemu.sh | tail -n1)
 # --workspace keeps the feature set of the run above, so nothing is rebuilt.
-MIGWATT_QEMU_GUEST_DIR="$guest" cargo test --workspace --locked --test qemu_migrate --test calibrate_run -- --ignored --test-threads=1
+MIGWATT_QEMU_GUEST_DIR="$guest" cargo test --workspace --locked --test qemu_migrate --test qemu_probe --test calibrate_run -- --ignored --test-threads=1
 
 step "the campaign report in headless Chromium (installs Debian's chromium when missing)"
 scripts/setup-browser.sh
 cargo test --workspace --locked --test report_browser -- --ignored
+
+step "Redfish source against sushy-tools' static emulator (installed into .venv)"
+venv_python=$(scripts/setup-python.sh | tail -n1)
+MIGWATT_SUSHY_STATIC="$(dirname "$venv_python")/sushy-static" cargo test --workspace --locked --test sources -- --ignored
 
 step "notebooks (executed with nbclient on datasets/examples)"
 scripts/test-notebooks.sh

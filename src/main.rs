@@ -61,6 +61,9 @@ Environment:
   MIGWATT_QUIET           as --quiet: no progress messages on stderr (any value but 0,
                           false, no, off or empty)
   MIGWATT_QEMU_GUEST_DIR  demo --qemu: the guest folder (as --guest-dir)
+  MIGWATT_REDFISH_USERNAME, MIGWATT_REDFISH_PASSWORD
+                          a redfish+http source's credentials when its URL names no
+                          credentials file
   MIGWATT_SOURCE_QMP, MIGWATT_DEST_QMP
                           set by migwatt for the paused hook (calibrate migrate --paused-hook,
                           a campaign's paused_hook): the QMP sockets of both QEMUs";

@@ -27,6 +27,7 @@ fn write_host(dir: &Path, host: &str, n: i64, f: impl Fn(i64) -> f64) {
                 gap_before_ns: None,
                 flags: 0,
                 fields,
+                ..Default::default()
             }
         })
         .collect();

@@ -72,6 +72,7 @@ fn sample(host: &str, i: i64, watts: f64) -> SampleRow {
         gap_before_ns: None,
         flags: 0,
         fields,
+        ..Default::default()
     }
 }
 
@@ -157,6 +158,9 @@ fn migration(i: i64) -> MigrationRow {
         source_host: "src".into(),
         destination_host: "dst".into(),
         accelerator: None,
+        probe_dirty_rate_bytes_per_s: None,
+        probe_hot_set_bytes: None,
+        probe_nonzero_share: None,
         memory_verified: None,
         memory_mismatch_pages: None,
     }

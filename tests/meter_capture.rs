@@ -481,12 +481,12 @@ fn bad_source_spellings_are_refused_with_what_was_expected() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, err) = run(&["--source", "src=redfish+https://bmc-a/"]);
+    let (code, err) = run(&["--source", "src=modbus+tcp://pdu-a/"]);
     assert_eq!(code, Some(2));
     assert!(
         err.contains("--source")
-            && err.contains("\"src=redfish+https://bmc-a/\": unknown source kind")
-            && err.contains("expected wattsup:DEVICE or emulated[:PROFILE]"),
+            && err.contains("\"src=modbus+tcp://pdu-a/\": unknown source kind")
+            && err.contains("expected wattsup:DEVICE, emulated[:PROFILE]"),
         "{err}"
     );
     let (_, err) = run(&["--source", "src=/dev/ttyUSB0"]);

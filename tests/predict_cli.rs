@@ -101,7 +101,8 @@ fn predict_qemu_hand_computed_with_energy() {
     // 100 + 50 + ... + 3.125 + 1.5625 MB (see trainer::predict tests).
     let vmig = p["v_mig_bytes"].as_f64().unwrap();
     assert!((vmig - 198.4375e6).abs() < 1e-3, "{vmig}");
-    assert!((p["t_down_s"].as_f64().unwrap() - 0.17625).abs() < 1e-12);
+    // QEMU's default downtime model: (V_dev 400 kB + last round 1.5625 MB) / 10 MB/s + 10 ms.
+    assert!((p["t_down_s"].as_f64().unwrap() - 0.20625).abs() < 1e-12);
     let e = p["e_mig_j"].as_f64().unwrap();
     assert!((e - (0.512 * 198.4375 + 20.165)).abs() < 1e-9, "{e}");
     assert_eq!(p["trajectory"].as_array().unwrap().len(), 7);
@@ -297,6 +298,9 @@ fn measured(id: &str, start: i64, v0_pages: u64) -> (MigrationRow, Vec<RoundRow>
         memory_verified: None,
         memory_mismatch_pages: None,
         accelerator: None,
+        probe_dirty_rate_bytes_per_s: None,
+        probe_hot_set_bytes: None,
+        probe_nonzero_share: None,
     };
     let r = RoundRow {
         migration_id: id.into(),
@@ -538,4 +542,97 @@ fn history_of_only_cancelled_migrations_says_why_the_volume_is_unknown() {
         err.contains("'vm1' has 1 migration(s), none completed") && err.contains("--vm-mem"),
         "{err}"
     );
+}
+
+/// A VM without history predicted from its real probe (tests/data/probe): D, the hot set and
+/// the first round (non-zero share x RAM) come from the probe, and the prediction lands near
+/// what that migration measured (T_mig 8.888 s, V_mig 149.2 MB).
+#[test]
+fn predict_with_a_probe_uses_its_rate_hot_set_and_nonzero_memory() {
+    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/probe/seq16.json");
+    let v = json_of(
+        migwatt()
+            .args([
+                "predict",
+                "--rate",
+                "16MiB/s",
+                "--downtime-limit",
+                "50ms",
+                "--format",
+                "json",
+                "--probe",
+            ])
+            .arg(&probe),
+    );
+    let s = &v["scenario"];
+    assert_eq!(s["dirty_rate_bytes_per_s"].as_f64(), Some(8912896.0));
+    assert_eq!(s["hot_set_bytes"].as_f64(), Some(19922944.0));
+    let first = 268435456.0 * 0.4166119450849839;
+    assert!((s["vm_mem_bytes"].as_f64().unwrap() - first).abs() < 1.0);
+    assert_eq!(
+        v["probe"]["used_for"],
+        serde_json::json!(["D", "hot set H", "first round (non-zero share x RAM)"])
+    );
+    let p = &v["prediction"];
+    let t = p["t_mig_s"].as_f64().unwrap();
+    let vmig = p["v_mig_bytes"].as_f64().unwrap();
+    assert!(
+        (t / 8.888 - 1.0).abs() < 0.10,
+        "T_mig {t} s against 8.888 s measured"
+    );
+    assert!((vmig / 149178247.0 - 1.0).abs() < 0.10, "V_mig {vmig}");
+    // Flags override the probe: all of RAM, and a given rate.
+    let v = json_of(
+        migwatt()
+            .args([
+                "predict",
+                "--rate",
+                "16MiB/s",
+                "--vm-mem",
+                "256MiB",
+                "--dirty-rate",
+                "4MiB/s",
+                "--format",
+                "json",
+                "--probe",
+            ])
+            .arg(&probe),
+    );
+    assert_eq!(v["scenario"]["vm_mem_bytes"].as_f64(), Some(268435456.0));
+    assert_eq!(
+        v["scenario"]["dirty_rate_bytes_per_s"].as_f64(),
+        Some(4194304.0)
+    );
+    assert_eq!(v["probe"]["used_for"], serde_json::json!(["hot set H"]));
+}
+
+#[test]
+fn a_bad_probe_file_is_named_with_what_is_wrong() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("p.json");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/probe/seq16.json"),
+    )
+    .unwrap()
+    .replace("0.4166119450849839", "1.7");
+    std::fs::write(&f, text).unwrap();
+    let out = migwatt()
+        .args(["predict", "--rate", "16MiB/s", "--probe"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("p.json") && err.contains("nonzero_share = 1.7"),
+        "{err}"
+    );
+    std::fs::write(&f, "{\"format\": \"x\"}").unwrap();
+    let out = migwatt()
+        .args(["predict", "--rate", "16MiB/s", "--probe"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a probe file"));
 }

@@ -60,6 +60,9 @@ pub struct MigrateOptions {
     pub poll_interval: Duration,
     /// Sample the dirtying rate for this many seconds before migrating.
     pub dirty_rate_sample_s: Option<f64>,
+    /// Probe the VM before migrating ([`crate::probe`]; None: no probe). Its result is the
+    /// log's `probe` line and the row's `probe_*` columns.
+    pub probe: Option<crate::probe::ProbeOptions>,
     /// VM name.
     pub vm: String,
     /// Workload label.
@@ -392,6 +395,21 @@ pub fn migrate_with_activity(
             "link": link,
         }),
     );
+    if let Some(po) = &opts.probe {
+        // A probe that cannot run costs the record its probe columns, not the migration.
+        match crate::probe::probe(&mut src, po, cancel, progress) {
+            Ok(p) => rec.push(qemu::LINE_PROBE, utc_now_ns(), json!({ "probe": p })),
+            Err(CalibrateError::Cancelled) => return Err(CalibrateError::Cancelled),
+            Err(e) => {
+                progress(&format!("probe failed, migrating without it: {e}"));
+                rec.push(
+                    qemu::LINE_PROBE,
+                    utc_now_ns(),
+                    json!({ "probe": null, "error": e.to_string() }),
+                );
+            }
+        }
+    }
     if let Some(s) = opts.dirty_rate_sample_s {
         sample_dirty_rate(&mut src, s, &mut rec, progress)?;
     }

@@ -67,6 +67,9 @@ pub enum CalibrateError {
     /// Invalid options.
     #[error("{0}")]
     Usage(String),
+    /// Stopped on request (Ctrl-C, SIGTERM) before the work was done.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 fn summarise(problems: &[Problem]) -> String {

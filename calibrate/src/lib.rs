@@ -12,6 +12,7 @@ pub mod hostpower;
 pub mod libvirt;
 pub mod output;
 pub mod precopy;
+pub mod probe;
 pub mod qemu;
 pub mod qmp;
 pub mod relay;

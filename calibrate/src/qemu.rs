@@ -12,6 +12,8 @@
 //!   paced the stream: then N, not `max-bandwidth`, is the migration's bandwidth limit);
 //! - `dirty_rate`: a pre-migration sample: `sample_s` and QEMU's `query-dirty-rate` reply
 //!   (`dirty-rate` in MiB/s);
+//! - `probe`: the pre-migration probe ([`crate::probe`]): `probe`, the probe file's JSON
+//!   (windows, D, hot set, non-zero share), or null with an `error` when it could not run;
 //! - `migrate`: the `migrate` command was sent (the migration's start);
 //! - `reply`: a `command` and QEMU's `reply` (the `return` value), here `query-migrate`;
 //! - `event`: a QMP event from the `source` or `destination` (`side`), as QEMU sent it, with
@@ -75,6 +77,8 @@ pub const LINE_VERIFY: &str = "verify";
 pub const LINE_RESUME: &str = "resume";
 /// `type` of a host activity sample line ([`crate::hostpower`]).
 pub const LINE_ACTIVITY: &str = "activity";
+/// `type` of the pre-migration probe's line ([`crate::probe`]).
+pub const LINE_PROBE: &str = "probe";
 
 /// A `query-migrate` reply's figures.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +118,7 @@ struct Group {
     resumed_by_collector: bool,
     verified: Option<bool>,
     mismatch_pages: Option<u64>,
+    probe: Option<trainer::probe::Probe>,
 }
 
 /// A non-negative integer field no larger than [`MAX_BYTES`] (larger is malformed).
@@ -198,6 +203,17 @@ impl Parser<'_> {
         };
         match kind {
             LINE_MIGRATE => grp.migrate_utc_ns = Some(utc_ns),
+            LINE_PROBE => match v.get("probe") {
+                // A probe that failed is recorded with its error and no figures.
+                None | Some(Value::Null) => {}
+                Some(p) => match serde_json::from_value::<trainer::probe::Probe>(p.clone())
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| p.check("probe line").map(|_| p).map_err(|e| e.to_string()))
+                {
+                    Ok(p) => grp.probe = Some(p),
+                    Err(e) => self.problem(lineno, format!("probe line: {e}")),
+                },
+            },
             LINE_DIRTY_RATE => {
                 let rate = v
                     .get("reply")
@@ -507,6 +523,9 @@ impl Parser<'_> {
             memory_mismatch_pages: g.mismatch_pages.filter(|_| converged),
             accelerator: gs("accelerator")
                 .filter(|a| datasets::migrations::ACCELERATORS.contains(&a.as_str())),
+            probe_dirty_rate_bytes_per_s: g.probe.as_ref().map(|p| p.dirty_rate_bytes_per_s),
+            probe_hot_set_bytes: g.probe.as_ref().and_then(|p| p.hot_set_bytes),
+            probe_nonzero_share: g.probe.as_ref().and_then(|p| p.nonzero_share),
         };
         self.out.migrations.push(Migration { row, rounds });
     }

@@ -438,6 +438,9 @@ impl Parser<'_> {
             memory_verified: None,
             memory_mismatch_pages: None,
             accelerator: None,
+            probe_dirty_rate_bytes_per_s: None,
+            probe_hot_set_bytes: None,
+            probe_nonzero_share: None,
         };
         Some(Migration { row, rounds })
     }
@@ -515,6 +518,9 @@ impl Parser<'_> {
             memory_verified: None,
             memory_mismatch_pages: None,
             accelerator: None,
+            probe_dirty_rate_bytes_per_s: None,
+            probe_hot_set_bytes: None,
+            probe_nonzero_share: None,
         };
         Some(Migration { row, rounds })
     }

@@ -150,7 +150,8 @@ const HYPERVISORS: &[&str] = &["xen3", "xen4", "qemu", "libvirt"];
 const ACCELERATORS: &[&str] = &crate::migrations::ACCELERATORS;
 
 macro_rules! record_fields {
-    ($($head:expr),* $(,)?) => {
+    ($($head:expr),* $(,)?) => { record_fields![$($head),* ;] };
+    ($($head:expr),* ; $($tail:expr),* $(,)?) => {
         &[
             $($head,)*
             col("watts", F64, true, "W", NonNegative),
@@ -171,6 +172,7 @@ macro_rules! record_fields {
             col("power_cycles", F64, true, "count", NonNegative),
             col("hertz", F64, true, "Hz", NonNegative),
             col("volt_amps", F64, true, "VA", NonNegative),
+            $($tail,)*
         ]
     };
 }
@@ -186,7 +188,10 @@ pub const KINDS: &[KindSpec] = &[
             col("seq", U64, false, "count", Any),
             col("connection", U32, false, "count", Any),
             col("gap_before_ns", I64, true, "ns", NonNegative),
-            col("flags", U32, false, "bit flags", Any),
+            col("flags", U32, false, "bit flags", Any);
+            col("source_kind", Str, true, "-", Any).since(1),
+            col("source_interval_ns", I64, true, "ns", NonNegative).since(1),
+            col("energy_counter_j", F64, true, "J", NonNegative).since(1),
         ],
         key: &["host", "utc_ns"],
         key_scope: KeyScope::Folder,
@@ -258,6 +263,8 @@ pub const KINDS: &[KindSpec] = &[
             col("energy_j", F64, true, "J", Finite),
             col("included", Bool, false, "-", Any),
             col("reason", Str, true, "-", Any),
+            col("source_interval_s", F64, true, "s", NonNegative).since(1),
+            col("shorter_than_source_interval", Bool, true, "-", Any).since(1),
         ],
         key: &["migration_id", "role"],
         key_scope: KeyScope::Folder,
@@ -313,6 +320,16 @@ pub const KINDS: &[KindSpec] = &[
             col("memory_verified", Bool, true, "-", Any).since(1),
             col("memory_mismatch_pages", U64, true, "pages", Any).since(1),
             col("accelerator", Str, true, "-", OneOf(ACCELERATORS)).since(1),
+            col(
+                "probe_dirty_rate_bytes_per_s",
+                F64,
+                true,
+                "bytes/s",
+                NonNegative,
+            )
+            .since(2),
+            col("probe_hot_set_bytes", F64, true, "bytes", NonNegative).since(2),
+            col("probe_nonzero_share", F64, true, "1", NonNegative).since(2),
         ],
         key: &["migration_id"],
         key_scope: KeyScope::Folder,
@@ -1150,6 +1167,7 @@ mod tests {
             gap_before_ns: None,
             flags: 0,
             fields,
+            ..Default::default()
         };
         crate::samples::write_samples_file(
             &d.path().join("samples/host=h/date=2026-11-25/seg.parquet"),

@@ -47,9 +47,10 @@ pub const ENERGY: DatasetKind = DatasetKind {
 /// The window-quality dataset kind and version.
 pub const WINDOW_QUALITY: DatasetKind = DatasetKind {
     name: "window_quality",
+    // 1.1: source_interval_s, shorter_than_source_interval.
     version: SchemaVersion {
         major: 1,
-        minor: 0,
+        minor: 1,
         patch: 0,
     },
 };
@@ -158,6 +159,14 @@ pub struct WindowQualityRow {
     pub included: bool,
     /// Why it was left out (None when included).
     pub reason: Option<String>,
+    /// The source's native (averaging) interval as its samples record it, s; None when not
+    /// recorded (samples 1.0).
+    #[serde(default)]
+    pub source_interval_s: Option<f64>,
+    /// Whether the window is shorter than the source's averaging interval: the source cannot
+    /// resolve it and its energy is spread from longer readings (kept, but flagged).
+    #[serde(default)]
+    pub shorter_than_source_interval: bool,
 }
 
 fn energy_frame(rows: &[EnergyRow]) -> Result<DataFrame, PolarsError> {
@@ -230,6 +239,16 @@ fn quality_frame(rows: &[WindowQualityRow]) -> Result<DataFrame, PolarsError> {
         Column::new(
             "reason".into(),
             rows.iter().map(|r| r.reason.as_deref()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "source_interval_s".into(),
+            rows.iter().map(|r| r.source_interval_s).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "shorter_than_source_interval".into(),
+            rows.iter()
+                .map(|r| r.shorter_than_source_interval)
+                .collect::<Vec<_>>(),
         ),
     ];
     DataFrame::new(rows.len(), cols)
@@ -448,6 +467,8 @@ mod tests {
             energy_j: None,
             included: false,
             reason: Some("no samples".into()),
+            source_interval_s: Some(1.0),
+            shorter_than_source_interval: true,
         };
         for format in [Format::Parquet, Format::Csv, Format::Jsonl] {
             let p = dir.path().join(format!("q.{}", format.extension()));

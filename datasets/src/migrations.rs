@@ -8,7 +8,9 @@
 //!
 //! Schema 1.1.0 added `memory_verified`, `memory_mismatch_pages` (the page-by-page comparison
 //! of the paused source's and destination's guest RAM after the migration) and `accelerator`;
-//! 1.0.0 files are read with those null.
+//! 1.0.0 files are read with those null. Schema 1.2.0 added the pre-migration probe's
+//! `probe_dirty_rate_bytes_per_s`, `probe_hot_set_bytes` and `probe_nonzero_share`
+//! (`calibrate probe`); older files are read with those null.
 
 use std::path::Path;
 
@@ -24,7 +26,7 @@ pub const MIGRATIONS: DatasetKind = DatasetKind {
     name: "migrations",
     version: SchemaVersion {
         major: 1,
-        minor: 1,
+        minor: 2,
         patch: 0,
     },
 };
@@ -121,6 +123,18 @@ pub struct MigrationRow {
     /// Accelerator the source QEMU ran: `kvm`, `tcg` (None: unknown). Schema 1.1.0.
     #[serde(default)]
     pub accelerator: Option<String>,
+    /// The probe's dirtying rate D before the migration, bytes/s (None: not probed).
+    /// Schema 1.2.0.
+    #[serde(default)]
+    pub probe_dirty_rate_bytes_per_s: Option<f64>,
+    /// The probe's hot set H, bytes (None: not probed, or the dirty set grew linearly).
+    /// Schema 1.2.0.
+    #[serde(default)]
+    pub probe_hot_set_bytes: Option<f64>,
+    /// The probe's share of guest RAM pages that are not all zeros (None: not measured).
+    /// Schema 1.2.0.
+    #[serde(default)]
+    pub probe_nonzero_share: Option<f64>,
 }
 
 /// Values of `accelerator`.
@@ -165,6 +179,10 @@ pub fn migrations_frame(rows: &[MigrationRow]) -> Result<DataFrame, PolarsError>
         col!("memory_verified", |r| r.memory_verified),
         col!("memory_mismatch_pages", |r| r.memory_mismatch_pages),
         col!("accelerator", |r| r.accelerator.as_deref()),
+        col!("probe_dirty_rate_bytes_per_s", |r| r
+            .probe_dirty_rate_bytes_per_s),
+        col!("probe_hot_set_bytes", |r| r.probe_hot_set_bytes),
+        col!("probe_nonzero_share", |r| r.probe_nonzero_share),
     ];
     DataFrame::new(rows.len(), cols)
 }
@@ -297,6 +315,9 @@ fn rows_of(df: &DataFrame, path: &Path) -> Result<Vec<MigrationRow>, DatasetErro
     let verified = c.added("memory_verified", Boolean)?;
     let mismatch = c.added("memory_mismatch_pages", UInt64)?;
     let accel = c.added("accelerator", String)?;
+    let probe_d = c.added("probe_dirty_rate_bytes_per_s", Float64)?;
+    let probe_h = c.added("probe_hot_set_bytes", Float64)?;
+    let probe_z = c.added("probe_nonzero_share", Float64)?;
     let s = |x: &Series, i: usize| x.str().ok().and_then(|a| a.get(i)).map(str::to_string);
     let u64_ = |x: &Series, i: usize| x.u64().ok().and_then(|a| a.get(i));
     let u32_ = |x: &Series, i: usize| x.u32().ok().and_then(|a| a.get(i));
@@ -335,6 +356,9 @@ fn rows_of(df: &DataFrame, path: &Path) -> Result<Vec<MigrationRow>, DatasetErro
             memory_verified: verified.as_ref().and_then(|x| b_(x, i)),
             memory_mismatch_pages: mismatch.as_ref().and_then(|x| u64_(x, i)),
             accelerator: accel.as_ref().and_then(|x| s(x, i)),
+            probe_dirty_rate_bytes_per_s: probe_d.as_ref().and_then(|x| f64_(x, i)),
+            probe_hot_set_bytes: probe_h.as_ref().and_then(|x| f64_(x, i)),
+            probe_nonzero_share: probe_z.as_ref().and_then(|x| f64_(x, i)),
         });
     }
     Ok(out)
@@ -375,6 +399,9 @@ mod tests {
             memory_verified: (i != 1).then_some(i != 2),
             memory_mismatch_pages: (i != 1).then_some(if i == 2 { 3 } else { 0 }),
             accelerator: Some("tcg".into()),
+            probe_dirty_rate_bytes_per_s: None,
+            probe_hot_set_bytes: None,
+            probe_nonzero_share: None,
         }
     }
 

@@ -18,9 +18,10 @@ use crate::io::{
 /// The samples dataset kind and version.
 pub const SAMPLES: DatasetKind = DatasetKind {
     name: "samples",
+    // 1.1: source_kind, source_interval_ns, energy_counter_j (absent from 1.0 files).
     version: SchemaVersion {
         major: 1,
-        minor: 0,
+        minor: 1,
         patch: 0,
     },
 };
@@ -67,7 +68,7 @@ pub const RECORD_FIELDS: [(&str, &str); FIELD_COUNT] = [
 pub const FLAG_AFTER_GAP: u32 = 1;
 
 /// One captured sample: a meter record stamped on the host.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SampleRow {
     /// Host name (partition `host=`).
     pub host: String,
@@ -87,6 +88,13 @@ pub struct SampleRow {
     pub flags: u32,
     /// The 18 record fields in SI units (see [`RECORD_FIELDS`]); `None` = `_` on the wire.
     pub fields: [Option<f64>; FIELD_COUNT],
+    /// Kind of the source (`wattsup`, `emulated`, `rapl`, ...); None in 1.0 files.
+    pub source_kind: Option<String>,
+    /// The source's native interval (logging, polling or averaging), ns; None in 1.0 files.
+    pub source_interval_ns: Option<i64>,
+    /// Cumulative energy counter of sources that keep one (RAPL), J, monotone within a
+    /// connection (wrap-around undone); None for sources that measure power only.
+    pub energy_counter_j: Option<f64>,
 }
 
 impl SampleRow {
@@ -136,6 +144,22 @@ pub fn samples_frame(rows: &[SampleRow]) -> Result<DataFrame, PolarsError> {
         ),
     ];
     cols.extend(field_columns(n, |r, f| rows[r].fields[f]));
+    cols.push(Column::new(
+        "source_kind".into(),
+        rows.iter()
+            .map(|r| r.source_kind.as_deref())
+            .collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "source_interval_ns".into(),
+        rows.iter()
+            .map(|r| r.source_interval_ns)
+            .collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "energy_counter_j".into(),
+        rows.iter().map(|r| r.energy_counter_j).collect::<Vec<_>>(),
+    ));
     DataFrame::new(n, cols)
 }
 
@@ -227,6 +251,19 @@ fn rows_of(df: &DataFrame, path: &Path, host: &str) -> Result<Vec<SampleRow>, Da
         fields.push(typed(name, DataType::Float64)?);
     }
     let fields: Vec<&Float64Chunked> = fields.iter().map(|s| s.f64().expect("cast")).collect();
+    // Columns of minor 1: 1.0 files lack them.
+    let optional = |name: &str, dt: DataType| -> Result<Option<Series>, DatasetError> {
+        if df.column(name).is_err() {
+            return Ok(None);
+        }
+        typed(name, dt).map(Some)
+    };
+    let kind = optional("source_kind", DataType::String)?;
+    let kind = kind.as_ref().map(|s| s.str().expect("cast"));
+    let interval = optional("source_interval_ns", DataType::Int64)?;
+    let interval = interval.as_ref().map(|s| s.i64().expect("cast"));
+    let counter = optional("energy_counter_j", DataType::Float64)?;
+    let counter = counter.as_ref().map(|s| s.f64().expect("cast"));
     let mut out = Vec::with_capacity(df.height());
     for i in 0..df.height() {
         let req = |v: Option<i64>, name: &str| {
@@ -248,6 +285,9 @@ fn rows_of(df: &DataFrame, path: &Path, host: &str) -> Result<Vec<SampleRow>, Da
             gap_before_ns: gap.get(i),
             flags: flags.get(i).unwrap_or(0),
             fields: f,
+            source_kind: kind.and_then(|c| c.get(i)).map(str::to_string),
+            source_interval_ns: interval.and_then(|c| c.get(i)),
+            energy_counter_j: counter.and_then(|c| c.get(i)),
         });
     }
     Ok(out)
@@ -347,6 +387,11 @@ pub struct PowerSeries {
     pub meter_index: Vec<u16>,
     /// Records that carried no power value (`_` on the wire); left out of the vectors.
     pub missing_watts: usize,
+    /// Energy counter, J, one per sample (None where a sample has none); empty when no
+    /// sample of the host has one.
+    pub energy_counter_j: Vec<Option<f64>>,
+    /// Longest native interval of the host's source(s), ns; None when not recorded (1.0).
+    pub source_interval_ns: Option<i64>,
 }
 
 impl PowerSeries {
@@ -363,6 +408,8 @@ impl PowerSeries {
 
 /// Columns read by [`read_power_series`].
 pub const POWER_COLUMNS: [&str; 5] = ["meter_id", "utc_ns", "watts", "flags", "gap_before_ns"];
+/// Columns of minor 1 read by [`read_power_series`] where a file has them.
+pub const POWER_COLUMNS_1: [&str; 2] = ["energy_counter_j", "source_interval_ns"];
 
 /// The samples files under `path` (a file or a hive folder) grouped by host, each list sorted.
 pub fn sample_files_by_host(
@@ -416,6 +463,8 @@ pub fn read_power_series_into(
     out.meter_ids.clear();
     out.meter_index.clear();
     out.missing_watts = 0;
+    out.energy_counter_j.clear();
+    out.source_interval_ns = None;
     if range_utc_ns.is_none() {
         // Allocate once: growing vectors of millions of samples costs copies and page faults.
         let mut total = 0usize;
@@ -452,6 +501,9 @@ pub fn read_power_series_into(
         );
         appended?;
         decoded = Some((next, got));
+    }
+    if !out.energy_counter_j.is_empty() {
+        out.energy_counter_j.resize(out.utc_ns.len(), None);
     }
     sort_power_series(out);
     check_no_duplicate_times(out, files)
@@ -527,8 +579,15 @@ fn read_power_columns(path: &Path) -> Result<DataFrame, DatasetError> {
             return Err(col_err(path, name, "missing"));
         }
     }
+    let mut names: Vec<String> = POWER_COLUMNS.iter().map(|c| c.to_string()).collect();
+    names.extend(
+        POWER_COLUMNS_1
+            .iter()
+            .filter(|c| schema.contains(c))
+            .map(|c| c.to_string()),
+    );
     reader
-        .with_columns(Some(POWER_COLUMNS.iter().map(|c| c.to_string()).collect()))
+        .with_columns(Some(names))
         .finish()
         .map_err(|e| DatasetError::polars(path, e))
 }
@@ -565,6 +624,45 @@ fn append_power(
     check_power_rows(path, utc, watts, gap)?;
     let n = df.height();
     let meter_codes = meter_codes(out, meter, path)?;
+    let counter = match df.column("energy_counter_j") {
+        Ok(_) => Some(typed("energy_counter_j", DataType::Float64)?),
+        Err(_) => None,
+    };
+    let counter = counter
+        .as_ref()
+        .map(|c| c.f64().expect("cast"))
+        .filter(|c| c.null_count() < c.len());
+    if let Some(c) = counter {
+        if let Some((i, v)) = c
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| v.filter(|v| !(v.is_finite() && *v >= 0.0)).map(|v| (i, v)))
+        {
+            return Err(col_err(
+                path,
+                "energy_counter_j",
+                format!("row {i}: {v}, expected a finite number >= 0 (J)"),
+            ));
+        }
+    }
+    if let Ok(c) = df.column("source_interval_ns") {
+        let c = c
+            .as_materialized_series()
+            .strict_cast(&DataType::Int64)
+            .map_err(|_| col_err(path, "source_interval_ns", "expected i64"))?;
+        if let Some(m) = c.i64().expect("cast").max() {
+            out.source_interval_ns = Some(out.source_interval_ns.map_or(m, |o| o.max(m)));
+        }
+    }
+    // Counters line up with the samples kept; the vector stays empty until one appears.
+    let push_counter = |out: &mut PowerSeries, v: Option<f64>| {
+        if counter.is_some() && out.energy_counter_j.is_empty() {
+            out.energy_counter_j.resize(out.utc_ns.len(), None);
+        }
+        if !out.energy_counter_j.is_empty() || counter.is_some() {
+            out.energy_counter_j.push(v);
+        }
+    };
     if range.is_none() && watts.null_count() == 0 {
         // Common case: copy whole columns.
         let base = out.utc_ns.len();
@@ -587,6 +685,14 @@ fn append_power(
                 .extend(gaps.filter_map(|(i, g)| Some((base + i, g?))));
         }
         out.meter_index.extend_from_slice(&meter_codes);
+        if counter.is_some() || !out.energy_counter_j.is_empty() {
+            // Pad to the samples before this file, then this file's counters.
+            out.energy_counter_j.resize(base, None);
+            match counter {
+                Some(c) => out.energy_counter_j.extend(c.iter()),
+                None => out.energy_counter_j.resize(base + n, None),
+            }
+        }
         return Ok(());
     }
     let (lo, hi) = range.unwrap_or((i64::MIN, i64::MAX));
@@ -607,6 +713,7 @@ fn append_power(
         if let Some(g) = g {
             out.gaps_before_ns.push((out.utc_ns.len(), g));
         }
+        push_counter(out, counter.and_then(|c| c.get(i)));
         out.utc_ns.push(t);
         out.watts.push(w);
         out.flags.push(f.unwrap_or(0));
@@ -740,6 +847,9 @@ fn sort_power_series(s: &mut PowerSeries) {
     s.watts = order.iter().map(|&i| s.watts[i]).collect();
     s.flags = order.iter().map(|&i| s.flags[i]).collect();
     s.meter_index = order.iter().map(|&i| s.meter_index[i]).collect();
+    if !s.energy_counter_j.is_empty() {
+        s.energy_counter_j = order.iter().map(|&i| s.energy_counter_j[i]).collect();
+    }
     for g in &mut s.gaps_before_ns {
         g.0 = new_pos[g.0];
     }
@@ -763,6 +873,7 @@ mod power_series_tests {
             gap_before_ns: (i == 3).then_some(2_000_000_000),
             flags: u32::from(i == 3),
             fields,
+            ..Default::default()
         }
     }
 
@@ -895,6 +1006,9 @@ mod tests {
             gap_before_ns: (i == 2).then_some(5_000_000_000),
             flags: 0,
             fields,
+            source_kind: Some("wattsup".into()),
+            source_interval_ns: Some(1_000_000_000),
+            energy_counter_j: (i % 2 == 1).then_some(1_000.5 + i as f64),
         }
     }
 
@@ -906,6 +1020,72 @@ mod tests {
         write_samples_file(&part.join("a.parquet"), "src", &rows).unwrap();
         let back = read_samples(dir.path()).unwrap();
         assert_eq!(back, rows);
+    }
+
+    #[test]
+    fn files_of_minor_0_without_source_columns_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = partition_dir(dir.path(), "src", "2026-11-25");
+        let p = part.join("old.parquet");
+        std::fs::create_dir_all(&part).unwrap();
+        let rows: Vec<_> = (0..4).map(row).collect();
+        let mut df = samples_frame(&rows).unwrap();
+        for c in ["source_kind", "source_interval_ns", "energy_counter_j"] {
+            df = df.drop(c).unwrap();
+        }
+        let v1_0 = DatasetKind {
+            name: "samples",
+            version: SchemaVersion {
+                major: 1,
+                minor: 0,
+                patch: 0,
+            },
+        };
+        crate::io::write_parquet_atomic_with(&mut df, &p, v1_0, &[(KEY_HOST, "src")]).unwrap();
+        let back = read_samples(dir.path()).unwrap();
+        let expected: Vec<_> = rows
+            .iter()
+            .map(|r| SampleRow {
+                source_kind: None,
+                source_interval_ns: None,
+                energy_counter_j: None,
+                ..r.clone()
+            })
+            .collect();
+        assert_eq!(back, expected);
+        let s = read_power_series("src", std::slice::from_ref(&p), None).unwrap();
+        assert_eq!(s.len(), 4);
+        assert!(s.energy_counter_j.is_empty());
+        assert_eq!(s.source_interval_ns, None);
+        // `datasets check`: a 1.0 file may lack them, a 1.1 file must have them.
+        assert!(crate::check::check_path(&p).unwrap().violations.is_empty());
+        let mut df = samples_frame(&rows)
+            .unwrap()
+            .drop("energy_counter_j")
+            .unwrap();
+        crate::io::write_parquet_atomic_with(&mut df, &p, SAMPLES, &[(KEY_HOST, "src")]).unwrap();
+        let v = crate::check::check_path(&p).unwrap().violations;
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].column.as_deref(), Some("energy_counter_j"));
+        assert!(v[0].problem.starts_with("missing"), "{v:?}");
+    }
+
+    #[test]
+    fn power_series_carry_counters_aligned_with_their_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = partition_dir(dir.path(), "src", "2026-11-25");
+        let rows: Vec<_> = (0..5).map(row).collect();
+        // Files in reverse order: the series is sorted with its counters.
+        write_samples_file(&part.join("b.parquet"), "src", &rows[..2]).unwrap();
+        write_samples_file(&part.join("a.parquet"), "src", &rows[2..]).unwrap();
+        let files = vec![part.join("a.parquet"), part.join("b.parquet")];
+        let s = read_power_series("src", &files, None).unwrap();
+        let want: Vec<_> = rows.iter().map(|r| r.energy_counter_j).collect();
+        assert_eq!(s.energy_counter_j, want);
+        assert_eq!(s.source_interval_ns, Some(1_000_000_000));
+        let ranged =
+            read_power_series("src", &files, Some((rows[1].utc_ns, rows[3].utc_ns))).unwrap();
+        assert_eq!(ranged.energy_counter_j, want[1..4].to_vec());
     }
 
     #[test]

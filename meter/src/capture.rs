@@ -618,6 +618,9 @@ impl SourceRun {
             gap_before_ns: gap.as_ref().map(|g| g.0),
             flags: if gap.is_some() { FLAG_AFTER_GAP } else { 0 },
             fields: r.fields,
+            source_kind: Some(self.source.kind().to_string()),
+            source_interval_ns: i64::try_from(self.source.native_interval().as_nanos()).ok(),
+            energy_counter_j: r.energy_counter_j,
         };
         let energy_j = self.energy.add(&r, gap.is_some());
         if let Some((gap_ns, reason)) = gap {

@@ -18,10 +18,15 @@ use datasets::samples::{partition_dir, write_samples_file, SampleRow, FIELD_COUN
 use datasets::DatasetError;
 use nix::fcntl::{Flock, FlockArg};
 
-/// First line of every journal.
-const MAGIC: &str = "# migwatt samples journal v1";
-/// Columns of a journal line after the magic header line.
-const COLUMNS: usize = 7 + FIELD_COUNT;
+/// First line of every journal written now.
+const MAGIC: &str = "# migwatt samples journal v2";
+/// What every journal's first line starts with, whatever its version.
+const MAGIC_ANY: &str = "# migwatt samples journal v";
+/// Columns of a v1 journal line (before sources had kinds): still recovered.
+const COLUMNS_V1: usize = 7 + FIELD_COUNT;
+/// Columns of a journal line: v1's, then energy counter (J), source kind and source
+/// interval (ns).
+const COLUMNS: usize = COLUMNS_V1 + 3;
 
 /// Errors of the journal.
 #[derive(Debug, thiserror::Error)]
@@ -76,20 +81,29 @@ fn encode_line(r: &SampleRow) -> String {
         r.gap_before_ns.map(|g| g.to_string()).unwrap_or_default(),
         r.flags
     );
-    for f in &r.fields {
+    for f in r.fields.iter().chain([&r.energy_counter_j]) {
         s.push(',');
         if let Some(v) = f {
             // Rust prints the shortest string that parses back to the same f64.
             let _ = write!(s, "{v}");
         }
     }
+    // Kind and interval go after the counter: the numeric columns keep their v1 places.
+    let _ = write!(
+        s,
+        ",{},{}",
+        r.source_kind.as_deref().unwrap_or_default(),
+        r.source_interval_ns
+            .map(|i| i.to_string())
+            .unwrap_or_default()
+    );
     s.push('\n');
     s
 }
 
 fn decode_line(host: &str, line: &str) -> Option<SampleRow> {
     let f: Vec<&str> = line.split(',').collect();
-    if f.len() != COLUMNS {
+    if f.len() != COLUMNS && f.len() != COLUMNS_V1 {
         return None;
     }
     let opt_f64 = |s: &str| -> Option<Option<f64>> {
@@ -100,8 +114,24 @@ fn decode_line(host: &str, line: &str) -> Option<SampleRow> {
         }
     };
     let mut fields = [None; FIELD_COUNT];
-    for (i, v) in f[7..].iter().enumerate() {
+    for (i, v) in f[7..COLUMNS_V1].iter().enumerate() {
         fields[i] = opt_f64(v)?;
+    }
+    let (mut energy_counter_j, mut source_kind, mut source_interval_ns) = (None, None, None);
+    if f.len() == COLUMNS {
+        energy_counter_j = opt_f64(f[COLUMNS_V1])?;
+        let kind = f[COLUMNS_V1 + 1];
+        if !kind.is_empty() {
+            // Kinds are lower-case words with `+` (`redfish+https`).
+            if !kind.chars().all(|c| c.is_ascii_lowercase() || c == '+') {
+                return None;
+            }
+            source_kind = Some(kind.to_string());
+        }
+        let interval = f[COLUMNS_V1 + 2];
+        if !interval.is_empty() {
+            source_interval_ns = Some(interval.parse::<i64>().ok().filter(|&i| i >= 0)?);
+        }
     }
     Some(SampleRow {
         host: host.to_string(),
@@ -117,6 +147,9 @@ fn decode_line(host: &str, line: &str) -> Option<SampleRow> {
         },
         flags: f[6].parse().ok()?,
         fields,
+        source_kind,
+        source_interval_ns,
+        energy_counter_j,
     })
 }
 
@@ -411,7 +444,7 @@ fn recover_one(
     // Only a header line is consumed as the header: a journal whose header was lost starts
     // with a sample, and that sample is recovered like the others.
     let (header_host, body) = match all.first() {
-        Some(l) if l.starts_with(MAGIC) => {
+        Some(l) if l.starts_with(MAGIC_ANY) => {
             let h = l.trim_end().rsplit("host=").next().unwrap_or_default();
             (Some(h.to_string()), 1)
         }
@@ -555,6 +588,16 @@ mod tests {
             gap_before_ns: (i == 3).then_some(2_000_000_000),
             flags: u32::from(i == 3),
             fields,
+            source_kind: Some(
+                if i.is_multiple_of(2) {
+                    "wattsup"
+                } else {
+                    "rapl"
+                }
+                .into(),
+            ),
+            source_interval_ns: (i != 4).then_some(1_000_000_000),
+            energy_counter_j: (i % 2 == 1).then_some(262_143.328_85 + i as f64),
         }
     }
 
@@ -565,6 +608,21 @@ mod tests {
             let l = encode_line(&r);
             assert_eq!(decode_line("h1", l.trim_end()).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn v1_journal_lines_are_still_read() {
+        // A line as a v1 journal held it (no kind, interval or counter).
+        let line = "wattsup-PRO,1764000000000000000,5000,0,1,,0,100,,0.378,,,,,,,,,,,,,,,";
+        let r = decode_line("h1", line).unwrap();
+        assert_eq!(r.fields[0], Some(100.0));
+        assert_eq!(r.fields[2], Some(0.378));
+        assert_eq!(
+            (r.source_kind, r.source_interval_ns, r.energy_counter_j),
+            (None, None, None)
+        );
+        assert!(decode_line("h1", &format!("{line},x")).is_none());
+        assert!(decode_line("h1", &format!("{line},,Bad Kind,")).is_none());
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub enum CalibrateCommand {
     /// Drive one live QEMU migration through QMP, record it and write its rows
     #[command(after_help = MIGRATE_AFTER)]
     Migrate(MigrateArgs),
+    /// Measure a running VM's dirty rate, hot set and non-zero memory before migrating it
+    #[command(after_help = PROBE_AFTER)]
+    Probe(ProbeArgs),
     /// Write the integration windows (source and destination) of a migrations dataset
     Windows(WindowsArgs),
     /// Render a campaign folder's report (report.html, report.md) from its summary.json
@@ -144,6 +147,10 @@ pub struct MigrateArgs {
     /// Sample the guest's dirtying rate for this long (whole seconds, rounded up) before migrating
     #[arg(long, value_name = "DURATION", value_parser = super::quantity::duration)]
     pub dirty_rate_sample: Option<Duration>,
+    /// Do not probe the VM before migrating (by default `calibrate probe` runs first, about
+    /// 16 s, and its D, hot set and non-zero share go into the record)
+    #[arg(long)]
+    pub no_probe: bool,
     /// Source host name
     #[arg(long, default_value = "source")]
     pub source_host: String,
@@ -196,6 +203,46 @@ was cancelled (--timeout) or did not verify (a mismatch, or the check could not 
 error before anything was recorded, or after the record was written (see the message); 2 bad \
 arguments. Environment of the paused hook: MIGWATT_SOURCE_QMP, MIGWATT_DEST_QMP.";
 
+/// Output formats of `calibrate probe` on stdout.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum ProbeFormat {
+    /// One line per window and the fit
+    Text,
+    /// The probe file's JSON
+    Json,
+}
+
+/// Arguments of `calibrate probe`.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// The running VM's QMP unix socket
+    #[arg(long)]
+    pub qmp: PathBuf,
+    /// Window lengths, comma-separated durations (at least 1 ms each)
+    #[arg(long, value_name = "DURATIONS", value_delimiter = ',', default_value = "1s,2s,4s,8s", value_parser = super::quantity::duration)]
+    pub windows: Vec<Duration>,
+    /// Skip the non-zero share (one pass over guest RAM with pmemsave)
+    #[arg(long)]
+    pub no_nonzero: bool,
+    /// Probe file to write (JSON; `predict --probe FILE` reads it)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Output format on stdout
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ProbeFormat,
+}
+
+const PROBE_AFTER: &str = "\
+For each window, QMP calc-dirty-rate (mode page-sampling, 10000 sampled pages per GiB; under \
+TCG dirty-bitmap reports nothing and dirty-ring needs KVM) gives the data the guest dirtied; \
+min(D w, H) fitted to the windows gives the dirty rate D and the hot set H (none when the \
+dirty set kept growing linearly). Then guest RAM is read once with pmemsave through a pipe in \
+the temporary folder (so QEMU must run on this machine) and its all-zero pages counted: the \
+first pre-copy round sends only the others in full. The guest keeps running throughout.
+
+Exit status: 0 done; 1 an error (QMP, the socket); 2 bad arguments; 130/143 stopped by \
+SIGINT/SIGTERM.";
+
 /// Arguments of `calibrate windows`.
 #[derive(Debug, clap::Args)]
 pub struct WindowsArgs {
@@ -214,6 +261,7 @@ pub fn run(c: CalibrateCommand) -> anyhow::Result<ExitCode> {
         CalibrateCommand::Init(a) => super::campaign::init(a),
         CalibrateCommand::Ingest(a) => ingest(a),
         CalibrateCommand::Migrate(a) => migrate(a),
+        CalibrateCommand::Probe(a) => probe(a),
         CalibrateCommand::Windows(a) => windows(a),
         CalibrateCommand::Report(a) => report(a),
     }
@@ -316,6 +364,7 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
         timeout: a.timeout,
         poll_interval: Duration::from_millis(50),
         dirty_rate_sample_s: a.dirty_rate_sample.map(|d| d.as_secs_f64()),
+        probe: (!a.no_probe).then(calibrate::probe::ProbeOptions::default),
         vm: a.vm,
         workload: a.workload,
         source_host: a.source_host,
@@ -381,6 +430,53 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(e) = &got.error_after {
         bail!("{e} (the migration is recorded in {})", raw.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let outputs: Vec<(&str, &std::path::Path)> =
+        a.out.iter().map(|o| ("--out", o.as_path())).collect();
+    let _io = super::guard_io(&[], &outputs)?;
+    let _cancel = crate::signals::cancel_on_signals()?;
+    let opts = calibrate::probe::ProbeOptions {
+        windows_s: a.windows.iter().map(Duration::as_secs_f64).collect(),
+        nonzero_share: !a.no_nonzero,
+    };
+    let mut q = calibrate::qmp::Qmp::connect(&a.qmp, Duration::from_secs(10))?;
+    let p = calibrate::probe::probe(&mut q, &opts, &crate::signals::STOP, &mut |m| errln!("{m}"))?;
+    let json = serde_json::to_string_pretty(&p).context("encoding the probe")?;
+    if let Some(out) = &a.out {
+        write_atomic(out, format!("{json}\n").as_bytes())?;
+    }
+    match a.format {
+        ProbeFormat::Json => outln!("{json}"),
+        ProbeFormat::Text => {
+            const MIB: f64 = 1048576.0;
+            for w in &p.windows {
+                outln!(
+                    "window {} s: {:.1} MiB dirty ({:.2} MiB/s)",
+                    w.window_s,
+                    w.dirty_bytes / MIB,
+                    w.dirty_rate_bytes_per_s / MIB
+                );
+            }
+            outln!(
+                "D {:.2} MiB/s, hot set {}, non-zero share {} of {:.0} MiB{}",
+                p.dirty_rate_bytes_per_s / MIB,
+                p.hot_set_bytes
+                    .map_or("none (linear growth)".into(), |h| format!(
+                        "{:.1} MiB",
+                        h / MIB
+                    )),
+                p.nonzero_share
+                    .map_or("not measured".into(), |z| format!("{:.1} %", 100.0 * z)),
+                p.vm_mem_bytes / MIB,
+                a.out
+                    .as_ref()
+                    .map_or(String::new(), |o| format!(" -> {}", o.display()))
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

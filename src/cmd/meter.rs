@@ -93,8 +93,13 @@ pub struct CaptureArgs {
     )]
     pub ports: Vec<String>,
     /// Power source to capture (repeatable, with --port too): wattsup:DEVICE (a Watts up? PRO
-    /// on a serial device, as --port) or emulated[:PROFILE] (an emulated one on a
-    /// pseudo-terminal, PROFILE as in `meter emulate --profile`)
+    /// on a serial device, as --port), emulated[:PROFILE] (an emulated one on a
+    /// pseudo-terminal, PROFILE as in `meter emulate --profile`), rapl:[ROOT] (RAPL energy
+    /// counters of the powercap tree, default /sys/class/powercap),
+    /// prometheus+http://HOST:PORT/PATH?metric=NAME[&LABEL=VALUE] (one series of an
+    /// exporter) or redfish+http://BMC/redfish/v1/Chassis/ID[?credentials=FILE] (chassis
+    /// power; FILE holds USER:PASSWORD, else the environment variables
+    /// MIGWATT_REDFISH_USERNAME and MIGWATT_REDFISH_PASSWORD are used)
     #[arg(long = "source", value_name = "[NAME=]KIND:TARGET", value_parser = source_spelling)]
     pub sources: Vec<String>,
     /// Samples dataset folder
@@ -180,9 +185,18 @@ pub struct EmulateArgs {
 /// Arguments of `meter info`.
 #[derive(Debug, clap::Args)]
 pub struct InfoArgs {
-    /// Serial device of the meter
-    #[arg(long, value_name = "DEVICE")]
-    pub port: PathBuf,
+    /// Serial device of a Watts up? PRO
+    #[arg(
+        long,
+        value_name = "DEVICE",
+        required_unless_present = "source",
+        conflicts_with = "source"
+    )]
+    pub port: Option<PathBuf>,
+    /// A source of any kind, spelled as in `meter capture --source` (KIND:TARGET): who
+    /// answers and one reading
+    #[arg(long, value_name = "KIND:TARGET", value_parser = source_spelling)]
+    pub source: Option<String>,
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: super::Format,
@@ -565,7 +579,17 @@ fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn info(a: InfoArgs) -> anyhow::Result<ExitCode> {
-    let info = meter::ports::meter_info(&a.port, Duration::from_secs(2))?;
+    let port = match (&a.port, &a.source) {
+        (Some(p), _) => p.clone(),
+        (None, Some(s)) => match NamedSource::parse_source(s).context("--source")?.spec {
+            // A Watts up? says more about itself than one reading (and starting its
+            // logging would clear its memory).
+            meter::source::SourceSpec::WattsUp { device } => device,
+            spec => return info_source(&spec, a.format == super::Format::Json),
+        },
+        (None, None) => bail!("--port or --source is required"),
+    };
+    let info = meter::ports::meter_info(&port, Duration::from_secs(2))?;
     if a.format == super::Format::Json {
         outln!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(ExitCode::SUCCESS);
@@ -599,6 +623,34 @@ fn info(a: InfoArgs) -> anyhow::Result<ExitCode> {
             "dollar"
         };
         outln!("rate:      {r} mils/kWh ({cur})");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `meter info --source` for sources other than a serial Watts up? PRO.
+fn info_source(spec: &meter::source::SourceSpec, json: bool) -> anyhow::Result<ExitCode> {
+    let source = spec
+        .open(&SourceOptions::default())
+        .with_context(|| format!("opening the {} source", spec.kind()))?;
+    let info = meter::source::probe(source.as_ref(), Duration::from_secs(5))
+        .with_context(|| format!("reading {}", source.location()))?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("source:    {} {}", info.kind, info.location);
+    outln!("answered:  {}", info.identity.description);
+    outln!("meter id:  {}", info.identity.meter_id);
+    outln!(
+        "measures:  {:?} every {} s",
+        info.measures,
+        info.native_interval_s
+    );
+    if let Some(w) = info.power_w {
+        outln!("power:     {w} W");
+    }
+    if let Some(e) = info.energy_counter_j {
+        outln!("counter:   {e} J");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,8 +16,8 @@ use trainer::evaluate::{
 };
 use trainer::history::{d_tilde, DEFAULT_MU, DEFAULT_PHI};
 use trainer::predict::{
-    base_model, simulate_trajectory, EnergyModel, GammaModel, Hypervisor, Prediction, RatePolicy,
-    Scenario, NO_HOT_SET,
+    base_model, simulate_trajectory, DowntimeModel, EnergyModel, GammaModel, Hypervisor,
+    Prediction, RatePolicy, Scenario, NO_HOT_SET,
 };
 use trainer::rank::{predict_all, rank, Defaults, Weights};
 
@@ -155,6 +155,12 @@ pub struct PredictArgs {
     /// H learned by --history-dir)
     #[arg(long, value_name = "SIZE", value_parser = quantity::size)]
     hot_set: Option<Size>,
+    /// A probe file (`migwatt calibrate probe --out FILE`): the VM's D, hot set H and non-zero
+    /// share measured before migrating. Without history it gives D, H and the first round
+    /// (non-zero share x RAM); with --history-dir its D is the rate sampled now (S of eq 13).
+    /// --dirty-rate, --hot-set and --vm-mem override it
+    #[arg(long, value_name = "FILE", conflicts_with = "vms")]
+    probe: Option<PathBuf>,
     /// EWMA weight mu of eq 12 (> 0.5)
     #[arg(long, default_value_t = DEFAULT_MU)]
     mu: f64,
@@ -281,8 +287,22 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     let Some(policy) = policy else {
         bail!("give --rate RATE or --adaptive");
     };
+    let probe = match &a.probe {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(trainer::probe::Probe::from_json(
+                &text,
+                &p.display().to_string(),
+            )?)
+        }
+        None => None,
+    };
     let mut vm_mem = a.vm_mem.map(|s| s.bytes);
-    let sampled = a.dirty_rate.map(|r| r.bytes_per_s);
+    let sampled = a
+        .dirty_rate
+        .map(|r| r.bytes_per_s)
+        .or(probe.as_ref().map(|p| p.dirty_rate_bytes_per_s));
     let mut hot_set = a.hot_set.map(|s| s.bytes);
     let mut refined = None;
     let dirty = if let (Some(dir), Some(vm)) = (&a.history_dir, &a.vm) {
@@ -313,8 +333,30 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         refined = Some(h);
         d
     } else {
-        sampled.context("give --dirty-rate RATE (or --history-dir DIR --vm NAME)")?
+        sampled
+            .context("give --dirty-rate RATE (or --probe FILE, or --history-dir DIR --vm NAME)")?
     };
+    // A VM without history: what the probe measured stands for it.
+    let mut from_probe = Vec::new();
+    if let Some(p) = probe.as_ref().filter(|_| refined.is_none()) {
+        if a.dirty_rate.is_none() {
+            from_probe.push("D");
+        }
+        if hot_set.is_none() && p.hot_set_bytes.is_some() {
+            hot_set = p.hot_set_bytes;
+            from_probe.push("hot set H");
+        }
+        if vm_mem.is_none() {
+            vm_mem = Some(p.first_round_bytes());
+            from_probe.push(if p.nonzero_share.is_some() {
+                "first round (non-zero share x RAM)"
+            } else {
+                "first round (all RAM)"
+            });
+        }
+    } else if probe.is_some() && a.dirty_rate.is_none() {
+        from_probe.push("S of eq 13");
+    }
     let Some(vm_mem) = vm_mem else {
         match &refined {
             Some(h) => bail!(
@@ -322,7 +364,7 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
                 h.vm,
                 h.migrations
             ),
-            None => bail!("give --vm-mem SIZE (the data the first round sends, e.g. 1GiB)"),
+            None => bail!("give --vm-mem SIZE (the data the first round sends, e.g. 1GiB) or --probe FILE"),
         }
     };
     let s = Scenario {
@@ -332,9 +374,15 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         rate: policy,
         downtime_limit_s: limit,
         hot_set_bytes: hot_set.unwrap_or(NO_HOT_SET),
+        downtime: refined
+            .as_ref()
+            .and_then(|h| h.downtime)
+            .unwrap_or(DowntimeModel::default_for(a.models.hypervisor)),
     };
     s.check().context(if a.hot_set.is_some() {
         "--hot-set"
+    } else if !from_probe.is_empty() {
+        "the probe's figures"
     } else {
         "inputs"
     })?;
@@ -371,6 +419,13 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
                 "gamma": if a.model == ModelChoice::Sim { gamma } else { m.gamma },
                 "hot_set_bytes": hot_set.filter(|_| a.model == ModelChoice::Sim),
                 "refined": refined,
+                "probe": probe.as_ref().map(|p| serde_json::json!({
+                    "file": a.probe.as_ref().map(|f| f.display().to_string()),
+                    "used_for": from_probe,
+                    "dirty_rate_bytes_per_s": p.dirty_rate_bytes_per_s,
+                    "hot_set_bytes": p.hot_set_bytes,
+                    "nonzero_share": p.nonzero_share,
+                })),
                 "prediction": p,
             });
             outln!("{}", serde_json::to_string_pretty(&v)?);
@@ -402,12 +457,27 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
                     fmt_opt(h.hot_set_bytes, 1e6, 3)
                 );
             }
+            if let (Some(p), false) = (&probe, from_probe.is_empty()) {
+                outln!(
+                    "probe {}: D {:.3} MB/s, hot set {} MB, non-zero share {}; used for {}",
+                    a.probe
+                        .as_ref()
+                        .map_or(String::new(), |f| f.display().to_string()),
+                    p.dirty_rate_bytes_per_s / 1e6,
+                    fmt_opt(p.hot_set_bytes, 1e6, 3),
+                    p.nonzero_share
+                        .map_or("-".into(), |z| format!("{:.1} %", 100.0 * z)),
+                    from_probe.join(", ")
+                );
+            }
             if capped {
                 outln!(
                     "hot set H {:.3} MB ({}): dirty data per round = min(T D, H)",
                     s.hot_set_bytes / 1e6,
                     if a.hot_set.is_some() {
                         "--hot-set"
+                    } else if from_probe.contains(&"hot set H") {
+                        "measured by the probe"
                     } else {
                         "learned from the history"
                     }
@@ -431,6 +501,7 @@ fn predict_table(
         hypervisor: a.models.hypervisor,
         rate: policy,
         downtime_limit_s: limit,
+        downtime: DowntimeModel::default_for(a.models.hypervisor),
     };
     let mut out = Vec::with_capacity(c.len());
     for i in 0..c.len() {
@@ -526,6 +597,7 @@ pub fn run_rank(a: RankArgs) -> anyhow::Result<ExitCode> {
         hypervisor: a.models.hypervisor,
         rate: a.models.rate_policy()?,
         downtime_limit_s: a.models.downtime_limit_s()?,
+        downtime: DowntimeModel::default_for(a.models.hypervisor),
     };
     let c = read_candidates(&a.vms)?;
     if c.is_empty() {
@@ -662,6 +734,10 @@ pub struct EvaluateArgs {
     /// the gamma model throughout
     #[arg(long, requires = "refined")]
     no_hot_set: bool,
+    /// Refined model without the pre-migration probe: a VM's first migration (no history)
+    /// predicted from the sampled rate and all of RAM, as before the probe (to compare)
+    #[arg(long, requires = "history")]
+    no_probe: bool,
     /// Honest evaluation: each VM's first N migrations (by start time, e.g. a campaign's
     /// repetition 1) train the gamma model and are the history of the rest; only the later,
     /// held-out migrations are reported
@@ -744,6 +820,7 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         mu: a.mu,
         phi: a.phi,
         hot_set: !a.no_hot_set,
+        probe: !a.no_probe,
         default_rate_bytes_per_s: default_rate,
     };
     let measured_energy: std::collections::HashMap<String, f64> = match &a.energy {

@@ -10,10 +10,11 @@ use datasets::migrations::MigrationRow;
 use datasets::rounds::RoundRow;
 use serde::Serialize;
 
+use crate::downtime::{learn, observe, DowntimeObs};
 use crate::history::{d_bar, d_tilde, ewma, hot_set_hat, wws_fit, RoundRate};
 use crate::predict::{
-    base_model, simulate, EnergyModel, GammaModel, Hypervisor, RatePolicy, Scenario, Summary,
-    NO_HOT_SET, QEMU_DEFAULT_DOWNTIME_LIMIT_S, T_RESUME_S,
+    base_model, simulate, DowntimeModel, EnergyModel, GammaModel, Hypervisor, RatePolicy, Scenario,
+    Summary, NO_HOT_SET, QEMU_DEFAULT_DOWNTIME_LIMIT_S,
 };
 use crate::rank::Weights;
 use crate::rng::SplitMix64;
@@ -35,6 +36,10 @@ pub struct EvalOptions {
     /// [`Scenario::hot_set_bytes`]): D_m from the rounds the hot set did not cap, H_hat the
     /// largest hot set seen, gamma = 0 once H_hat is known. False: eqs 11-13 as published.
     pub hot_set: bool,
+    /// Refined model, a VM's first migration (no history): take D, the hot set and the first
+    /// round (non-zero share x RAM) from the migration's pre-migration probe when it has one
+    /// (`probe_*` columns). False: the sampled rate and all of RAM, as before the probe.
+    pub probe: bool,
     /// Rate for migrations that recorded no bandwidth limit, bytes/s.
     pub default_rate_bytes_per_s: Option<f64>,
 }
@@ -64,10 +69,8 @@ struct Past {
     /// H_m: the hot set when it capped round 1, bytes.
     hot_set: Option<f64>,
     first_round_bytes: Option<f64>,
-    /// Measured downtime beyond the stop-and-copy round's own duration (T_resume of eq 7), s.
-    resume_s: Option<f64>,
-    /// QEMU: measured downtime as a share of the downtime limit in force.
-    limit_share: Option<f64>,
+    /// What it says about the downtime model ([`crate::downtime::observe`]).
+    downtime: Option<DowntimeObs>,
 }
 
 /// Migrations whose guest memory did not match after the migration (`memory_verified` =
@@ -138,9 +141,12 @@ pub fn evaluate_with_energy(
                 continue;
             }
         };
-        let Some(s_rate) = m.pre_dirty_rate_bytes_per_s else {
+        let Some(s_rate) = m
+            .pre_dirty_rate_bytes_per_s
+            .or(m.probe_dirty_rate_bytes_per_s)
+        else {
             skipped.push(skip(
-                "no pre-migration dirtying rate (collect with --dirty-rate-sample)",
+                "no pre-migration dirtying rate (collect with the probe or --dirty-rate-sample)",
             ));
             continue;
         };
@@ -160,6 +166,7 @@ pub fn evaluate_with_energy(
             },
             downtime_limit_s: m.downtime_limit_s.unwrap_or(QEMU_DEFAULT_DOWNTIME_LIMIT_S),
             hot_set_bytes: NO_HOT_SET,
+            downtime: DowntimeModel::default_for(hv),
         };
         if let Err(e) = base_scenario.check() {
             skipped.push(skip(&e.to_string()));
@@ -236,35 +243,37 @@ pub fn evaluate_with_energy(
             if !firsts.is_empty() {
                 s.vm_mem_bytes = firsts.iter().sum::<f64>() / firsts.len() as f64;
             }
-            let mut p = simulate(&s, &gamma, opts.energy.as_ref());
-            // QEMU stops the guest once the rest fits in the downtime limit, so how much of
-            // its limit a VM's downtime uses is a property of the VM (its final dirty set,
-            // its device state): learned from the same VM's earlier migrations, it predicts
-            // downtime better than the last simulated round (BENCHMARKS.md, accuracy).
-            let shares: Vec<f64> = hist
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p.limit_share)
-                .collect();
-            // Else T_resume (eq 7) learned from the same VM's earlier downtimes, not 20 ms.
-            let resumes: Vec<f64> = hist
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p.resume_s)
-                .collect();
-            if hv == Hypervisor::Qemu && !shares.is_empty() && p.t_down_s.is_some() {
-                let share = shares.iter().sum::<f64>() / shares.len() as f64;
-                p.t_down_s = Some(share * s.downtime_limit_s);
-            } else if !resumes.is_empty() {
-                let t_resume = resumes.iter().sum::<f64>() / resumes.len() as f64;
-                p.t_down_s = p.t_down_s.map(|t| t - T_RESUME_S + t_resume);
+            // No history: the pre-migration probe stands for it (D, H, non-zero memory).
+            let mut gamma = gamma;
+            if n == 0 && opts.probe {
+                if let Some(d) = m.probe_dirty_rate_bytes_per_s {
+                    s.dirty_rate_bytes_per_s = d;
+                }
+                if let Some(h) = m.probe_hot_set_bytes.filter(|_| opts.hot_set) {
+                    s.hot_set_bytes = h;
+                    gamma = GammaModel::ZERO;
+                }
+                if let Some(z) = m.probe_nonzero_share {
+                    s.vm_mem_bytes = z * m.vm_mem_bytes as f64;
+                }
             }
+            // The one downtime model (as predict --history): V_dev, T_fixed and rho learned from
+            // the VM's earlier migrations, the stop rule's default without them.
+            let obs: Vec<DowntimeObs> = hist
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.downtime)
+                .collect();
+            s.downtime = learn(&obs, s.downtime);
+            let p = simulate(&s, &gamma, opts.energy.as_ref());
             out.push(row("refined", &s, p, n));
         }
         // Only now does this migration become history for the next ones.
-        past.entry(m.vm.as_str())
-            .or_default()
-            .push(past_of(m, mine.map(Vec::as_slice).unwrap_or(&[])));
+        past.entry(m.vm.as_str()).or_default().push(past_of(
+            m,
+            mine.map(Vec::as_slice).unwrap_or(&[]),
+            rate,
+        ));
     }
     (out, skipped)
 }
@@ -272,7 +281,7 @@ pub fn evaluate_with_energy(
 /// D_bar (eq 11), D_m and H_m ([`wws_fit`]) and first-round volume of one measured
 /// migration. D_i of a round is what it dirtied (the next round's pages) over its duration,
 /// else the recorded rate.
-fn past_of(m: &MigrationRow, rounds: &[&RoundRow]) -> Past {
+fn past_of(m: &MigrationRow, rounds: &[&RoundRow], rate_bytes_per_s: f64) -> Past {
     let page = m.page_size_bytes as f64;
     let numbered: Vec<(u32, RoundRate)> = rounds
         .iter()
@@ -306,24 +315,12 @@ fn past_of(m: &MigrationRow, rounds: &[&RoundRow]) -> Past {
         .iter()
         .find(|r| r.round == 1)
         .map(|r| r.sent_bytes as f64);
-    let last = rounds.iter().find(|r| r.last).and_then(|r| r.duration_s);
-    let resume_s = match (m.t_down_s, last) {
-        (Some(down), Some(last)) if m.converged && down >= last => Some(down - last),
-        _ => None,
-    };
-    let limit_share = match (m.t_down_s, m.downtime_limit_s) {
-        (Some(down), Some(limit)) if m.converged && m.hypervisor == "qemu" && limit > 0.0 => {
-            Some(down / limit)
-        }
-        _ => None,
-    };
     Past {
         d_bar: d_bar(&rr),
         d_m: wws.d_bytes_per_s,
         hot_set: wws.hot_set_bytes,
         first_round_bytes: first.filter(|_| m.converged),
-        resume_s,
-        limit_share,
+        downtime: observe(m, rounds, rate_bytes_per_s),
     }
 }
 
@@ -344,6 +341,9 @@ pub struct VmHistory {
     pub first_round_bytes: Option<f64>,
     /// Migrations of the VM found.
     pub migrations: usize,
+    /// The downtime model learned from its completed migrations (None: none gave one; the
+    /// stop rule's default applies).
+    pub downtime: Option<DowntimeModel>,
 }
 
 /// D_m per migration, D_hat (mu), H_hat and the first-round volume of `vm`.
@@ -362,9 +362,14 @@ pub fn vm_history(
                 .iter()
                 .filter(|r| r.migration_id == m.migration_id)
                 .collect();
-            past_of(m, &r)
+            past_of(m, &r, m.bandwidth_limit_bytes_per_s.unwrap_or(f64::NAN))
         })
         .collect();
+    let obs: Vec<DowntimeObs> = pasts.iter().filter_map(|p| p.downtime).collect();
+    let hv = mine
+        .first()
+        .and_then(|m| m.hypervisor.parse().ok())
+        .unwrap_or(Hypervisor::Qemu);
     let d_bars: Vec<f64> = pasts.iter().filter_map(|p| p.d_m).collect();
     let firsts: Vec<f64> = pasts.iter().filter_map(|p| p.first_round_bytes).collect();
     VmHistory {
@@ -375,6 +380,7 @@ pub fn vm_history(
         first_round_bytes: (!firsts.is_empty())
             .then(|| firsts.iter().sum::<f64>() / firsts.len() as f64),
         migrations: mine.len(),
+        downtime: (!obs.is_empty()).then(|| learn(&obs, DowntimeModel::default_for(hv))),
     }
 }
 
@@ -807,6 +813,9 @@ mod tests {
             memory_verified: None,
             memory_mismatch_pages: None,
             accelerator: None,
+            probe_dirty_rate_bytes_per_s: None,
+            probe_hot_set_bytes: None,
+            probe_nonzero_share: None,
         }
     }
 
@@ -864,7 +873,8 @@ mod tests {
             mig("m1", "vm", 1, 198_437_500, 19.84375),
         ];
         // m1's first round sent only 50 MB (zero pages): m2's refined model starts there.
-        // m1's stop-and-copy round took 60 ms of its 100 ms downtime: T_resume = 40 ms.
+        // m1's stop-and-copy round sent 600 kB at 10 MB/s (60 ms) of its 100 ms downtime:
+        // T_fixed = 40 ms; its rounds do not say how much of that was RAM (V_dev: default).
         let mut last = first_round("m1", 600_000);
         last.round = 2;
         last.last = true;
@@ -880,6 +890,7 @@ mod tests {
             mu: 0.7,
             phi: 0.5,
             hot_set: true,
+            probe: true,
             default_rate_bytes_per_s: None,
         };
         let (rows, skipped) = evaluate(&migs, &rounds, &opts);
@@ -903,10 +914,11 @@ mod tests {
         assert_eq!((r2.history_migrations, r2.first_round_bytes), (1, 5e7));
         // D_bar of m1 = 5 MB/s = S, so D_tilde = S.
         assert_eq!(r2.dirty_rate_bytes_per_s, 5e6);
-        // Same scenario as m1's sim from 50 MB; downtime: m1 used 0.1 s of its 0.3 s limit,
-        // and m2 has the same limit.
+        // The downtime model learned from m1 (T_fixed 40 ms; its last round filled
+        // (600 kB - V_dev) / (10 MB/s x 0.3 s) of the threshold), and m2 has the same rate
+        // and limit: m1's downtime again.
         assert!((r2.predicted_t_down_s.unwrap() - 0.1).abs() < 1e-12);
-        // Without the limit (not QEMU's stop rule), T_resume: 40 ms instead of 20 ms.
+        // Xen's stop rule: the paper's model (no V_dev), T_fixed 40 ms instead of 20 ms.
         let mut migs_xen = migs.clone();
         for m in &mut migs_xen {
             m.hypervisor = "xen4".into();
@@ -928,6 +940,7 @@ mod tests {
                 },
                 downtime_limit_s: 0.3,
                 hot_set_bytes: NO_HOT_SET,
+                downtime: DowntimeModel::PAPER,
             }
         };
         let want = simulate(&from_50, &GammaModel::ZERO, None)
@@ -965,6 +978,7 @@ mod tests {
             },
             downtime_limit_s: 0.05,
             hot_set_bytes: h,
+            downtime: DowntimeModel::QEMU_DEFAULT,
         };
         let p = crate::predict::simulate_trajectory(&s, &GammaModel::ZERO, None);
         let tr = &p.trajectory;
@@ -1011,7 +1025,7 @@ mod tests {
         }
         // Capped: round 1 (6 s) dirtied 34 MiB, under 12 MiB/s x 6 s: H_m = x_1 exactly,
         // D_m = eq 11 over rounds 2.. = 12 MiB/s (up to the page rounding of the record).
-        let p1 = past_of(&m1, &refs(&r1));
+        let p1 = past_of(&m1, &refs(&r1), r);
         assert_eq!(p1.hot_set, Some(34.0 * MIB));
         assert!((p1.d_m.unwrap() / d - 1.0).abs() < 1e-3, "{:?}", p1.d_m);
         let rest: Vec<RoundRate> = r1
@@ -1028,7 +1042,7 @@ mod tests {
         // eq 11 over every round mixes the capped round 1 in: well under D.
         assert!(p1.d_bar.unwrap() < 0.85 * d, "{:?}", p1.d_bar);
         // Uncapped: no hot set, D_m = today's D_bar (= D).
-        let p2 = past_of(&m2, &refs(&r2));
+        let p2 = past_of(&m2, &refs(&r2), r);
         assert_eq!(p2.hot_set, None);
         assert_eq!(p2.d_m, p2.d_bar);
         assert!((p2.d_m.unwrap() / d - 1.0).abs() < 1e-3);
@@ -1067,6 +1081,7 @@ mod tests {
             mu: 0.7,
             phi: 0.5,
             hot_set: true,
+            probe: true,
             default_rate_bytes_per_s: None,
         };
         let refined_m2 = |opts: &EvalOptions| {
@@ -1131,6 +1146,7 @@ mod tests {
             mu: 0.7,
             phi: 0.5,
             hot_set: true,
+            probe: true,
             default_rate_bytes_per_s: None,
         };
         let (mut rows, _) = evaluate(&migs, &[], &opts);
@@ -1224,6 +1240,7 @@ mod tests {
             mu: 0.7,
             phi: 0.5,
             hot_set: true,
+            probe: true,
             default_rate_bytes_per_s: None,
         };
         let e = evaluate_split(

@@ -7,11 +7,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod coef;
+pub mod downtime;
 pub mod evaluate;
 pub mod history;
 pub mod linalg;
 pub mod ols;
 pub mod predict;
+pub mod probe;
 pub mod rank;
 pub mod rng;
 pub mod stats;

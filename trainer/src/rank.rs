@@ -5,8 +5,8 @@
 use datasets::candidates::Candidates;
 
 use crate::predict::{
-    simulate, simulate_fixed_batch, Batch, BatchOut, EnergyModel, GammaModel, Hypervisor,
-    PredictError, RatePolicy, Scenario, Stop, NO_HOT_SET,
+    simulate, simulate_fixed_batch, Batch, BatchOut, DowntimeModel, EnergyModel, GammaModel,
+    Hypervisor, PredictError, RatePolicy, Scenario, Stop, NO_HOT_SET,
 };
 
 /// Errors of ranking.
@@ -87,6 +87,8 @@ pub struct Defaults {
     pub rate: Option<RatePolicy>,
     /// QEMU downtime limit, s.
     pub downtime_limit_s: f64,
+    /// The downtime model ([`DowntimeModel::default_for`] the stop rule unless learned).
+    pub downtime: DowntimeModel,
 }
 
 /// Predictions of every candidate as columns (NaN where a migration never completes).
@@ -139,6 +141,7 @@ pub fn scenario(c: &Candidates, i: usize, d: &Defaults) -> Result<Scenario, Rank
             .as_ref()
             .map_or(d.downtime_limit_s, |v| v[i]),
         hot_set_bytes: NO_HOT_SET,
+        downtime: d.downtime,
     })
 }
 
@@ -160,6 +163,7 @@ fn fixed_batch<'a>(c: &'a Candidates, d: &Defaults) -> Option<Batch<'a>> {
         downtime_limit_s: d.downtime_limit_s,
         hot_sets: None,
         hot_set_bytes: NO_HOT_SET,
+        downtime: d.downtime,
     })
 }
 
@@ -328,6 +332,7 @@ mod tests {
                 rate_bytes_per_s: 1e8,
             }),
             downtime_limit_s: 0.3,
+            downtime: DowntimeModel::QEMU_DEFAULT,
         };
         let e = EnergyModel {
             alpha_j_per_byte: 5e-7,

@@ -203,6 +203,9 @@ fn gamma_from_rounds_joined_to_migrations() {
             memory_verified: None,
             memory_mismatch_pages: None,
             accelerator: None,
+            probe_dirty_rate_bytes_per_s: None,
+            probe_hot_set_bytes: None,
+            probe_nonzero_share: None,
         });
     }
     let rfile = dir.path().join("rounds.parquet");

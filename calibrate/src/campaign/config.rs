@@ -76,8 +76,9 @@ fn default_spread_w() -> f64 {
 pub struct HostConfig {
     /// Host name (datasets and model keys use it).
     pub host: String,
-    /// Its meter as a power source: `wattsup:DEVICE` or a serial device (a Watts up? PRO), or
-    /// `emulated`.
+    /// Its meter as a power source: `wattsup:DEVICE` or a serial device (a Watts up? PRO),
+    /// `emulated`, or any `meter capture --source` spelling (`rapl:`, `redfish+http://...`,
+    /// `prometheus+http://...`).
     pub meter: String,
 }
 
@@ -145,6 +146,10 @@ pub struct HypervisorConfig {
     /// Sample the guest's dirtying rate for this long before each migration, s.
     #[serde(default)]
     pub dirty_rate_sample_s: Option<f64>,
+    /// Probe each VM before migrating it (`calibrate probe`: D, hot set, non-zero share over
+    /// 1-8 s windows, about 16 s; recorded in the migrations' `probe_*` columns). Default off.
+    #[serde(default)]
+    pub probe: bool,
     /// Shell command run before each migration (start the VM and its workload, the incoming
     /// QEMU...). Placeholders: see [`super::plan::PlannedRun::expand`].
     #[serde(default)]
@@ -849,6 +854,20 @@ mod tests {
         assert!(!host("/dev/ttyUSB0").is_emulated());
         assert!(!host("wattsup:/dev/ttyUSB0").is_emulated());
         assert!(!host("meters/emulated").is_emulated());
+        // Every source kind is a campaign meter.
+        for m in [
+            "rapl:",
+            "redfish+http://bmc/redfish/v1/Chassis/1",
+            "prometheus+http://h:9100/metrics?metric=x_watts",
+        ] {
+            let spec = meter::source::SourceSpec::parse_device_or_spec(m).unwrap();
+            assert_ne!(spec.kind(), "wattsup", "{m}");
+            assert!(!host(m).is_emulated());
+        }
+        // The commented example offers each kind.
+        for kind in ["rapl:", "redfish+http://", "prometheus+http://"] {
+            assert!(EXAMPLE_CONFIG.contains(kind), "{kind}");
+        }
     }
 
     #[test]

@@ -788,6 +788,7 @@ fn execute(
                 timeout: Duration::from_secs_f64(h.timeout_s),
                 poll_interval: Duration::from_millis(50),
                 dirty_rate_sample_s: h.dirty_rate_sample_s,
+                probe: h.probe.then(crate::probe::ProbeOptions::default),
                 vm: run.vm.clone(),
                 workload: Some(run.workload.clone()),
                 source_host: c.source.host.clone(),

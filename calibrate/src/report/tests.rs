@@ -53,6 +53,9 @@ fn migration(i: i64) -> MigrationRow {
         memory_verified: None,
         memory_mismatch_pages: None,
         accelerator: None,
+        probe_dirty_rate_bytes_per_s: None,
+        probe_hot_set_bytes: None,
+        probe_nonzero_share: None,
     }
 }
 
@@ -74,6 +77,7 @@ fn write_samples(dir: &Path) {
                     gap_before_ns: None,
                     flags: 0,
                     fields,
+                    ..Default::default()
                 }
             })
             .collect();
@@ -199,6 +203,8 @@ fn campaign(dir: &Path, with_gamma: bool) -> CampaignSummary {
                 energy_j: Some(10.0),
                 included: !left_out,
                 reason: left_out.then(|| "coverage 0.40 below 0.90".to_string()),
+                source_interval_s: Some(1.0),
+                shorter_than_source_interval: false,
             }
         })
         .collect();

@@ -495,6 +495,7 @@ mod tests {
             meter_ids: vec!["PRO".into()],
             meter_index: vec![0; watts.len()],
             missing_watts: 0,
+            ..Default::default()
         }
     }
 

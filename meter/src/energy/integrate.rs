@@ -17,6 +17,16 @@
 //!   records 1 s apart and a window spanning whole seconds this is exactly
 //!   sum over samples of (P_t - P_0) x 1 s. Edges cut segments proportionally.
 //!
+//! Where both samples of a segment carry an energy counter (RAPL), the counter's increase
+//! over the segment is its energy, whatever the rule: the segment's mean power is
+//! (C[k+1] - C[k]) / (t[k+1] - t[k]) and a window edge cuts the counter linearly, so a
+//! window's energy is C(end) - C(start) - P_0 x duration. A counter that went back (a new
+//! connection, a restarted capture) ends the segment like a gap. Sources undo their
+//! counter's wrap-around before it is stored.
+//!
+//! A window shorter than the source's native (averaging) interval, as the samples record
+//! it, is flagged (`shorter_than_source_interval`): the source cannot resolve it.
+//!
 //! Coverage is the share of the window's length lying in segments (not in gaps, not before
 //! the first or after the last sample). Uncovered time contributes no energy: a window's
 //! `energy_j` is the integral over its covered part, and a window whose coverage is under the
@@ -218,6 +228,8 @@ pub struct Trace<'a> {
     pub watts: &'a [f64],
     /// Sample flags; [`FLAG_AFTER_GAP`] marks a gap before the sample (see [`mark_gaps`]).
     pub flags: &'a [u32],
+    /// Energy counter, J, one per sample, or empty when the source keeps none.
+    pub energy_counter_j: &'a [Option<f64>],
     /// Longest spacing bridged as a segment, ns.
     pub max_step_ns: i64,
 }
@@ -292,15 +304,26 @@ pub fn integrate_window(
         }
         let len = b - a;
         let len_s = len as f64 * 1e-9;
-        let mean_w = match rule {
-            // Whole segment inside the window: no interpolation needed.
-            Rule::Trapezoid if a == ta && b == tb => 0.5 * (w[k] + w[k + 1]),
-            Rule::Trapezoid => {
-                let span = (tb - ta) as f64;
-                let at = |x: i64| w[k] + (w[k + 1] - w[k]) * ((x - ta) as f64 / span);
-                0.5 * (at(a) + at(b))
-            }
-            Rule::Rectangle => w[k + 1],
+        let counted = match (tr.energy_counter_j.get(k), tr.energy_counter_j.get(k + 1)) {
+            (Some(Some(c0)), Some(Some(c1))) => Some(c1 - c0),
+            _ => None,
+        };
+        if counted.is_some_and(|d| d < 0.0) {
+            // The counter went back: a new connection's counter, never bridged.
+            continue;
+        }
+        let mean_w = match (counted, rule) {
+            (Some(d), _) => d / ((tb - ta) as f64 * 1e-9),
+            (None, rule) => match rule {
+                // Whole segment inside the window: no interpolation needed.
+                Rule::Trapezoid if a == ta && b == tb => 0.5 * (w[k] + w[k + 1]),
+                Rule::Trapezoid => {
+                    let span = (tb - ta) as f64;
+                    let at = |x: i64| w[k] + (w[k + 1] - w[k]) * ((x - ta) as f64 / span);
+                    0.5 * (at(a) + at(b))
+                }
+                Rule::Rectangle => w[k + 1],
+            },
         };
         energy_j += (mean_w - p0_w) * len_s;
         covered_ns += len;
@@ -378,7 +401,8 @@ pub fn integrate(
         }
         per_host.entry(w.host.as_str()).or_default().push(i);
     }
-    let mut stats: Vec<Option<(WindowStats, i64)>> = vec![None; windows.len()];
+    // Per window: its stats, the sampling interval used and the source's native interval.
+    let mut stats: Vec<Option<(WindowStats, i64, Option<i64>)>> = vec![None; windows.len()];
     let mut spans: HashMap<&str, (i64, i64)> = HashMap::new();
     let mut hosts = Vec::with_capacity(per_host.len());
     let hosts_total = per_host.len();
@@ -404,6 +428,7 @@ pub fn integrate(
             utc_ns: &series.utc_ns,
             watts: &series.watts,
             flags: &series.flags,
+            energy_counter_j: &series.energy_counter_j,
             max_step_ns: (interval_ns as f64 * GAP_FACTOR) as i64,
         };
         let p0 = p0_w[*host];
@@ -414,7 +439,7 @@ pub fn integrate(
             .iter()
             .zip(integrate_many(&tr, windows, &order, p0, opts.rule))
         {
-            stats[i] = Some((st, interval_ns));
+            stats[i] = Some((st, interval_ns, series.source_interval_ns));
         }
         if let (Some(&a), Some(&b)) = (series.utc_ns.first(), series.utc_ns.last()) {
             spans.insert(host, (a, b));
@@ -578,7 +603,7 @@ fn window_problem(
 fn assemble(
     windows: &[WindowRow],
     migrations: &[Migration],
-    stats: &[Option<(WindowStats, i64)>],
+    stats: &[Option<(WindowStats, i64, Option<i64>)>],
     spans: &HashMap<&str, (i64, i64)>,
     p0_w: &BTreeMap<String, f64>,
     opts: &IntegrateOptions,
@@ -587,7 +612,7 @@ fn assemble(
         .iter()
         .zip(stats)
         .map(|(w, st)| {
-            let (st, _) = st.as_ref().expect("every window integrated");
+            let (st, _, _) = st.as_ref().expect("every window integrated");
             window_problem(st, &w.host, spans.get(w.host.as_str()), opts.min_coverage)
         })
         .collect();
@@ -624,7 +649,7 @@ fn assemble(
         .zip(stats)
         .zip(reasons)
         .map(|((w, st), reason)| {
-            let (st, interval_ns) = st.as_ref().expect("every window integrated");
+            let (st, interval_ns, source_ns) = st.as_ref().expect("every window integrated");
             WindowQualityRow {
                 migration_id: w.migration_id.clone(),
                 host: w.host.clone(),
@@ -639,6 +664,9 @@ fn assemble(
                 energy_j: (st.covered_ns > 0).then_some(st.energy_j),
                 included: reason.is_none(),
                 reason,
+                source_interval_s: source_ns.map(|i| i as f64 / 1e9),
+                shorter_than_source_interval: source_ns
+                    .is_some_and(|i| w.end_utc_ns - w.start_utc_ns < i),
             }
         })
         .collect();
@@ -647,7 +675,7 @@ fn assemble(
 
 fn energy_row(
     windows: &[WindowRow],
-    stats: &[Option<(WindowStats, i64)>],
+    stats: &[Option<(WindowStats, i64, Option<i64>)>],
     p0_w: &BTreeMap<String, f64>,
     s: usize,
     d: usize,
@@ -699,6 +727,7 @@ mod tests {
                 utc_ns: &self.t,
                 watts: &self.w,
                 flags: &self.gap,
+                energy_counter_j: &[],
                 max_step_ns: (1.5 * S as f64) as i64,
             }
         }
@@ -819,6 +848,7 @@ mod tests {
                     gap_before_ns: None,
                     flags: 0,
                     fields,
+                    ..Default::default()
                 }
             })
             .collect();
@@ -899,6 +929,91 @@ mod tests {
         assert_eq!((a.windows, a.overlapping_windows, a.interval_ns), (2, 1, S));
         assert_eq!(a.meter_ids, vec!["PRO-a".to_string()]);
         assert!(r.windows.iter().all(|w| w.included && w.reason.is_none()));
+    }
+
+    #[test]
+    fn energy_counters_are_integrated_by_their_difference_not_the_power() {
+        // Power readings say 1000 W throughout; the counter says otherwise, and wins.
+        let t: Vec<i64> = (0..6).map(|i| i * S).collect();
+        let w = vec![1000.0; 6];
+        let c = [0.0, 100.0, 250.0, 260.0, 400.0, 3.0].map(Some).to_vec();
+        let gap = vec![0; 6];
+        let tr = Trace {
+            utc_ns: &t,
+            watts: &w,
+            flags: &gap,
+            energy_counter_j: &c,
+            max_step_ns: (1.5 * S as f64) as i64,
+        };
+        for rule in [Rule::Trapezoid, Rule::Rectangle] {
+            // C(0.5) = 50, C(3.5) = 330: 280 J - 10 W x 3 s.
+            let st = integrate_window(&tr, ns(0.5), ns(3.5), 10.0, rule);
+            assert!(close(st.energy_j, 250.0), "{rule:?}: {}", st.energy_j);
+            assert_eq!(st.coverage, 1.0);
+        }
+        // The counter went back between 4 and 5 s (a new connection): never bridged.
+        let st = integrate_window(&tr, ns(3.0), ns(5.0), 0.0, Rule::Trapezoid);
+        assert!(close(st.energy_j, 140.0), "{}", st.energy_j);
+        assert!(close(st.coverage, 0.5), "{}", st.coverage);
+    }
+
+    #[test]
+    fn counters_and_source_intervals_are_read_from_samples_files() {
+        let dir = tempfile::tempdir().unwrap();
+        // A RAPL-like host: 2 s polling, counter +300 J per sample (150 W), power field 0.
+        let rows: Vec<SampleRow> = (0..30)
+            .map(|k| {
+                let mut fields = [None; FIELD_COUNT];
+                fields[0] = Some(0.0);
+                SampleRow {
+                    host: "r".into(),
+                    meter_id: "rapl-package-0".into(),
+                    utc_ns: T0 + 2 * k * S,
+                    mono_ns: 2 * k * S,
+                    seq: k as u64,
+                    connection: 1,
+                    fields,
+                    source_kind: Some("rapl".into()),
+                    source_interval_ns: Some(2 * S),
+                    energy_counter_j: Some(1e6 + 300.0 * k as f64),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let part = partition_dir(dir.path(), "r", "2025-11-24");
+        write_samples_file(&part.join("0.parquet"), "r", &rows).unwrap();
+        write_host(dir.path(), "w", 0..100, |_| 100.0);
+        let windows = vec![
+            win("m1", "r", Role::Source, 10.0, 20.0),
+            win("m1", "w", Role::Destination, 10.0, 20.0),
+            win("m2", "r", Role::Source, 30.0, 31.0),
+            win("m2", "w", Role::Destination, 30.0, 31.0),
+        ];
+        let r = run(
+            dir.path(),
+            &windows,
+            &[("r", 100.0), ("w", 90.0)],
+            &IntegrateOptions::default(),
+        )
+        .unwrap();
+        let m1 = &r.observations[0];
+        assert!(close(m1.e_source_j, 500.0), "{}", m1.e_source_j);
+        assert!(close(m1.e_destination_j, 100.0), "{}", m1.e_destination_j);
+        let q = |id: &str, host: &str| {
+            r.windows
+                .iter()
+                .find(|w| w.migration_id == id && w.host == host)
+                .unwrap()
+        };
+        assert_eq!(q("m1", "r").source_interval_s, Some(2.0));
+        assert!(!q("m1", "r").shorter_than_source_interval);
+        // 1 s on a source that averages over 2 s: flagged, still integrated.
+        assert!(q("m2", "r").shorter_than_source_interval);
+        assert!(q("m2", "r").included);
+        assert!(close(q("m2", "r").energy_j.unwrap(), 50.0));
+        // Samples 1.0 (no recorded interval): nothing to flag against.
+        assert_eq!(q("m2", "w").source_interval_s, None);
+        assert!(!q("m2", "w").shorter_than_source_interval);
     }
 
     #[test]

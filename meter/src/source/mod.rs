@@ -1,7 +1,7 @@
 //! Power sources: what capture reads samples from.
 //!
 //! A [`PowerSource`] is a configured source (a Watts up? PRO on a serial device, an emulated
-//! one; later BMCs, RAPL counters, Prometheus exporters). [`PowerSource::connect`] opens a
+//! one, RAPL energy counters, a Prometheus exporter's series, a BMC's Redfish chassis). [`PowerSource::connect`] opens a
 //! [`Session`]; capture then asks it who it is ([`Session::identify`]), starts it
 //! ([`Session::start`]) and takes [`SourceEvent`]s ([`Session::next_event`]) until it stops
 //! the session or the session fails. Reconnecting with back-off, stall detection, gaps, the
@@ -18,10 +18,17 @@ use std::time::Duration;
 use datasets::samples::FIELD_COUNT;
 
 pub mod emulated;
+pub mod http;
+pub mod prometheus;
+pub mod rapl;
+pub mod redfish;
 pub mod spec;
 pub mod wattsup;
 
 pub use emulated::EmulatedSource;
+pub use prometheus::Prometheus;
+pub use rapl::Rapl;
+pub use redfish::Redfish;
 pub use spec::{NamedSource, SourceSpec, SpecError};
 pub use wattsup::WattsUp;
 
@@ -195,4 +202,59 @@ pub trait Session: Send {
     fn take_pending(&mut self) -> Vec<SourceEvent>;
     /// Stop delivering (best effort, bounded in time) and return every event still received.
     fn stop(self: Box<Self>) -> BoxFuture<'static, Vec<SourceEvent>>;
+}
+
+/// What a source says about itself and one reading from it (`meter info --source`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceInfo {
+    /// Kind, e.g. `rapl`.
+    pub kind: &'static str,
+    /// Where it is (never credentials).
+    pub location: String,
+    /// What its readings carry.
+    pub measures: Measures,
+    /// Its native interval, s.
+    pub native_interval_s: f64,
+    /// Who answered.
+    pub identity: Identity,
+    /// Power of the first reading, W.
+    pub power_w: Option<f64>,
+    /// Energy counter of the first reading, J.
+    pub energy_counter_j: Option<f64>,
+}
+
+/// Connect to `source`, identify it and take one reading, within `limit` (plus one native
+/// interval: a polled source's first reading comes after one).
+pub fn probe(source: &dyn PowerSource, limit: Duration) -> Result<SourceInfo, SourceError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let limit = limit + source.native_interval();
+    rt.block_on(async {
+        let work = async {
+            let mut session = source.connect().await?;
+            let identity = session.identify().await?;
+            session.start().await?;
+            let reading = loop {
+                match session.next_event().await? {
+                    SourceEvent::Reading(r) => break r,
+                    SourceEvent::Rejected { .. } => {}
+                }
+            };
+            session.stop().await;
+            Ok::<_, SourceError>((identity, reading))
+        };
+        let (identity, reading) = tokio::time::timeout(limit, work).await.map_err(|_| {
+            SourceError::NoReply(format!("no reading within {:.1} s", limit.as_secs_f64()))
+        })??;
+        Ok(SourceInfo {
+            kind: source.kind(),
+            location: source.location(),
+            measures: source.measures(),
+            native_interval_s: source.native_interval().as_secs_f64(),
+            identity,
+            power_w: reading.power_w(),
+            energy_counter_j: reading.energy_counter_j,
+        })
+    })
 }

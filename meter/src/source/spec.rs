@@ -6,6 +6,9 @@
 //! |---|---|
 //! | `wattsup:DEVICE` | a Watts up? PRO on the serial device DEVICE |
 //! | `emulated[:PROFILE]` | an emulated Watts up? PRO on a pseudo-terminal, power from PROFILE (`constant:W`, `trace:FILE.csv`, `bursts[:...]`; default `bursts`) |
+//! | `rapl:[ROOT]` | RAPL energy counters of the powercap tree at ROOT (default `/sys/class/powercap`) |
+//! | `prometheus+http://HOST:PORT/PATH?metric=NAME[&LABEL=VALUE...]` | one series of a Prometheus exporter, scraped every interval |
+//! | `redfish+http://BMC[:PORT]/redfish/v1/Chassis/ID[?credentials=FILE]` | a BMC's chassis power over Redfish, polled every interval (credentials from FILE or `MIGWATT_REDFISH_USERNAME`/`MIGWATT_REDFISH_PASSWORD`) |
 //!
 //! `--port [NAME=]DEVICE` stays the short form of `--source [NAME=]wattsup:DEVICE`. Kinds
 //! are lower-case words, so spellings such as `redfish+https://...` or `rapl:` extend this
@@ -14,15 +17,34 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{EmulatedSource, PowerSource, SourceError, SourceOptions, WattsUp};
+use super::{
+    EmulatedSource, PowerSource, Prometheus, Rapl, Redfish, SourceError, SourceOptions, WattsUp,
+};
 use crate::emulator::{EmulatorConfig, Profile};
 
 /// Kind of the serial Watts up? PRO.
 pub const WATTSUP_KIND: &str = "wattsup";
 /// Kind of the emulated Watts up? PRO.
 pub const EMULATED_KIND: &str = "emulated";
+/// Kind of the RAPL energy counters.
+pub const RAPL_KIND: &str = "rapl";
+/// Kind of a Prometheus exporter's series.
+pub const PROMETHEUS_KIND: &str = "prometheus";
+/// Kind of a BMC's Redfish chassis power.
+pub const REDFISH_KIND: &str = "redfish";
+/// Every kind, as spelled before the `:` of `KIND:TARGET`.
+pub const KINDS: &[&str] = &[
+    WATTSUP_KIND,
+    EMULATED_KIND,
+    RAPL_KIND,
+    "prometheus+http",
+    "redfish+http",
+    "redfish+https",
+];
 /// The spellings accepted, for error messages.
-const EXPECTED: &str = "expected wattsup:DEVICE or emulated[:PROFILE]";
+const EXPECTED: &str = "expected wattsup:DEVICE, emulated[:PROFILE], rapl:[ROOT], \
+                        prometheus+http://HOST:PORT/PATH?metric=NAME[&LABEL=VALUE] or \
+                        redfish+http://BMC/redfish/v1/Chassis/ID[?credentials=FILE]";
 
 /// A spelling that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +76,21 @@ pub enum SourceSpec {
         /// Power profile as spelled (None: the emulator's default).
         profile: Option<String>,
     },
+    /// `rapl:[ROOT]`.
+    Rapl {
+        /// The powercap folder.
+        root: PathBuf,
+    },
+    /// `prometheus+http://...?metric=NAME`.
+    Prometheus {
+        /// The scrape URL with its `metric` and label query (`http://...`).
+        url: String,
+    },
+    /// `redfish+http://BMC/redfish/v1/Chassis/ID[?credentials=FILE]`.
+    Redfish {
+        /// The chassis URL with its options (`http://...`); never credentials.
+        url: String,
+    },
 }
 
 impl SourceSpec {
@@ -75,6 +112,25 @@ impl SourceSpec {
                 }
                 Ok(SourceSpec::Emulated { profile })
             }
+            "prometheus+http" => {
+                let url = format!("http:{target}");
+                Prometheus::parse(&url, &SourceOptions::default())
+                    .map_err(|e| bad(s, e.to_string()))?;
+                Ok(SourceSpec::Prometheus { url })
+            }
+            "redfish+http" | "redfish+https" => {
+                let scheme = kind.trim_start_matches("redfish+");
+                let url = format!("{scheme}:{target}");
+                Redfish::parse(&url, &SourceOptions::default()).map_err(|e| bad(s, e))?;
+                Ok(SourceSpec::Redfish { url })
+            }
+            RAPL_KIND => Ok(SourceSpec::Rapl {
+                root: PathBuf::from(if target.is_empty() {
+                    super::rapl::DEFAULT_ROOT
+                } else {
+                    target
+                }),
+            }),
             _ if kind.starts_with('/') || kind.starts_with('.') => Err(bad(
                 s,
                 format!("no source kind: {EXPECTED} (a serial device is wattsup:{s})"),
@@ -87,7 +143,7 @@ impl SourceSpec {
     /// else a serial device path (the spelling before sources had kinds).
     pub fn parse_device_or_spec(s: &str) -> Result<Self, SpecError> {
         let kind = s.split_once(':').map_or(s, |(k, _)| k);
-        if kind == WATTSUP_KIND || kind == EMULATED_KIND {
+        if KINDS.contains(&kind) {
             return Self::parse(s);
         }
         if s.is_empty() {
@@ -103,6 +159,9 @@ impl SourceSpec {
         match self {
             SourceSpec::WattsUp { .. } => WATTSUP_KIND,
             SourceSpec::Emulated { .. } => EMULATED_KIND,
+            SourceSpec::Rapl { .. } => RAPL_KIND,
+            SourceSpec::Prometheus { .. } => PROMETHEUS_KIND,
+            SourceSpec::Redfish { .. } => REDFISH_KIND,
         }
     }
 
@@ -114,6 +173,9 @@ impl SourceSpec {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             SourceSpec::Emulated { .. } => EMULATED_KIND.into(),
+            SourceSpec::Rapl { .. } => RAPL_KIND.into(),
+            SourceSpec::Prometheus { .. } => PROMETHEUS_KIND.into(),
+            SourceSpec::Redfish { .. } => REDFISH_KIND.into(),
         }
     }
 
@@ -131,6 +193,13 @@ impl SourceSpec {
                     ..EmulatorConfig::default()
                 };
                 Arc::new(EmulatedSource::start(config, opts.clone())?)
+            }
+            SourceSpec::Rapl { root } => Arc::new(Rapl::new(root, opts)),
+            SourceSpec::Prometheus { url } => Arc::new(
+                Prometheus::parse(url, opts).map_err(|e| SourceError::NoReply(e.to_string()))?,
+            ),
+            SourceSpec::Redfish { url } => {
+                Arc::new(Redfish::parse(url, opts).map_err(SourceError::NoReply)?)
             }
         })
     }
@@ -249,12 +318,51 @@ mod tests {
             NamedSource::parse_source("x=emulated").unwrap().spec,
             SourceSpec::Emulated { profile: None }
         );
+        assert_eq!(
+            NamedSource::parse_source("cpu=rapl:/tmp/powercap").unwrap(),
+            NamedSource {
+                name: "cpu".into(),
+                spec: SourceSpec::Rapl {
+                    root: "/tmp/powercap".into()
+                }
+            }
+        );
+        assert_eq!(NamedSource::parse_source("rapl:").unwrap().name, "rapl");
+        assert_eq!(
+            NamedSource::parse_source("p=prometheus+http://h:9100/metrics?metric=a_watts&host=x")
+                .unwrap(),
+            NamedSource {
+                name: "p".into(),
+                spec: SourceSpec::Prometheus {
+                    url: "http://h:9100/metrics?metric=a_watts&host=x".into()
+                }
+            }
+        );
+        assert_eq!(
+            NamedSource::parse_source("prometheus+http://h/m?metric=a")
+                .unwrap()
+                .name,
+            "prometheus"
+        );
+        assert_eq!(
+            NamedSource::parse_source("bmc-a=redfish+http://bmc/redfish/v1/Chassis/1")
+                .unwrap()
+                .spec,
+            SourceSpec::Redfish {
+                url: "http://bmc/redfish/v1/Chassis/1".into()
+            }
+        );
+        let e =
+            NamedSource::parse_source("b=redfish+https://bmc/redfish/v1/Chassis/1").unwrap_err();
+        assert!(e.to_string().contains("TLS"), "{e}");
+        let e = NamedSource::parse_source("p=prometheus+http://h/m").unwrap_err();
+        assert!(e.to_string().contains("missing ?metric=NAME"), "{e}");
     }
 
     #[test]
     fn bad_source_spellings_say_what_was_expected() {
         let msg = |s: &str| NamedSource::parse_source(s).unwrap_err().to_string();
-        assert!(msg("src=redfish+https://bmc/").contains("unknown source kind \"redfish+https\""));
+        assert!(msg("src=modbus+tcp://pdu/").contains("unknown source kind \"modbus+tcp\""));
         assert!(msg("src=/dev/ttyUSB0").contains("wattsup:/dev/ttyUSB0"));
         assert!(msg("src=wattsup:").contains("missing device"));
         assert!(msg("src=emulated:constant:abc").starts_with("\"src=emulated:constant:abc\": "));
@@ -283,6 +391,12 @@ mod tests {
             }
         );
         assert_eq!(p("emulated"), SourceSpec::Emulated { profile: None });
+        assert_eq!(
+            p("rapl:"),
+            SourceSpec::Rapl {
+                root: "/sys/class/powercap".into()
+            }
+        );
         assert!(SourceSpec::parse_device_or_spec("").is_err());
         assert!(SourceSpec::parse_device_or_spec("wattsup:").is_err());
     }
