@@ -13,6 +13,8 @@ use std::sync::Mutex;
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 /// Set once stderr refused a write.
 static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
+/// `--quiet` / `MIGWATT_QUIET`: no progress messages.
+static QUIET: AtomicBool = AtomicBool::new(false);
 /// A stdout failure other than a closed pipe (a full disk behind `> file`), reported at exit.
 static STDOUT_ERROR: Mutex<Option<std::io::Error>> = Mutex::new(None);
 
@@ -81,6 +83,16 @@ pub fn write_err(args: fmt::Arguments<'_>, newline: bool) {
     }
 }
 
+/// Turn progress messages off (`--quiet`, `MIGWATT_QUIET`).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether progress messages are off.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
 /// At exit: flush stdout, and the failure of a stdout that was not merely closed early.
 pub fn finish() -> Option<std::io::Error> {
     flush_out();
@@ -107,6 +119,16 @@ macro_rules! outln {
 #[macro_export]
 macro_rules! err {
     ($($t:tt)*) => { $crate::stdout::write_err(format_args!($($t)*), false) };
+}
+
+/// A progress line on stderr, unless `--quiet` (results, warnings and errors use `errln!`).
+#[macro_export]
+macro_rules! progressln {
+    ($($t:tt)*) => {
+        if !$crate::stdout::quiet() {
+            $crate::stdout::write_err(format_args!($($t)*), true)
+        }
+    };
 }
 
 /// `eprintln!` that survives a closed stderr.

@@ -27,7 +27,7 @@ fn xen_log_to_parquet_then_windows() {
         .arg(data("xen3-xend.log"))
         .arg(data("xen4-xl.log"))
         .args(["--workload", "h2", "--source-host", "a", "--dest-host", "b"])
-        .arg("--out")
+        .arg("--out-dir")
         .arg(&out)
         .output()
         .unwrap();
@@ -74,7 +74,7 @@ fn libvirt_log_as_json_lines_on_stdout() {
             "calibrate",
             "ingest",
             "libvirt",
-            "--format",
+            "--file-type",
             "jsonl",
             "--vm",
             "web1",
@@ -115,7 +115,7 @@ fn recorded_qemu_log_ingests_with_the_collector_labels() {
     let res = migwatt()
         .args(["calibrate", "ingest", "qemu"])
         .arg(data("qemu-dirty2048.qmp.jsonl"))
-        .arg("--out")
+        .arg("--out-dir")
         .arg(dir.path())
         .output()
         .unwrap();
@@ -140,7 +140,7 @@ fn malformed_lines_are_reported_with_file_and_line() {
     text.insert_str(0, "delta 12xms, dom0 nonsense\n");
     std::fs::write(&log, text).unwrap();
     let res = migwatt()
-        .args(["calibrate", "ingest", "xen", "--format", "jsonl"])
+        .args(["calibrate", "ingest", "xen", "--file-type", "jsonl"])
         .arg(&log)
         .output()
         .unwrap();
@@ -160,7 +160,7 @@ fn a_log_without_a_complete_migration_is_an_error() {
     let cut = &text[..text.find("Completed").unwrap()];
     std::fs::write(&log, cut).unwrap();
     let res = migwatt()
-        .args(["calibrate", "ingest", "libvirt", "--out"])
+        .args(["calibrate", "ingest", "libvirt", "--out-dir"])
         .arg(dir.path().join("out"))
         .arg(&log)
         .output()

@@ -775,9 +775,9 @@ fn demo_qemu_verifies_every_migration() {
     let d = tempfile::tempdir().unwrap();
     let o = Command::cargo_bin("migwatt")
         .unwrap()
-        .args(["demo", "--qemu", "--guest"])
+        .args(["demo", "--qemu", "--guest-dir"])
         .arg(&g)
-        .arg("--out")
+        .arg("--out-dir")
         .arg(d.path())
         .output()
         .unwrap();

@@ -21,7 +21,7 @@ fn ingested(dir: &Path) -> PathBuf {
     let res = migwatt()
         .args(["calibrate", "ingest", "qemu"])
         .arg(data("calibrate/tests/data/qemu-dirty2048.qmp.jsonl"))
-        .arg("--out")
+        .arg("--out-dir")
         .arg(&out)
         .output()
         .unwrap();

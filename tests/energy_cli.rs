@@ -83,7 +83,7 @@ fn baseline_then_integrate_gives_known_energies() {
         ])
         .args(["--to", &(1_764_028_800 + 199).to_string(), "--out"])
         .arg(&b_src)
-        .arg("--samples")
+        .arg("--samples-dir")
         .arg(&samples)
         .assert()
         .success()
@@ -103,7 +103,7 @@ fn baseline_then_integrate_gives_known_energies() {
     migwatt()
         .args(["meter", "baseline", "--host", "dst", "--out"])
         .arg(&b_dst)
-        .arg("--samples")
+        .arg("--samples-dir")
         .arg(&samples)
         .assert()
         .success();
@@ -128,7 +128,7 @@ fn baseline_then_integrate_gives_known_energies() {
     let energy = d.path().join("energy.csv");
     let assert = migwatt()
         .arg("integrate")
-        .arg("--samples")
+        .arg("--samples-dir")
         .arg(&samples)
         .arg("--windows")
         .arg(&windows)
@@ -163,7 +163,7 @@ fn baseline_then_integrate_gives_known_energies() {
     let jsonl = d.path().join("energy.jsonl");
     migwatt()
         .arg("integrate")
-        .arg("--samples")
+        .arg("--samples-dir")
         .arg(&samples)
         .arg("--windows")
         .arg(&windows)
@@ -208,21 +208,21 @@ fn bad_input_gets_clear_errors() {
             "--to",
             "1764028850",
         ])
-        .arg("--samples")
+        .arg("--samples-dir")
         .arg(&samples)
         .assert()
         .failure()
         .stderr(predicates::str::contains("spread 3.0 W"));
     // No stable stretch.
     migwatt()
-        .args(["meter", "baseline", "--host", "src", "--samples"])
+        .args(["meter", "baseline", "--host", "src", "--samples-dir"])
         .arg(&samples)
         .assert()
         .failure()
         .stderr(predicates::str::contains("no stretch of at least 60 s"));
     // Unknown host, bad time.
     migwatt()
-        .args(["meter", "baseline", "--host", "nope", "--samples"])
+        .args(["meter", "baseline", "--host", "nope", "--samples-dir"])
         .arg(&samples)
         .assert()
         .failure()
@@ -239,7 +239,7 @@ fn bad_input_gets_clear_errors() {
             "noon",
             "--to",
             "1",
-            "--samples",
+            "--samples-dir",
         ])
         .arg(&samples)
         .assert()
@@ -259,7 +259,7 @@ fn bad_input_gets_clear_errors() {
     let integrate = |extra: &[&str]| {
         let mut c = migwatt();
         c.arg("integrate")
-            .arg("--samples")
+            .arg("--samples-dir")
             .arg(&samples)
             .arg("--windows")
             .arg(&windows)

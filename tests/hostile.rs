@@ -120,7 +120,7 @@ fn energy_inputs(dir: &Path) -> (PathBuf, PathBuf) {
 fn integrate(samples: &Path, windows: &Path, out: &Path) -> StdCommand {
     let mut c = migwatt();
     c.arg("integrate")
-        .arg("--samples")
+        .arg("--samples-dir")
         .arg(samples)
         .arg("--windows")
         .arg(windows)
@@ -208,7 +208,7 @@ mod outputs {
         let inside = samples.join("host=a/date=2025-11-25/energy.parquet");
         refused(
             &mut integrate(&samples, &windows, &inside),
-            &["inside the input folder --samples"],
+            &["inside the input folder --samples-dir"],
         );
         assert!(!inside.exists());
         let out = d.path().join("e.parquet");
@@ -251,11 +251,11 @@ mod outputs {
         );
         refused(
             migwatt()
-                .args(["evaluate", "--rate", "1Gbit/s", "--migrations"])
+                .args(["evaluate", "--rate", "1Gbit/s", "--migrations-dir"])
                 .arg(&runs)
                 .arg("--out")
                 .arg(runs.join("migrations/evaluation.parquet")),
-            &["inside the input folder --migrations"],
+            &["inside the input folder --migrations-dir"],
         );
         assert_eq!(std::fs::read(&mig).unwrap(), before);
         assert!(!runs.join("migrations/evaluation.parquet").exists());
@@ -378,7 +378,7 @@ mod values {
         );
         refused(
             migwatt()
-                .args(["meter", "baseline", "--host", "a", "--samples"])
+                .args(["meter", "baseline", "--host", "a", "--samples-dir"])
                 .arg(&samples),
             &["row 2: column 'watts'"],
         );
@@ -414,7 +414,7 @@ mod values {
         for p0 in ["a=1e308", "a=-5", "a=NaN"] {
             let (code, _, err) = run(migwatt()
                 .arg("integrate")
-                .arg("--samples")
+                .arg("--samples-dir")
                 .arg(&samples)
                 .arg("--windows")
                 .arg(&windows)
@@ -432,7 +432,7 @@ mod values {
         refused(
             migwatt()
                 .arg("integrate")
-                .arg("--samples")
+                .arg("--samples-dir")
                 .arg(&samples)
                 .arg("--windows")
                 .arg(&windows)
@@ -470,7 +470,7 @@ mod values {
             migwatt()
                 .args(["train", "energy", "--folds", "0", "--data"])
                 .arg(&dup)
-                .arg("--out")
+                .arg("--out-dir")
                 .arg(&models),
             &["dup.csv", "duplicate key (migration_id=m2), first at row 1"],
         );
@@ -489,7 +489,7 @@ mod values {
             migwatt()
                 .args(["train", "energy", "--folds", "0", "--data"])
                 .arg(&nan)
-                .arg("--out")
+                .arg("--out-dir")
                 .arg(&models),
             &[
                 "nan.csv",
@@ -513,14 +513,14 @@ mod values {
             .env("MIGWATT_QUIET", "1")
             .args(["train", "energy", "--folds", "0", "--data"])
             .arg(&good)
-            .arg("--out")
+            .arg("--out-dir")
             .arg(&models));
         assert_eq!(code, 0, "{err}");
         let runs = d.path().join("runs");
         write_migrations_file(&runs.join("migrations/a.parquet"), &[migration(0)]).unwrap();
         refused(
             migwatt()
-                .args(["evaluate", "--rate", "1Gbit/s", "--migrations"])
+                .args(["evaluate", "--rate", "1Gbit/s", "--migrations-dir"])
                 .arg(&runs)
                 .arg("--energy-model")
                 .arg(models.join("energy"))
@@ -556,7 +556,7 @@ mod values {
         write_migrations_file(&runs.join("migrations/a.parquet"), &[migration(0), neg]).unwrap();
         refused(
             migwatt()
-                .args(["evaluate", "--rate", "1Gbit/s", "--migrations"])
+                .args(["evaluate", "--rate", "1Gbit/s", "--migrations-dir"])
                 .arg(&runs),
             &["a.parquet", "row 1: column 't_mig_s': -4"],
         );
@@ -564,7 +564,7 @@ mod values {
         write_migrations_file(&runs.join("migrations/b.parquet"), &[migration(0)]).unwrap();
         refused(
             migwatt()
-                .args(["evaluate", "--rate", "1Gbit/s", "--migrations"])
+                .args(["evaluate", "--rate", "1Gbit/s", "--migrations-dir"])
                 .arg(&runs),
             &["b.parquet", "duplicate key (migration_id=qemu-vm1-0)"],
         );
@@ -672,7 +672,7 @@ mod signals {
         ])
         .arg("--data")
         .arg(data)
-        .arg("--out")
+        .arg("--out-dir")
         .arg(out);
         c
     }
@@ -815,7 +815,7 @@ mod hangs_and_panics {
                 ])
                 .arg("--data")
                 .arg(&data)
-                .arg("--out")
+                .arg("--out-dir")
                 .arg(d.path().join("models")));
             assert_eq!(code, 0, "{err}");
         }
@@ -872,7 +872,7 @@ mod hangs_and_panics {
         std::thread::sleep(Duration::from_millis(300));
         signal(&child, nix::sys::signal::Signal::SIGTERM);
         let st = wait_exit(&mut child);
-        assert!(st.success(), "{st}");
+        assert_eq!(st.code(), Some(143), "{st}");
         assert!(
             std::fs::symlink_metadata(&link).is_err(),
             "link left behind"
@@ -925,7 +925,7 @@ pub(crate) mod names {
                     "1s",
                     "--port",
                     port,
-                    "--out",
+                    "--out-dir",
                 ])
                 .arg(d.path().join("samples")));
             assert_eq!(code, 2, "{err}");
@@ -958,7 +958,7 @@ mod parsers {
             migwatt()
                 .args(["calibrate", "ingest", "xen"])
                 .arg(&log)
-                .arg("--out")
+                .arg("--out-dir")
                 .arg(&runs),
             &[
                 "xend.log:3: unreadable iteration line: sent '18446744073709551616' is not a page count",

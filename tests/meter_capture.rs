@@ -10,7 +10,7 @@ use common::*;
 /// Start a capture of one meter in the background (stderr discarded).
 fn spawn_capture(data: &std::path::Path, port: &str, extra: &[&str]) -> std::process::Child {
     Command::new(bin())
-        .args(["meter", "capture", "--out"])
+        .args(["meter", "capture", "--out-dir"])
         .arg(data)
         .args(["--port", port, "--settle", "50ms"])
         .args(extra)
@@ -21,7 +21,7 @@ fn spawn_capture(data: &std::path::Path, port: &str, extra: &[&str]) -> std::pro
 
 fn capture(dir: &std::path::Path, ports: &[String], extra: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(bin());
-    cmd.args(["meter", "capture", "--out"])
+    cmd.args(["meter", "capture", "--out-dir"])
         .arg(dir.join("data"));
     for p in ports {
         cmd.args(["--port", p]);
@@ -270,7 +270,7 @@ fn a_second_capture_on_the_same_meter_is_refused_while_the_first_holds_it() {
         expected_watts(&emu.sent()).len() >= 20
     });
     let second = Command::new(bin())
-        .args(["meter", "capture", "--out"])
+        .args(["meter", "capture", "--out-dir"])
         .arg(dir.path().join("data2"))
         .args([
             "--port",
@@ -285,7 +285,7 @@ fn a_second_capture_on_the_same_meter_is_refused_while_the_first_holds_it() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("cannot open"), "{stderr}");
     interrupt(&first);
-    assert!(first.wait().unwrap().success());
+    assert_eq!(first.wait().unwrap().code(), Some(130));
     let sent = emu.stop();
     assert_eq!(captured_watts(&data, "a"), expected_watts(&sent));
 }
@@ -327,7 +327,7 @@ fn old_19200_baud_meters_are_reached_by_falling_back() {
 }
 
 #[test]
-fn sigint_flushes_stops_the_meter_logging_and_exits_zero() {
+fn sigint_flushes_stops_the_meter_logging_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let emu = Emulator::start(
         dir.path(),
@@ -340,7 +340,7 @@ fn sigint_flushes_stops_the_meter_logging_and_exits_zero() {
         expected_watts(&emu.sent()).len() >= 30
     });
     interrupt(&child);
-    assert!(child.wait().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
     let at_exit = emu.sent().len();
     // The meter was told to stop streaming: no record is generated after the capture left.
     std::thread::sleep(Duration::from_millis(500));
@@ -358,7 +358,7 @@ fn info_reports_the_meter_and_list_runs() {
     let dir = tempfile::tempdir().unwrap();
     let emu = Emulator::start(dir.path(), "m", &["--speed", "20"]);
     let out = Command::new(bin())
-        .args(["meter", "info", "--json", "--port"])
+        .args(["meter", "info", "--format", "json", "--port"])
         .arg(&emu.path)
         .output()
         .unwrap();
@@ -418,7 +418,7 @@ fn sources_of_every_spelling_capture_side_by_side() {
     );
     let report = dir.path().join("report.json");
     let out = Command::new(bin())
-        .args(["meter", "capture", "--out"])
+        .args(["meter", "capture", "--out-dir"])
         .arg(dir.path().join("data"))
         .args(["--port", &format!("old={}", a.path.display())])
         .args(["--source", &format!("new=wattsup:{}", b.path.display())])
@@ -470,7 +470,7 @@ fn bad_source_spellings_are_refused_with_what_was_expected() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         let out = Command::new(bin())
-            .args(["meter", "capture", "--out"])
+            .args(["meter", "capture", "--out-dir"])
             .arg(dir.path().join("data"))
             .args(args)
             .args(["--duration", "1s"])

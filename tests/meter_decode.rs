@@ -154,7 +154,7 @@ fn csv_and_parquet_outputs_hold_the_same_records() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::cargo_bin("migwatt")
         .unwrap()
-        .args(["meter", "decode", "--format", "csv"])
+        .args(["meter", "decode", "--file-type", "csv"])
         .arg(data("fan.raw"))
         .output()
         .unwrap();
@@ -170,7 +170,7 @@ fn csv_and_parquet_outputs_hold_the_same_records() {
     let pq = dir.path().join("fan.parquet");
     Command::cargo_bin("migwatt")
         .unwrap()
-        .args(["meter", "decode", "--format", "parquet", "--out"])
+        .args(["meter", "decode", "--file-type", "parquet", "--out"])
         .arg(&pq)
         .arg(data("fan.raw"))
         .assert()
@@ -183,7 +183,7 @@ fn csv_and_parquet_outputs_hold_the_same_records() {
     // Parquet needs a file to go to.
     Command::cargo_bin("migwatt")
         .unwrap()
-        .args(["meter", "decode", "--format", "parquet"])
+        .args(["meter", "decode", "--file-type", "parquet"])
         .arg(data("fan.raw"))
         .assert()
         .failure()

@@ -27,7 +27,7 @@ impl Capture {
     fn start(dir: &Path, port: &str, extra: &[&str]) -> Capture {
         let mut child = Command::new(bin())
             .args(["meter", "capture", "--settle", "50ms", "--port", port])
-            .arg("--out")
+            .arg("--out-dir")
             .arg(dir.join("data"))
             .args(["--metrics", "127.0.0.1:0"])
             .args(extra)
@@ -455,7 +455,7 @@ fn a_metrics_port_in_use_is_a_clear_error_before_any_meter_is_touched() {
     let out = Command::new(bin())
         .args(["meter", "capture", "--port"])
         .arg(format!("src={}", dir.path().join("no-meter").display()))
-        .arg("--out")
+        .arg("--out-dir")
         .arg(dir.path().join("data"))
         .args(["--metrics", &addr.to_string(), "--duration", "1s"])
         .output()

@@ -82,7 +82,7 @@ fn train_leaves_mismatched_migrations_out_and_names_them() {
         // The migrations/ folder beside the data says which migration did not verify.
         let (ok, out, err) = run(
             &["train", kind, "--name", &format!("{kind}-default")],
-            &[("--data", &data), ("--out", &models)],
+            &[("--data", &data), ("--out-dir", &models)],
         );
         assert!(ok, "{err}");
         assert!(
@@ -101,7 +101,7 @@ fn train_leaves_mismatched_migrations_out_and_names_them() {
             ],
             &[
                 ("--data", &data),
-                ("--out", &models),
+                ("--out-dir", &models),
                 ("--migrations", &c.join("migrations")),
             ],
         );
@@ -127,8 +127,8 @@ fn evaluate_leaves_mismatched_migrations_out_and_names_them() {
     let (c, bad) = campaign_with_a_mismatch(d.path());
     let n = read_migrations(&c.join("migrations")).unwrap().len();
     let (ok, out, err) = run(
-        &["evaluate", "--history", "--format", "json"],
-        &[("--migrations", &c)],
+        &["evaluate", "--refined", "--format", "json"],
+        &[("--migrations-dir", &c)],
     );
     assert!(ok, "{err}");
     assert!(
@@ -141,12 +141,12 @@ fn evaluate_leaves_mismatched_migrations_out_and_names_them() {
     let (ok, out, err) = run(
         &[
             "evaluate",
-            "--history",
+            "--refined",
             "--format",
             "json",
             "--include-mismatched",
         ],
-        &[("--migrations", &c)],
+        &[("--migrations-dir", &c)],
     );
     assert!(ok, "{err}");
     assert!(err.contains("kept (--include-mismatched)"), "{err}");

@@ -327,10 +327,10 @@ fn evaluate_writes_a_dataset_and_history_uses_earlier_migrations() {
     write_rounds_file(&data.join("rounds/a.parquet"), &[r1, r2].concat()).unwrap();
     let out = d.path().join("eval.parquet");
     let mut cmd = migwatt();
-    cmd.args(["evaluate", "--migrations"])
+    cmd.args(["evaluate", "--migrations-dir"])
         .arg(&data)
         .args([
-            "--history",
+            "--refined",
             "--format",
             "json",
             "--decision-trials",
@@ -375,7 +375,7 @@ fn evaluate_writes_a_dataset_and_history_uses_earlier_migrations() {
     datasets::energy::write_energy(&energy_obs, datasets::energy::Format::Parquet, &[obs], &[])
         .unwrap();
     let mut cmd = migwatt();
-    cmd.args(["evaluate", "--migrations"])
+    cmd.args(["evaluate", "--migrations-dir"])
         .arg(&data)
         .arg("--energy-model")
         .arg(d.path().join("energy.json"))
@@ -428,7 +428,7 @@ fn evaluate_writes_a_dataset_and_history_uses_earlier_migrations() {
     // History-driven prediction for m2 from the dataset, through `predict --history`.
     let p = json_of(migwatt().args([
         "predict",
-        "--history",
+        "--history-dir",
         data.to_str().unwrap(),
         "--vm",
         "vm1",
@@ -531,7 +531,7 @@ fn history_of_only_cancelled_migrations_says_why_the_volume_is_unknown() {
     write_migrations_file(&data.join("migrations/a.parquet"), &[m1]).unwrap();
     write_rounds_file(&data.join("rounds/a.parquet"), &r1).unwrap();
     let out = migwatt()
-        .args(["predict", "--history"])
+        .args(["predict", "--history-dir"])
         .arg(&data)
         .args(["--vm", "vm1", "--dirty-rate", "5MB/s", "--rate", "10MB/s"])
         .output()

@@ -193,7 +193,7 @@ fn check_replay(o: &Outcome) {
         .unwrap()
         .args(["calibrate", "ingest", "qemu"])
         .arg(&o.raw)
-        .arg("--out")
+        .arg("--out-dir")
         .arg(&again)
         .output()
         .unwrap();

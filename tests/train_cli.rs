@@ -41,7 +41,7 @@ fn train_linear_then_list_and_show() {
             "y_j",
             "--features",
             "x_s,z_bytes",
-            "--out",
+            "--out-dir",
             models.to_str().unwrap(),
             "--name",
             "m",
@@ -55,7 +55,7 @@ fn train_linear_then_list_and_show() {
         .success()
         .stdout(predicate::str::contains("wrote").and(predicate::str::contains("m/v1.json")));
     let out = migwatt()
-        .args(args(&["--filter", "workload=h2", "--json"]))
+        .args(args(&["--filter", "workload=h2", "--format", "json"]))
         .assert()
         .success()
         .get_output()
@@ -80,7 +80,13 @@ fn train_linear_then_list_and_show() {
         .success()
         .stdout(predicate::str::contains("m ").and(predicate::str::contains("v2")));
     let out = migwatt()
-        .args(["models", "list", models.to_str().unwrap(), "--json"])
+        .args([
+            "models",
+            "list",
+            models.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
         .assert()
         .success()
         .get_output()
@@ -114,7 +120,7 @@ fn refusals_are_clear_and_write_nothing() {
             data.to_str().unwrap(),
             "--target",
             "y_j",
-            "--out",
+            "--out-dir",
             models.to_str().unwrap(),
         ];
         a.extend_from_slice(extra);

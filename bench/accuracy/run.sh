@@ -14,12 +14,12 @@ train_first=${MIGWATT_TRAIN_FIRST:-2}
 out=bench/out/$(basename "$(dirname "$data/x")")-accuracy
 rm -rf "$out" && mkdir -p "$out"
 mw=${MIGWATT:-target/release/migwatt}
-"$mw" evaluate --migrations "$data" --train-first "$train_first" --history \
+"$mw" evaluate --migrations-dir "$data" --train-first "$train_first" --refined \
   --out "$out/evaluation.parquet" --decision-trials 1000 --seed 1 --candidates 8
 # Comparison rows: the refined model as published (eqs 11-13, no hot-set cap), with the
 # gamma trained on the same migrations and with gamma = 0.
-"$mw" evaluate --migrations "$data" --train-first "$train_first" --history --no-hot-set \
+"$mw" evaluate --migrations-dir "$data" --train-first "$train_first" --refined --no-hot-set \
   --out "$out/evaluation-nocap.parquet" >/dev/null
-"$mw" evaluate --migrations "$data" --history --no-hot-set --out "$out/evaluation-gamma0.parquet" >/dev/null
+"$mw" evaluate --migrations-dir "$data" --refined --no-hot-set --out "$out/evaluation-gamma0.parquet" >/dev/null
 .venv/bin/python bench/accuracy/report.py "$data" "$out/evaluation.parquet" \
   "$out/evaluation-nocap.parquet" "$out/evaluation-gamma0.parquet"

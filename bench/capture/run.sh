@@ -12,7 +12,7 @@ trap 'kill $emu 2>/dev/null || true; rm -rf "$tmp"' EXIT
 $bin meter emulate --link "$tmp/meter0" --profile bursts --speed 1 > "$tmp/emu.out" 2>/dev/null &
 emu=$!
 while [ ! -s "$tmp/emu.out" ]; do sleep 0.1; done
-/usr/bin/time -v $bin meter capture --port lab=$tmp/meter0 --out "$tmp/data" --duration "$duration" \
+/usr/bin/time -v $bin meter capture --port lab=$tmp/meter0 --out-dir "$tmp/data" --duration "$duration" \
   2> "$tmp/time.txt"
 user=$(grep "User time" "$tmp/time.txt" | awk '{print $NF}')
 sys=$(grep "System time" "$tmp/time.txt" | awk '{print $NF}')

@@ -72,18 +72,18 @@ sed -e "s#$root/target/qemu-guest#GUEST_DIR#g" -e "s#$rec#OUT_DIR#g" "$rec/campa
 b=[json.loads(l) for l in open("journal.jsonl") if "\"baseline\"" in l][0]
 print(b["start_utc_ns"]/1e9, b["end_utc_ns"]/1e9)')
   for h in hostA hostB; do
-    "$mw" meter baseline --samples samples --host "$h" --from "$from" --to "$to" \
+    "$mw" meter baseline --samples-dir samples --host "$h" --from "$from" --to "$to" \
       --out "baselines/p0-$h.json" >/dev/null
   done
-  "$mw" integrate --samples samples --windows windows.parquet \
+  "$mw" integrate --samples-dir samples --windows windows.parquet \
     --baseline baselines/p0-hostA.json baselines/p0-hostB.json --out energy.parquet
-  "$mw" train energy --data energy.parquet --out models --name energy --per-side
-  "$mw" train gamma --data rounds --migrations migrations --out models --name gamma-qemu
+  "$mw" train energy --data energy.parquet --out-dir models --name energy --per-side
+  "$mw" train gamma --data rounds --migrations migrations --out-dir models --name gamma-qemu
   # Model accuracy and decision trials (`migwatt evaluate`, Figures 10-14).
   # evaluate refuses to write inside its input folder: write beside it, then move in.
   ev=$(mktemp -d)
-  "$mw" evaluate --migrations . --energy-model models/energy --gamma-model models/gamma-qemu \
-    --hypervisor qemu --downtime-limit 100ms --history --decision-trials 20 --candidates 8 --seed 1 \
+  "$mw" evaluate --migrations-dir . --energy-model models/energy --gamma-model models/gamma-qemu \
+    --hypervisor qemu --downtime-limit 100ms --refined --decision-trials 20 --candidates 8 --seed 1 \
     --energy energy.parquet --out "$ev/evaluation.parquet" --format json > "$ev/evaluate.json"
   mkdir -p evaluation
   mv "$ev"/evaluation.parquet "$ev"/evaluate.json evaluation/

@@ -33,7 +33,7 @@ run() { # name command...
 # Warm the page cache once so that no tool pays for the first read alone.
 cat "$data"/samples/*/*/*.parquet "$data/windows.parquet" > /dev/null
 
-run migwatt "$bin" integrate --samples "$data/samples" --windows "$data/windows.parquet" \
+run migwatt "$bin" integrate --samples-dir "$data/samples" --windows "$data/windows.parquet" \
   --p0 $p0_args --out "$out/energy-rust.parquet"
 run polars "$py" "$here/integrate_polars.py" "$data/samples" "$data/windows.parquet" \
   "$data/p0.json" "$out/energy-polars.parquet"

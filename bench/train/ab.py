@@ -50,7 +50,7 @@ def main():
                 t0 = time.perf_counter()
                 subprocess.run(
                     [b, "train", "linear", "--data", data, "--target", args.target,
-                     "--features", args.features, "--out", out, "--name", "bench"],
+                     "--features", args.features, "--out-dir", out, "--name", "bench"],
                     env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 times[b].append((time.perf_counter() - t0) * 1e3)
         for b, v in times.items():

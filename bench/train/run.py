@@ -157,7 +157,7 @@ def fit_migwatt(binary, path, out):
     env = dict(os.environ, MIGWATT_QUIET="1")
     subprocess.run(
         [binary, "train", "linear", "--data", path, "--target", "y",
-         "--features", "x1,x2,x3", "--out", out, "--name", "bench"],
+         "--features", "x1,x2,x3", "--out-dir", out, "--name", "bench"],
         check=True, env=env, stdout=subprocess.DEVNULL)
     with open(os.path.join(out, "bench", open(os.path.join(out, "bench", "latest")).read().strip())) as f:
         doc = json.load(f)

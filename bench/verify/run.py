@@ -65,7 +65,7 @@ def one(migwatt, guest, mem_mib, accel, method):
         wait_for(d / "src.serial", "dirtier: ready", src)
         r = subprocess.run(
             [migwatt, "calibrate", "migrate", "--qmp", d / "src.qmp", "--dest-qmp", d / "dst.qmp",
-             "--uri", f"unix:{d / 'in.sock'}", "--verify", "--verify-method", method, "--timeout", "300s", "--out", d / "out"],
+             "--uri", f"unix:{d / 'in.sock'}", "--verify", "--verify-method", method, "--timeout", "300s", "--out-dir", d / "out"],
             capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"migrate exited {r.returncode}:\n{r.stdout}\n{r.stderr}")

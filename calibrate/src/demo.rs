@@ -126,7 +126,7 @@ pub fn run_demo(
         datasets::examples::write_campaign(&dir.join(EMBEDDED_DIR)).map_err(|e| {
             CampaignError::Step {
                 step: "writing the built-in example migrations",
-                message: e.to_string(),
+                message: datasets::error_chain(&e),
             }
         })?;
     }
@@ -134,7 +134,7 @@ pub fn run_demo(
     datasets::io::write_bytes_atomic(&path, demo_config(m).as_bytes()).map_err(|e| {
         CampaignError::Step {
             step: "writing the demo config",
-            message: e.to_string(),
+            message: datasets::error_chain(&e),
         }
     })?;
     let lc = campaign::load(&path)?;

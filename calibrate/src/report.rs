@@ -42,10 +42,10 @@ pub const SECTION_IDS: [&str; 8] = [
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// `summary.json` is missing or is not a campaign summary.
-    #[error("cannot render the report: {0}")]
+    #[error("cannot render the report")]
     Summary(#[from] SummaryError),
     /// Writing a report file failed.
-    #[error("cannot write the report: {path}: {source}")]
+    #[error("cannot write the report: {path}")]
     Write {
         /// The file.
         path: PathBuf,

@@ -17,7 +17,7 @@ pub const SUMMARY_VERSION: &str = "1.1.0";
 #[derive(Debug, thiserror::Error)]
 pub enum SummaryError {
     /// Filesystem error on a named path.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path.
         path: PathBuf,
@@ -26,7 +26,7 @@ pub enum SummaryError {
         source: std::io::Error,
     },
     /// Not a summary file.
-    #[error("{path}: not a campaign summary: {source}")]
+    #[error("{path}: not a campaign summary")]
     Json {
         /// The path.
         path: PathBuf,
@@ -34,6 +34,9 @@ pub enum SummaryError {
         #[source]
         source: serde_json::Error,
     },
+    /// Writing the summary failed (the error names the file).
+    #[error(transparent)]
+    Write(#[from] datasets::DatasetError),
 }
 
 /// Everything a campaign produced and decided.
@@ -228,10 +231,7 @@ impl CampaignSummary {
             source,
         })?;
         bytes.push(b'\n');
-        datasets::io::write_bytes_atomic(&file, &bytes).map_err(|e| SummaryError::Io {
-            path: file.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        datasets::io::write_bytes_atomic(&file, &bytes)?;
         Ok(file)
     }
 }

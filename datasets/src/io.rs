@@ -25,14 +25,14 @@ pub const KEY_SCHEMA_VERSION: &str = "migwatt.schema_version";
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     /// Filesystem error on a named path.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// Polars failed to read or write a named file.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Polars {
         path: PathBuf,
         #[source]

@@ -22,5 +22,18 @@ pub mod table;
 pub mod windows;
 
 pub use io::{DatasetError, SchemaVersion};
+
+/// An error and its causes on one line, `error: cause: cause` (as anyhow's `{:#}`), for
+/// errors kept as text: a message never repeats its cause, so flattening must walk them.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
 pub use origins::{OriginRun, Origins};
 pub use samples::{SampleRow, FIELD_COUNT, RECORD_FIELDS, SAMPLES};

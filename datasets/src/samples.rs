@@ -1,5 +1,5 @@
 //! The power-samples dataset written by `migwatt meter capture`, and the decoded-records
-//! dataset written by `migwatt meter decode --format parquet`.
+//! dataset written by `migwatt meter decode --file-type parquet`.
 //!
 //! Layout: `DIR/host=NAME/date=YYYY-MM-DD/*.parquet` (hive partitioning; `host` and `date` are
 //! partition columns, not stored in the files, and the host is also in the file's key-value
@@ -26,7 +26,7 @@ pub const SAMPLES: DatasetKind = DatasetKind {
     },
 };
 
-/// The decoded-records dataset kind and version (`meter decode --format parquet`).
+/// The decoded-records dataset kind and version (`meter decode --file-type parquet`).
 pub const RECORDS: DatasetKind = DatasetKind {
     name: "records",
     version: SchemaVersion {
@@ -293,7 +293,7 @@ fn rows_of(df: &DataFrame, path: &Path, host: &str) -> Result<Vec<SampleRow>, Da
     Ok(out)
 }
 
-/// One decoded record of a raw capture, for `meter decode --format parquet`.
+/// One decoded record of a raw capture, for `meter decode --file-type parquet`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordRow {
     /// Record number in the capture, from 0.

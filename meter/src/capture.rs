@@ -141,17 +141,7 @@ pub struct CaptureReport {
     pub recovered: RecoveryReport,
 }
 
-/// An error and its causes on one line (`a: b: c`), for status and event lines.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}
+use datasets::error_chain;
 
 /// A `meter_id` safe for the journal's comma-separated lines and for labels: characters
 /// other than letters, digits and `.-_+` become `_` (a Watts up? identity has none).

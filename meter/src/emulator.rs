@@ -34,13 +34,21 @@ use crate::protocol::{
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
     /// Creating or configuring the pseudo-terminal failed.
-    #[error("pseudo-terminal: {0}")]
+    #[error("pseudo-terminal")]
     Pty(#[source] nix::Error),
     /// A profile or fault specification is wrong.
     #[error("{0}")]
     Spec(String),
+    /// The link path is taken by something the emulator must not replace.
+    #[error("{path}: {problem}; give a path that does not exist (the emulator creates the link)")]
+    Link {
+        /// The link path.
+        path: PathBuf,
+        /// What is there.
+        problem: String,
+    },
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -514,11 +522,9 @@ struct Pty {
 /// or points at a pty (an earlier emulator's). Anything else (a file, a folder, another link)
 /// is the user's and is refused before anything is created.
 fn check_link(link: &Path) -> Result<(), EmulatorError> {
-    let refuse = |what: String| {
-        EmulatorError::Spec(format!(
-            "--link {}: {what}; give a path that does not exist (the emulator creates the link)",
-            link.display()
-        ))
+    let refuse = |problem: String| EmulatorError::Link {
+        path: link.into(),
+        problem,
     };
     let meta = match std::fs::symlink_metadata(link) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -32,7 +32,7 @@ const COLUMNS: usize = COLUMNS_V1 + 3;
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// Filesystem error on a named path.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -521,9 +521,11 @@ fn recover_one(
             }
             Err(e) => {
                 let dest = move_aside(root, &parquet, &format!("{stem}.parquet"))?;
-                report
-                    .set_aside_files
-                    .push((parquet.clone(), dest, format!("unreadable: {e}")));
+                report.set_aside_files.push((
+                    parquet.clone(),
+                    dest,
+                    format!("unreadable: {}", datasets::error_chain(&e)),
+                ));
                 write_recovered(&parquet, wal, &host, &rows, report)?;
             }
         }

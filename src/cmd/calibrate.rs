@@ -83,11 +83,13 @@ pub struct IngestArgs {
     #[arg(value_enum)]
     pub kind: Kind,
     /// Log files
-    #[arg(required = true)]
+    #[arg(required = true, value_name = "FILE")]
     pub logs: Vec<PathBuf>,
-    /// Output folder (required for --format parquet)
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    /// Output folder (required for --file-type parquet)
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    #[arg(long = "out", hide = true, value_parser = super::Renamed("--out-dir DIR"))]
+    _out: Option<String>,
     /// Workload label for every migration
     #[arg(long)]
     pub workload: Option<String>,
@@ -100,9 +102,11 @@ pub struct IngestArgs {
     /// Destination host name
     #[arg(long)]
     pub dest_host: Option<String>,
-    /// Output format
+    /// Type of what is written
     #[arg(long, value_enum, default_value = "parquet")]
-    pub format: Format,
+    pub file_type: Format,
+    #[arg(long = "format", hide = true, value_parser = super::Renamed("--file-type parquet|jsonl"))]
+    _format: Option<String>,
 }
 
 /// Arguments of `calibrate migrate`.
@@ -130,8 +134,10 @@ pub struct MigrateArgs {
     #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = super::quantity::duration)]
     pub timeout: Duration,
     /// Output folder: raw/, migrations/, rounds/
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    #[arg(long = "out", hide = true, value_parser = super::Renamed("--out-dir DIR"))]
+    _out: Option<String>,
     /// Workload label
     #[arg(long)]
     pub workload: Option<String>,
@@ -241,10 +247,10 @@ SIGINT/SIGTERM.";
 #[derive(Debug, clap::Args)]
 pub struct WindowsArgs {
     /// Migrations dataset (a file or a folder such as OUT/migrations)
-    #[arg(long)]
+    #[arg(long, value_name = "PATH")]
     pub migrations: PathBuf,
     /// Windows file to write (.parquet, or .csv)
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
 }
 
@@ -272,8 +278,8 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
         Kind::Qemu => LogKind::Qemu,
         Kind::Libvirt => LogKind::Libvirt,
     };
-    if a.format == Format::Parquet && a.out.is_none() {
-        bail!("--out DIR is required with --format parquet");
+    if a.file_type == Format::Parquet && a.out_dir.is_none() {
+        bail!("--out-dir DIR is required with --file-type parquet");
     }
     let opts = IngestOptions {
         workload: a.workload,
@@ -294,14 +300,14 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
         problems += parsed.problems.len();
         all.extend(parsed.migrations);
     }
-    match a.format {
+    match a.file_type {
         Format::Jsonl => {
             let mut text = Vec::new();
             write_jsonl(&mut text, &all).context("encoding JSON lines")?;
             crate::stdout::write_out_bytes(&text);
         }
         Format::Parquet => {
-            let out = a.out.expect("checked above");
+            let out = a.out_dir.expect("checked above");
             let w = write_datasets(&out, &all)?;
             let rounds: usize = all.iter().map(|m| m.rounds.len()).sum();
             outln!(
@@ -375,7 +381,7 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
     };
     // Never raised here: the timeout bounds the run; the flag is for library callers.
     let cancel = AtomicBool::new(false);
-    let got = collect::migrate(&opts, &cancel, &mut |m| errln!("{m}"))?;
+    let got = collect::migrate(&opts, &cancel, &mut |m| progressln!("{m}"))?;
     for p in &got.problems {
         errln!("warning: {p}");
     }
@@ -387,11 +393,11 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
     }
     let m = &got.migration;
     let raw = a
-        .out
+        .out_dir
         .join("raw")
         .join(format!("{}.qmp.jsonl", safe_name(&m.row.migration_id)));
     write_atomic(&raw, &got.log)?;
-    let w = write_datasets(&a.out, std::slice::from_ref(m))?;
+    let w = write_datasets(&a.out_dir, std::slice::from_ref(m))?;
     outln!(
         "{}: {} ({}), {} rounds, {} bytes in {:.3} s, downtime {} -> {}, {}, {}",
         m.row.migration_id,

@@ -71,7 +71,8 @@ pub fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let lc = campaign::load(&a.config)?;
     let cancel = crate::signals::cancel_on_signals()?;
-    let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
+    let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() && !crate::stdout::quiet()
+    {
         Arc::new(Bars::new())
     } else {
         Arc::new(Lines::default())
@@ -251,7 +252,12 @@ impl Progress for Lines {
             }
             Event::MigrationProgress { .. } | Event::Meters(_) => return,
         };
-        errln!("{} {line}", stamp());
+        // Log lines carry the campaign's warnings and decisions: --quiet keeps them.
+        if matches!(e, Event::Log(_)) {
+            errln!("{} {line}", stamp());
+        } else {
+            progressln!("{} {line}", stamp());
+        }
     }
 }
 

@@ -21,9 +21,13 @@ pub enum DatasetsCommand {
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// Dataset file or folder (searched recursively for *.parquet)
+    #[arg(value_name = "PATH")]
     pub path: PathBuf,
-    /// Print the report as JSON
-    #[arg(long)]
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: super::Format,
+    /// The same as --format json (the spelling datasets/README.md documented before --format)
+    #[arg(long, hide = true, conflicts_with = "format")]
     pub json: bool,
 }
 
@@ -36,7 +40,7 @@ pub fn run(c: DatasetsCommand) -> anyhow::Result<ExitCode> {
 
 fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let report = check_path(&a.path)?;
-    if a.json {
+    if a.json || a.format == super::Format::Json {
         outln!("{}", to_json(&report));
     } else {
         for v in &report.violations {

@@ -23,15 +23,21 @@ the acceptance thresholds and writes report.html. Its config is saved as demo.to
 run folder.")]
 pub struct DemoArgs {
     /// Folder for the demo's runs; each run gets its own timestamped subfolder
-    #[arg(long, default_value = "migwatt-demo")]
-    pub out: PathBuf,
+    #[arg(long, value_name = "DIR", default_value = "migwatt-demo")]
+    pub out_dir: PathBuf,
+    #[arg(long = "out", hide = true, value_parser = super::Renamed("--out-dir DIR"))]
+    _out: Option<String>,
     /// Campaign folder whose real QEMU migrations (migrations/, rounds/) are replayed
     /// [default: the example campaign built into the binary]
     #[arg(long, value_name = "DIR")]
-    pub examples: Option<PathBuf>,
+    pub examples_dir: Option<PathBuf>,
+    #[arg(long = "examples", hide = true, value_parser = super::Renamed("--examples-dir DIR"))]
+    _examples: Option<String>,
     /// How many of its migrations to replay (spread over their V_mig range)
-    #[arg(long, default_value_t = 6)]
-    pub migrations: usize,
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub replay_count: usize,
+    #[arg(long = "migrations", hide = true, value_parser = super::Renamed("--replay-count N"))]
+    _migrations: Option<String>,
     /// Run real live migrations of a local QEMU guest instead (needs QEMU and the guest of
     /// scripts/setup-qemu.sh; takes a few minutes)
     #[arg(long)]
@@ -39,31 +45,34 @@ pub struct DemoArgs {
     /// Guest folder for --qemu (vmlinuz, initramfs.cpio.gz)
     #[arg(
         long,
+        value_name = "DIR",
         env = "MIGWATT_QEMU_GUEST_DIR",
         default_value = "target/qemu-guest"
     )]
-    pub guest: PathBuf,
+    pub guest_dir: PathBuf,
+    #[arg(long = "guest", hide = true, value_parser = super::Renamed("--guest-dir DIR"))]
+    _guest: Option<String>,
 }
 
 /// Run the demo.
 pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let out_dir = a.out.join(format!("run-{stamp}"));
+    let out_dir = a.out_dir.join(format!("run-{stamp}"));
     let migrations = if a.qemu {
-        if !a.guest.join("vmlinuz").is_file() {
+        if !a.guest_dir.join("vmlinuz").is_file() {
             bail!(
-                "{}: no guest kernel; run scripts/setup-qemu.sh (it installs QEMU and builds the guest), or pass --guest DIR",
-                a.guest.display()
+                "{}: no guest kernel; run scripts/setup-qemu.sh (it installs QEMU and builds the guest), or pass --guest-dir DIR",
+                a.guest_dir.display()
             );
         }
         DemoMigrations::Qemu {
-            guest: std::fs::canonicalize(&a.guest)
-                .with_context(|| a.guest.display().to_string())?,
+            guest: std::fs::canonicalize(&a.guest_dir)
+                .with_context(|| a.guest_dir.display().to_string())?,
         }
     } else {
-        let examples = match &a.examples {
+        let examples = match &a.examples_dir {
             Some(dir) if !dir.join("migrations").is_dir() => {
-                bail!("--examples {}: no migrations/ folder", dir.display())
+                bail!("--examples-dir {}: no migrations/ folder", dir.display())
             }
             Some(dir) => {
                 Some(std::fs::canonicalize(dir).with_context(|| dir.display().to_string())?)
@@ -72,7 +81,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         };
         DemoMigrations::Replay {
             examples,
-            count: a.migrations,
+            count: a.replay_count,
         }
     };
     outln!(
@@ -113,7 +122,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         "REAL: the serial protocol, capture, journal, Parquet datasets, P_0, integration, model fits, verdicts and report"
     );
     let cancel = crate::signals::cancel_on_signals()?;
-    let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
+    let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() && !crate::stdout::quiet()
+    {
         Arc::new(super::campaign::Bars::new())
     } else {
         Arc::new(super::campaign::Lines::default())

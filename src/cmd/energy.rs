@@ -8,15 +8,20 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use datasets::energy::{stage_energy, stage_window_quality, Format, KEY_MIN_COVERAGE, KEY_RULE};
 use datasets::windows::read_windows;
-use meter::energy::baseline::{baseline_from_dir, read_baseline, write_baseline, BaselineOptions};
+use meter::energy::baseline::{
+    baseline_from_dir, read_baseline, write_baseline, BaselineError, BaselineOption,
+    BaselineOptions,
+};
 use meter::energy::integrate::{integrate as run_integration, IntegrateOptions, Rule};
 
 /// Arguments of `migwatt meter baseline`.
 #[derive(Debug, clap::Args)]
 pub struct BaselineArgs {
-    /// Samples dataset folder (as written by `meter capture`)
+    /// Samples dataset folder (as written by `meter capture --out-dir`)
     #[arg(long, value_name = "DIR")]
-    samples: PathBuf,
+    samples_dir: PathBuf,
+    #[arg(long = "samples", hide = true, value_parser = super::Renamed("--samples-dir DIR"))]
+    _samples: Option<String>,
     /// Host whose static power to find
     #[arg(long, value_name = "NAME")]
     host: String,
@@ -51,7 +56,7 @@ enum RuleArg {
     Rectangle,
 }
 
-/// Output format on the command line.
+/// Type of the files written, on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum FormatArg {
     Parquet,
@@ -63,9 +68,11 @@ enum FormatArg {
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("p0_source").required(true).multiple(true).args(["baseline", "p0"])))]
 pub struct IntegrateArgs {
-    /// Samples dataset folder (as written by `meter capture`)
+    /// Samples dataset folder (as written by `meter capture --out-dir`)
     #[arg(long, value_name = "DIR")]
-    samples: PathBuf,
+    samples_dir: PathBuf,
+    #[arg(long = "samples", hide = true, value_parser = super::Renamed("--samples-dir DIR"))]
+    _samples: Option<String>,
     /// Migration-windows file (Parquet, or CSV by extension)
     #[arg(long, value_name = "FILE")]
     windows: PathBuf,
@@ -82,11 +89,13 @@ pub struct IntegrateArgs {
     #[arg(long, value_enum, default_value = "trapezoid")]
     rule: RuleArg,
     /// Windows covered by samples less than this share (0..1) are left out, with the reason
-    #[arg(long, value_name = "SHARE", default_value_t = 0.95)]
+    #[arg(long, value_name = "SHARE", default_value_t = 0.95, value_parser = share)]
     min_coverage: f64,
-    /// Output format (default: from the --out extension, else parquet)
+    /// Type of the files written (default: from the --out extension, else parquet)
     #[arg(long, value_enum)]
-    format: Option<FormatArg>,
+    file_type: Option<FormatArg>,
+    #[arg(long = "format", hide = true, value_parser = super::Renamed("--file-type parquet|csv|jsonl"))]
+    _format: Option<String>,
     /// Per-window quality report (default: next to --out, named NAME.quality.EXT)
     #[arg(long, value_name = "FILE")]
     quality: Option<PathBuf>,
@@ -121,6 +130,16 @@ fn parse_p0(s: &str) -> Result<(String, f64), String> {
     Ok((host.trim().to_string(), w))
 }
 
+/// A share within 0..1 (checked here so a bad value is a usage error naming the flag).
+fn share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "'{s}': expected a share within 0..1 (0.95 for 95 %)"
+        )),
+    }
+}
+
 fn interval_ns(s: Option<f64>) -> anyhow::Result<Option<i64>> {
     match s {
         None => Ok(None),
@@ -139,14 +158,33 @@ pub fn baseline(a: BaselineArgs) -> anyhow::Result<ExitCode> {
         interval_ns: interval_ns(a.interval_s)?,
     };
     let outputs: Vec<(&str, &Path)> = a.out.iter().map(|o| ("--out", o.as_path())).collect();
-    let _io = super::guard_io(&[("--samples", &a.samples)], &outputs)?;
-    let b = baseline_from_dir(&a.samples, &a.host, &opts)?;
+    let _io = super::guard_io(&[("--samples-dir", &a.samples_dir)], &outputs)?;
+    let b = baseline_from_dir(&a.samples_dir, &a.host, &opts).map_err(baseline_error)?;
     outln!("{}", serde_json::to_string_pretty(&b)?);
     if let Some(out) = &a.out {
         write_baseline(out, &b)?;
         errln!("baseline written to {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A baseline error naming the flag whose value was refused (the library names the option by
+/// what it is: a campaign names its config key instead).
+fn baseline_error(e: BaselineError) -> anyhow::Error {
+    match e {
+        BaselineError::Option { option, problem } => {
+            let flag = match option {
+                BaselineOption::Range => "--from/--to",
+                BaselineOption::MaxSpreadW => "--max-spread-w",
+                BaselineOption::MinSeconds => "--min-seconds",
+            };
+            anyhow::anyhow!("{flag}: {problem}")
+        }
+        e @ BaselineError::Unstable(_) => {
+            anyhow::Error::new(e).context("--from/--to: the range is refused (--max-spread-w)")
+        }
+        e => e.into(),
+    }
 }
 
 /// A bare file name gets a `./` parent: the shared Parquet writer needs a non-empty one.
@@ -187,7 +225,7 @@ fn collect_p0(a: &IntegrateArgs) -> anyhow::Result<BTreeMap<String, f64>> {
 
 /// Run `integrate`.
 pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
-    let format = match a.format {
+    let format = match a.file_type {
         Some(FormatArg::Parquet) => Format::Parquet,
         Some(FormatArg::Csv) => Format::Csv,
         Some(FormatArg::Jsonl) => Format::Jsonl,
@@ -209,7 +247,8 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| quality_path(&a.out, format)),
     );
-    let mut inputs: Vec<(&str, &Path)> = vec![("--samples", &a.samples), ("--windows", &a.windows)];
+    let mut inputs: Vec<(&str, &Path)> =
+        vec![("--samples-dir", &a.samples_dir), ("--windows", &a.windows)];
     inputs.extend(a.baseline.iter().map(|b| ("--baseline", b.as_path())));
     let _io = super::guard_io(&inputs, &[("--out", &out), ("--quality", &quality)])?;
     let p0 = collect_p0(&a)?;
@@ -219,14 +258,14 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
     }
     let cancel = crate::signals::cancel_on_signals()?;
     let result = run_integration(
-        &a.samples,
+        &a.samples_dir,
         &a.windows,
         &windows,
         &p0,
         &opts,
         &cancel,
         &mut |p| {
-            errln!(
+            progressln!(
                 "[{}/{}] host {}: {} samples",
                 p.hosts_done,
                 p.hosts_total,
@@ -242,7 +281,7 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
     ];
     // Both files are written before either is published: a failure leaves neither.
     let staged_quality = stage_window_quality(&quality, format, &result.windows, &meta)
-        .with_context(|| format!("writing the quality report {}", quality.display()))?;
+        .context("writing the quality report")?;
 
     let n_mig = {
         let mut ids: Vec<&str> = windows.iter().map(|w| w.migration_id.as_str()).collect();
@@ -307,7 +346,7 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
     if result.observations.is_empty() {
         staged_quality
             .commit()
-            .with_context(|| format!("writing the quality report {}", quality.display()))?;
+            .context("writing the quality report")?;
         bail!(
             "no migration has usable source and destination windows, nothing written to {}; \
              see the reasons in {}",
@@ -316,13 +355,13 @@ pub fn integrate(a: IntegrateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let staged_energy = stage_energy(&out, format, &result.observations, &meta)
-        .with_context(|| format!("writing {}", a.out.display()))?;
+        .context("writing the energy observations")?;
     staged_quality
         .commit()
-        .with_context(|| format!("writing the quality report {}", quality.display()))?;
+        .context("writing the quality report")?;
     staged_energy
         .commit()
-        .with_context(|| format!("writing {}", a.out.display()))?;
+        .context("writing the energy observations")?;
     outln!(
         "wrote {} energy observations to {} and the window quality report to {}",
         result.observations.len(),

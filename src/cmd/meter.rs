@@ -67,9 +67,11 @@ pub struct DecodeArgs {
     /// Raw capture file, or - for stdin
     #[arg(default_value = "-")]
     pub input: String,
-    /// Output format
+    /// Type of what is written
     #[arg(long, value_enum, default_value_t = DecodeFormat::Jsonl)]
-    pub format: DecodeFormat,
+    pub file_type: DecodeFormat,
+    #[arg(long = "format", hide = true, value_parser = super::Renamed("--file-type jsonl|csv|parquet"))]
+    _format: Option<String>,
     /// Write here instead of stdout (required for parquet)
     #[arg(long, short)]
     pub out: Option<PathBuf>,
@@ -100,9 +102,11 @@ pub struct CaptureArgs {
     /// MIGWATT_REDFISH_USERNAME and MIGWATT_REDFISH_PASSWORD are used)
     #[arg(long = "source", value_name = "[NAME=]KIND:TARGET", value_parser = source_spelling)]
     pub sources: Vec<String>,
-    /// Dataset directory
-    #[arg(long)]
-    pub out: PathBuf,
+    /// Samples dataset folder
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    #[arg(long = "out", hide = true, value_parser = super::Renamed("--out-dir DIR"))]
+    _out: Option<String>,
     /// Logging interval asked of the meters: whole seconds, 1s to 1h
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = quantity::duration)]
     pub interval: Duration,
@@ -122,7 +126,7 @@ pub struct CaptureArgs {
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = quantity::duration)]
     pub settle: Duration,
     /// Write the capture report (per-meter counts, gaps, files) as JSON here
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Serve live Prometheus metrics on http://ADDR/metrics while capturing. ADDR is
     /// IP:PORT, or PORT alone for loopback; port 0 picks a free port (the address is printed
@@ -182,29 +186,39 @@ pub struct EmulateArgs {
 #[derive(Debug, clap::Args)]
 pub struct InfoArgs {
     /// Serial device of a Watts up? PRO
-    #[arg(long, required_unless_present = "source", conflicts_with = "source")]
+    #[arg(
+        long,
+        value_name = "DEVICE",
+        required_unless_present = "source",
+        conflicts_with = "source"
+    )]
     pub port: Option<PathBuf>,
     /// A source of any kind, spelled as in `meter capture --source` (KIND:TARGET): who
     /// answers and one reading
     #[arg(long, value_name = "KIND:TARGET", value_parser = source_spelling)]
     pub source: Option<String>,
-    /// Print JSON
-    #[arg(long)]
-    pub json: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: super::Format,
+    #[arg(long = "json", hide = true, num_args = 0..=1, default_missing_value = "", value_parser = super::Renamed("--format json"))]
+    _json: Option<String>,
 }
 
 /// Arguments of `meter list`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// Print JSON
-    #[arg(long)]
-    pub json: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: super::Format,
+    #[arg(long = "json", hide = true, num_args = 0..=1, default_missing_value = "", value_parser = super::Renamed("--format json"))]
+    _json: Option<String>,
 }
 
 /// Arguments of `meter recover`.
 #[derive(Debug, clap::Args)]
 pub struct RecoverArgs {
-    /// Dataset directory given to `meter capture --out`
+    /// Dataset folder given to `meter capture --out-dir`
+    #[arg(value_name = "DIR")]
     pub dir: PathBuf,
 }
 
@@ -233,8 +247,8 @@ fn decode(a: DecodeArgs) -> anyhow::Result<ExitCode> {
     } else {
         bytes = std::fs::read(&a.input).with_context(|| format!("reading {}", a.input))?;
     }
-    if a.format == DecodeFormat::Parquet && a.out.is_none() {
-        bail!("--format parquet needs --out FILE (Parquet is not written to a terminal)");
+    if a.file_type == DecodeFormat::Parquet && a.out.is_none() {
+        bail!("--file-type parquet needs --out FILE (Parquet is not written to a terminal)");
     }
     let mut records = Vec::new();
     let mut rejections: Vec<Rejection> = Vec::new();
@@ -263,14 +277,14 @@ fn decode(a: DecodeArgs) -> anyhow::Result<ExitCode> {
             fields: r.si_fields(),
         })
         .collect();
-    match a.format {
+    match a.file_type {
         DecodeFormat::Parquet => {
             let out = a.out.as_ref().expect("checked above");
             datasets::samples::write_records_file(out, &rows)?;
         }
         DecodeFormat::Jsonl | DecodeFormat::Csv => {
             let mut text = String::with_capacity(rows.len() * 200);
-            if a.format == DecodeFormat::Csv {
+            if a.file_type == DecodeFormat::Csv {
                 text.push_str("seq,byte_offset");
                 for (name, _) in RECORD_FIELDS {
                     text.push(',');
@@ -279,7 +293,7 @@ fn decode(a: DecodeArgs) -> anyhow::Result<ExitCode> {
                 text.push('\n');
             }
             for r in &rows {
-                if a.format == DecodeFormat::Jsonl {
+                if a.file_type == DecodeFormat::Jsonl {
                     let mut obj = serde_json::Map::new();
                     obj.insert("seq".into(), r.seq.into());
                     obj.insert("byte_offset".into(), r.byte_offset.into());
@@ -387,7 +401,7 @@ fn status_line(s: &MeterStatus) -> String {
 
 impl ProgressSink for StderrProgress {
     fn status(&self, meters: &[MeterStatus]) {
-        if !self.tty {
+        if !self.tty || crate::stdout::quiet() {
             return;
         }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -488,7 +502,7 @@ fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                 a.interval
             )
         })?;
-    let mut cfg = CaptureConfig::new(capture_sources(&a, interval_s)?, &a.out);
+    let mut cfg = CaptureConfig::new(capture_sources(&a, interval_s)?, &a.out_dir);
     cfg.duration = a.duration;
     cfg.flush_every = a.flush_every;
     cfg.segment_len = a.segment;
@@ -520,7 +534,7 @@ fn capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     errln!(
         "wrote {} Parquet file(s) under {}",
         report.files.len(),
-        a.out.display()
+        a.out_dir.display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -538,10 +552,13 @@ fn emulate(a: EmulateArgs) -> anyhow::Result<ExitCode> {
         ..EmulatorConfig::default()
     };
     let cancel = crate::signals::cancel_on_signals()?;
-    let handle = meter::emulator::start(cfg, cancel.clone())?;
+    let handle = meter::emulator::start(cfg, cancel.clone()).map_err(|e| match e {
+        e @ meter::emulator::EmulatorError::Link { .. } => anyhow::Error::new(e).context("--link"),
+        e => e.into(),
+    })?;
     outln!("{}", handle.path().display());
     crate::stdout::flush_out();
-    errln!(
+    progressln!(
         "emulating a Watts up? PRO on {} (pty {}); Ctrl-C to stop",
         handle.path().display(),
         handle.pts().display()
@@ -568,12 +585,12 @@ fn info(a: InfoArgs) -> anyhow::Result<ExitCode> {
             // A Watts up? says more about itself than one reading (and starting its
             // logging would clear its memory).
             meter::source::SourceSpec::WattsUp { device } => device,
-            spec => return info_source(&spec, a.json),
+            spec => return info_source(&spec, a.format == super::Format::Json),
         },
         (None, None) => bail!("--port or --source is required"),
     };
     let info = meter::ports::meter_info(&port, Duration::from_secs(2))?;
-    if a.json {
+    if a.format == super::Format::Json {
         outln!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -640,7 +657,7 @@ fn info_source(spec: &meter::source::SourceSpec, json: bool) -> anyhow::Result<E
 
 fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let ports = meter::ports::list_ports().context("listing serial ports")?;
-    if a.json {
+    if a.format == super::Format::Json {
         outln!("{}", serde_json::to_string_pretty(&ports)?);
         return Ok(ExitCode::SUCCESS);
     }

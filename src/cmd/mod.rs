@@ -23,6 +23,16 @@ pub fn guard_io(
     Ok(protected)
 }
 
+/// What `--format` picks in every command: the output format (the type of the files a command
+/// writes is `--file-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// JSON.
+    Json,
+}
+
 /// The value parser of a flag that was renamed or replaced: using it is a usage error (exit
 /// status 2) that names what to write instead, never a silent change of meaning.
 #[derive(Debug, Clone, Copy)]

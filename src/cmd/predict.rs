@@ -21,14 +21,7 @@ use trainer::predict::{
 };
 use trainer::rank::{predict_all, rank, Defaults, Weights};
 
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Human-readable text.
-    Text,
-    /// JSON.
-    Json,
-}
+use super::Format;
 
 /// Which performance model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -80,11 +73,11 @@ struct Models {
 
 impl ModelArgs {
     fn models(&self) -> anyhow::Result<Models> {
-        let load =
-            |p: &Path| trainer::coef::load(p).with_context(|| format!("loading {}", p.display()));
+        // The library's error names the file; the flag is added here.
+        let load = |flag: &'static str, p: &Path| trainer::coef::load(p).context(flag);
         let (gamma, gamma_id) = match &self.gamma_model {
             Some(p) => {
-                let f = load(p)?;
+                let f = load("--gamma-model", p)?;
                 let (g, note) =
                     GammaModel::for_prediction(&f).with_context(|| p.display().to_string())?;
                 if let Some(note) = note {
@@ -96,7 +89,7 @@ impl ModelArgs {
         };
         let (energy, energy_id) = match &self.energy_model {
             Some(p) => {
-                let f = load(p)?;
+                let f = load("--energy-model", p)?;
                 (
                     Some(EnergyModel::from_file(&f).with_context(|| p.display().to_string())?),
                     Some(f.model.id),
@@ -145,11 +138,13 @@ pub struct PredictArgs {
     #[arg(long, value_enum, default_value = "sim")]
     model: ModelChoice,
     /// Predict every VM of a table (Parquet/CSV: vm, vm_mem_bytes, dirty_rate_bytes_per_s[, rate_bytes_per_s, downtime_limit_s, hypervisor])
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["vm_mem", "history", "hot_set"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["vm_mem", "history_dir", "hot_set"])]
     vms: Option<PathBuf>,
     /// Refined model: a dataset folder of past migrations (migrations/ and rounds/)
     #[arg(long, value_name = "DIR", requires = "vm")]
-    history: Option<PathBuf>,
+    history_dir: Option<PathBuf>,
+    #[arg(long = "history", hide = true, value_parser = super::Renamed("--history-dir DIR"))]
+    _history: Option<String>,
     /// The VM whose history to use (the refined model also learns the VM's hot set H from it:
     /// the largest round-1 dirty set capped below the later rounds' rate)
     #[arg(long, value_name = "NAME")]
@@ -157,12 +152,12 @@ pub struct PredictArgs {
     /// Hot set H, e.g. 32MiB: the writable working set, the most memory the guest can have
     /// dirty however long a round lasts (data dirtied per round = min(T D, H), gamma then 0);
     /// give it when the guest's writes are confined to a region of known size (overrides the
-    /// H learned by --history)
+    /// H learned by --history-dir)
     #[arg(long, value_name = "SIZE", value_parser = quantity::size)]
     hot_set: Option<Size>,
     /// A probe file (`migwatt calibrate probe --out FILE`): the VM's D, hot set H and non-zero
     /// share measured before migrating. Without history it gives D, H and the first round
-    /// (non-zero share x RAM); with --history its D is the rate sampled now (S of eq 13).
+    /// (non-zero share x RAM); with --history-dir its D is the rate sampled now (S of eq 13).
     /// --dirty-rate, --hot-set and --vm-mem override it
     #[arg(long, value_name = "FILE", conflicts_with = "vms")]
     probe: Option<PathBuf>,
@@ -172,9 +167,9 @@ pub struct PredictArgs {
     /// Blend phi of eq 13
     #[arg(long, default_value_t = DEFAULT_PHI)]
     phi: f64,
-    /// With --history: keep the VM's migrations whose guest memory did not match after the
+    /// With --history-dir: keep the VM's migrations whose guest memory did not match after the
     /// migration (memory_verified = false; left out by default, and named either way)
-    #[arg(long, requires = "history")]
+    #[arg(long, requires = "history_dir")]
     include_mismatched: bool,
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
@@ -310,7 +305,7 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         .or(probe.as_ref().map(|p| p.dirty_rate_bytes_per_s));
     let mut hot_set = a.hot_set.map(|s| s.bytes);
     let mut refined = None;
-    let dirty = if let (Some(dir), Some(vm)) = (&a.history, &a.vm) {
+    let dirty = if let (Some(dir), Some(vm)) = (&a.history_dir, &a.vm) {
         if !(a.mu > 0.5 && a.mu <= 1.0 && (0.0..=1.0).contains(&a.phi)) {
             bail!("--mu must be in (0.5, 1] and --phi in [0, 1]");
         }
@@ -338,7 +333,8 @@ pub fn run_predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
         refined = Some(h);
         d
     } else {
-        sampled.context("give --dirty-rate RATE (or --probe FILE, or --history DIR --vm NAME)")?
+        sampled
+            .context("give --dirty-rate RATE (or --probe FILE, or --history-dir DIR --vm NAME)")?
     };
     // A VM without history: what the probe measured stands for it.
     let mut from_probe = Vec::new();
@@ -719,11 +715,15 @@ pub struct EvaluateArgs {
     models: ModelArgs,
     /// Measured migrations: a dataset folder (migrations/ and rounds/) or a migrations folder
     #[arg(long, value_name = "DIR")]
-    migrations: PathBuf,
+    migrations_dir: PathBuf,
+    #[arg(long = "migrations", hide = true, value_parser = super::Renamed("--migrations-dir DIR"))]
+    _migrations: Option<String>,
     /// Also evaluate the refined model (eqs 11-13, with the hot set learned per VM: see
     /// --no-hot-set) from each VM's earlier migrations
     #[arg(long)]
-    history: bool,
+    refined: bool,
+    #[arg(long = "history", hide = true, num_args = 0..=1, default_missing_value = "", value_parser = super::Renamed("--refined"))]
+    _history: Option<String>,
     /// EWMA weight mu of eq 12 (> 0.5)
     #[arg(long, default_value_t = DEFAULT_MU)]
     mu: f64,
@@ -732,7 +732,7 @@ pub struct EvaluateArgs {
     phi: f64,
     /// Refined model without the hot-set cap (eqs 11-13 as published): D_bar over every round,
     /// the gamma model throughout
-    #[arg(long, requires = "history")]
+    #[arg(long, requires = "refined")]
     no_hot_set: bool,
     /// Refined model without the pre-migration probe: a VM's first migration (no history)
     /// predicted from the sampled rate and all of RAM, as before the probe (to compare)
@@ -741,12 +741,14 @@ pub struct EvaluateArgs {
     /// Honest evaluation: each VM's first N migrations (by start time, e.g. a campaign's
     /// repetition 1) train the gamma model and are the history of the rest; only the later,
     /// held-out migrations are reported
-    #[arg(long, value_name = "N", conflicts_with_all = ["train_with", "gamma_model"])]
+    #[arg(long, value_name = "N", conflicts_with_all = ["train_with_dir", "gamma_model"])]
     train_first: Option<usize>,
     /// Honest evaluation: this dataset (migrations/ and rounds/, e.g. a development campaign)
-    /// trains the gamma model and every migration of --migrations is held out and reported
+    /// trains the gamma model and every migration of --migrations-dir is held out and reported
     #[arg(long, value_name = "DIR", conflicts_with = "gamma_model")]
-    train_with: Option<PathBuf>,
+    train_with_dir: Option<PathBuf>,
+    #[arg(long = "train-with", hide = true, value_parser = super::Renamed("--train-with-dir DIR"))]
+    _train_with: Option<String>,
     /// Measured energy (energy observations from `migwatt integrate` or a calibration
     /// campaign): also evaluate E_mig predicted by --energy-model from the predicted V_mig
     #[arg(long, value_name = "FILE")]
@@ -777,7 +779,7 @@ pub struct EvaluateArgs {
 
 /// Run `migwatt evaluate`.
 pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
-    let mut inputs: Vec<(&str, &Path)> = vec![("--migrations", &a.migrations)];
+    let mut inputs: Vec<(&str, &Path)> = vec![("--migrations-dir", &a.migrations_dir)];
     inputs.extend(a.energy.iter().map(|p| ("--energy", p.as_path())));
     inputs.extend(
         a.models
@@ -808,13 +810,13 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
             w.e_mig
         );
     }
-    let (migs, rounds) = read_history(&a.migrations)?;
+    let (migs, rounds) = read_history(&a.migrations_dir)?;
     let (migs, rounds, mismatched) = split_mismatched(migs, rounds, a.include_mismatched);
-    note_mismatched(&a.migrations, &mismatched, a.include_mismatched);
+    note_mismatched(&a.migrations_dir, &mismatched, a.include_mismatched);
     let opts = EvalOptions {
         gamma: m.gamma,
         energy: m.energy,
-        refined: a.history,
+        refined: a.refined,
         mu: a.mu,
         phi: a.phi,
         hot_set: !a.no_hot_set,
@@ -836,7 +838,7 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         }
         None => Default::default(),
     };
-    let split = match (a.train_first, &a.train_with) {
+    let split = match (a.train_first, &a.train_with_dir) {
         (Some(0), _) => bail!("--train-first 0 trains on nothing: give 1 or more"),
         (Some(n), _) => Split::FirstPerVm(n),
         (None, Some(dir)) => {
@@ -844,7 +846,7 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
             let (m, r, bad) = split_mismatched(m, r, a.include_mismatched);
             if !bad.is_empty() {
                 errln!(
-                    "note: --train-with {}: {} migration(s) whose guest memory did not verify {}: {}",
+                    "note: --train-with-dir {}: {} migration(s) whose guest memory did not verify {}: {}",
                     dir.display(),
                     bad.len(),
                     if a.include_mismatched { "kept (--include-mismatched)" } else { "left out" },
@@ -852,7 +854,7 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             if m.is_empty() {
-                bail!("--train-with {}: no migrations", dir.display());
+                bail!("--train-with-dir {}: no migrations", dir.display());
             }
             Split::External(m, r)
         }
@@ -872,7 +874,7 @@ pub fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     if a.energy.is_some() && rows.iter().all(|r| r.measured_e_mig_j.is_none()) {
         errln!(
             "warning: no migration of {} has an energy observation (the migration ids differ)",
-            a.migrations.display()
+            a.migrations_dir.display()
         );
     }
     if let Some(out) = &a.out {

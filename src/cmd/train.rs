@@ -11,11 +11,13 @@ use trainer::{Control, GammaOptions, LinearOptions, TrainOptions, Trained};
 #[derive(Debug, clap::Args)]
 pub struct Common {
     /// Input files (.parquet or .csv) or hive-partitioned folders of Parquet files
-    #[arg(long, num_args = 1.., required = true, value_name = "FILE")]
+    #[arg(long, num_args = 1.., required = true, value_name = "PATH")]
     data: Vec<PathBuf>,
-    /// Models directory: writes DIR/<name>/v<N>.json (never overwritten) and DIR/<name>/latest
+    /// Models folder: writes DIR/<name>/v<N>.json (never overwritten) and DIR/<name>/latest
     #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    out_dir: PathBuf,
+    #[arg(long = "out", hide = true, value_parser = super::Renamed("--out-dir DIR"))]
+    _out: Option<String>,
     /// Model name (folder under DIR)
     #[arg(long)]
     name: Option<String>,
@@ -31,9 +33,11 @@ pub struct Common {
     /// Refuse designs whose centred and scaled condition number exceeds this
     #[arg(long, default_value_t = trainer::ols::DEFAULT_MAX_CONDITION)]
     max_condition: f64,
-    /// Print the coefficient file(s) as JSON instead of a summary
-    #[arg(long)]
-    json: bool,
+    /// Output format: a summary, or the coefficient file(s) as JSON
+    #[arg(long, value_enum, default_value = "text")]
+    format: super::Format,
+    #[arg(long = "json", hide = true, num_args = 0..=1, default_missing_value = "", value_parser = super::Renamed("--format json"))]
+    _json: Option<String>,
     /// Migrations datasets (files or folders) saying whose guest memory did not match after
     /// the migration (memory_verified = false): energy and gamma leave those migrations out,
     /// naming them (default: a migrations/ folder beside the first --data path, if any);
@@ -50,7 +54,7 @@ impl Common {
         TrainOptions {
             data: self.data.clone(),
             filters: self.filter.clone(),
-            out: self.out.clone(),
+            out: self.out_dir.clone(),
             name: self.name.clone(),
             folds: self.folds,
             seed: self.seed,
@@ -115,19 +119,24 @@ pub enum TrainCommand {
 pub enum ModelsCommand {
     /// List the models in a models directory
     List {
-        /// Models directory
+        /// Models folder
+        #[arg(value_name = "DIR")]
         dir: PathBuf,
-        /// JSON output for scripts
-        #[arg(long)]
-        json: bool,
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        format: super::Format,
+        #[arg(long = "json", hide = true, num_args = 0..=1, default_missing_value = "", value_parser = super::Renamed("--format json"))]
+        _json: Option<String>,
     },
     /// Show a coefficient file (or a model folder / its latest pointer)
     Show {
         /// v<N>.json, a model folder, or its `latest` file
         file: PathBuf,
-        /// Print the (validated) file as JSON
-        #[arg(long)]
-        json: bool,
+        /// Output format: a summary, or the (validated) file as JSON
+        #[arg(long, value_enum, default_value = "text")]
+        format: super::Format,
+        #[arg(long = "json", hide = true, num_args = 0..=1, default_missing_value = "", value_parser = super::Renamed("--format json"))]
+        _json: Option<String>,
     },
 }
 
@@ -142,7 +151,7 @@ fn progress(phase: &str) {
 /// Run a `train` subcommand.
 pub fn run_train(c: TrainCommand) -> anyhow::Result<ExitCode> {
     START.get_or_init(std::time::Instant::now);
-    let quiet = std::env::var_os("MIGWATT_QUIET").is_some();
+    let quiet = crate::stdout::quiet();
     let sink: &(dyn Fn(&str) + Sync) = &progress;
     // Ctrl-C or SIGTERM stops at the next checkpoint (the residuals stop between pages); the
     // temporary files go with it and earlier versions stay as they were.
@@ -169,14 +178,14 @@ pub fn run_train(c: TrainCommand) -> anyhow::Result<ExitCode> {
     );
     // The models go in a folder of their own: never inside an input dataset.
     let probe = common
-        .out
+        .out_dir
         .join(common.name.as_deref().unwrap_or("model"))
         .join(trainer::coef::LATEST);
-    let _io = super::guard_io(&inputs, &[("--out", &probe)])?;
+    let _io = super::guard_io(&inputs, &[("--out-dir", &probe)])?;
     let (trained, json): (Vec<Trained>, bool) = match c {
         TrainCommand::Energy { common, per_side } => (
             trainer::train_energy(&common.options(), per_side, &ctl)?,
-            common.json,
+            common.format == super::Format::Json,
         ),
         TrainCommand::Gamma {
             common,
@@ -195,7 +204,7 @@ pub fn run_train(c: TrainCommand) -> anyhow::Result<ExitCode> {
             };
             (
                 vec![trainer::train_gamma(&common.options(), &g, &ctl)?],
-                common.json,
+                common.format == super::Format::Json,
             )
         }
         TrainCommand::Linear {
@@ -221,7 +230,7 @@ pub fn run_train(c: TrainCommand) -> anyhow::Result<ExitCode> {
             };
             (
                 vec![trainer::train_linear(&common.options(), &l, &ctl)?],
-                common.json,
+                common.format == super::Format::Json,
             )
         }
     };
@@ -243,7 +252,8 @@ pub fn run_train(c: TrainCommand) -> anyhow::Result<ExitCode> {
 /// Run a `models` subcommand.
 pub fn run_models(c: ModelsCommand) -> anyhow::Result<ExitCode> {
     match c {
-        ModelsCommand::List { dir, json } => {
+        ModelsCommand::List { dir, format, .. } => {
+            let json = format == super::Format::Json;
             let entries = coef::list(&dir)?;
             if json {
                 let v: Vec<serde_json::Value> = entries
@@ -305,7 +315,8 @@ pub fn run_models(c: ModelsCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ModelsCommand::Show { file, json } => {
+        ModelsCommand::Show { file, format, .. } => {
+            let json = format == super::Format::Json;
             let f = coef::load(&file)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&f)?);

@@ -317,7 +317,7 @@ pub fn migrate_with_setup(
     }
     let output = cmd
         .args(&setup.migrate_args)
-        .arg("--out")
+        .arg("--out-dir")
         .arg(&out)
         .output()
         .unwrap();

@@ -26,7 +26,7 @@ pub const LATEST: &str = "latest";
 #[derive(Debug, thiserror::Error)]
 pub enum CoefError {
     /// Filesystem error on a named path.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path.
         path: PathBuf,
@@ -35,7 +35,7 @@ pub enum CoefError {
         source: std::io::Error,
     },
     /// Not valid JSON or not the expected structure.
-    #[error("{path}: not a coefficient file: {source}")]
+    #[error("{path}: not a coefficient file")]
     Json {
         /// The path.
         path: PathBuf,
@@ -715,7 +715,7 @@ pub fn list(dir: &Path) -> Result<Vec<ModelEntry>, CoefError> {
                     },
                     load,
                 )
-                .map_err(|e| e.to_string()),
+                .map_err(|e| datasets::error_chain(&e)),
         );
         out.push(ModelEntry {
             name,

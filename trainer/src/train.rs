@@ -30,7 +30,7 @@ pub enum TrainError {
     #[error(transparent)]
     Dataset(#[from] DatasetError),
     /// The fit was refused.
-    #[error("model '{model}': {source}")]
+    #[error("model '{model}'")]
     Fit {
         /// Model name.
         model: String,
@@ -42,7 +42,7 @@ pub enum TrainError {
     #[error(transparent)]
     Coef(#[from] CoefError),
     /// Reading an input to hash it failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// Path.
         path: PathBuf,

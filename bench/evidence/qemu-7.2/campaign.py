@@ -202,7 +202,7 @@ def main():
                            "--timeout", f"{a.timeout_s}s",
                            "--workload", label, "--vm", f"tiny{mem}m",
                            "--source-host", hosts[here], "--dest-host", hosts[1 - here],
-                           "--out", a.out]
+                           "--out-dir", a.out]
                     r = subprocess.run(cmd, capture_output=True, text=True)
                     if r.returncode != 0:
                         sys.exit(f"migwatt calibrate migrate failed:\n{r.stderr}\n{r.stdout}")

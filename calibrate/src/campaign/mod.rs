@@ -23,7 +23,7 @@ pub use verdict::verdicts;
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignError {
     /// Filesystem error on a named path.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path.
         path: PathBuf,
@@ -61,10 +61,10 @@ pub enum CampaignError {
     Cancelled,
 }
 
-pub(crate) fn step<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> CampaignError {
+pub(crate) fn step<E: std::error::Error>(step: &'static str) -> impl FnOnce(E) -> CampaignError {
     move |e| CampaignError::Step {
         step,
-        message: e.to_string(),
+        message: datasets::error_chain(&e),
     }
 }
 

@@ -193,7 +193,7 @@ impl Capture {
                 }),
                 Ok(Err(e)) => Err(CampaignError::Step {
                     step: "capture",
-                    message: e.to_string(),
+                    message: chain(&e),
                 }),
                 Err(_) => Err(CampaignError::Step {
                     step: "capture",
@@ -261,16 +261,7 @@ fn say(opts: &RunOptions, s: impl Into<String>) {
     opts.progress.event(&Event::Log(s.into()));
 }
 
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s = format!("{s}: {c}");
-        cause = c.source();
-    }
-    s
-}
+use datasets::error_chain as chain;
 
 /// A host's meter as its `meter` key spells it (`emulated`, `wattsup:DEVICE` or a serial
 /// device), devices resolved against the config's folder.
@@ -662,7 +653,7 @@ fn run_migrations(
                 }
                 journal.record(Entry::MigrationFailed {
                     migration_id: run.migration_id.clone(),
-                    reason: e.to_string(),
+                    reason: chain(&e),
                 })?;
                 opts.progress.event(&Event::MigrationFinished {
                     index: run.index,
@@ -1231,7 +1222,7 @@ fn analyse(
                 ..BaselineOptions::default()
             },
         )
-        .map_err(step("baseline"))?;
+        .map_err(step("baseline (spread limit: `baseline_max_spread_w`)"))?;
         let path = out
             .join("baselines")
             .join(format!("p0-{}.json", safe_name(&h.host)));
@@ -1389,7 +1380,7 @@ fn analyse(
                 match trainer::train::train_energy(&t, false, &trainer::Control::none()) {
                     Ok(v) => v.into_iter().next().map(|t| t.path),
                     Err(e) => {
-                        say(opts, format!("energy model not fitted: {e}"));
+                        say(opts, format!("energy model not fitted: {}", chain(&e)));
                         None
                     }
                 }
@@ -1415,7 +1406,7 @@ fn analyse(
                 match trainer::train::train_gamma(&t, &go, &trainer::Control::none()) {
                     Ok(t) => Some(t.path),
                     Err(e) => {
-                        say(opts, format!("gamma model not fitted: {e}"));
+                        say(opts, format!("gamma model not fitted: {}", chain(&e)));
                         None
                     }
                 }
@@ -1744,7 +1735,7 @@ fn render_report(out: &Path, opts: &RunOptions) -> Vec<PathBuf> {
             vec![r.html, r.markdown]
         }
         Err(e) => {
-            say(opts, format!("report not written: {e}"));
+            say(opts, format!("report not written: {}", chain(&e)));
             Vec::new()
         }
     }

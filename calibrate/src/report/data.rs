@@ -89,8 +89,8 @@ pub(crate) fn load(dir: &Path, summary: CampaignSummary) -> Inputs {
     let paths = summary.paths.clone();
     let mut warnings = Vec::new();
 
-    let windows: Part<Vec<WindowRow>> =
-        datasets::windows::read_windows(&rel(dir, &paths.windows)).map_err(|e| e.to_string());
+    let windows: Part<Vec<WindowRow>> = datasets::windows::read_windows(&rel(dir, &paths.windows))
+        .map_err(|e| datasets::error_chain(&e));
     note(&mut warnings, &windows, "windows");
     let power = load_power(dir, &summary, windows.as_deref().unwrap_or(&[]));
     note(&mut warnings, &power, "samples");
@@ -100,15 +100,17 @@ pub(crate) fn load(dir: &Path, summary: CampaignSummary) -> Inputs {
             .min()
     });
 
-    let energy_rows =
-        datasets::energy::read_energy(&rel(dir, &paths.energy)).map_err(|e| e.to_string());
+    let energy_rows = datasets::energy::read_energy(&rel(dir, &paths.energy))
+        .map_err(|e| datasets::error_chain(&e));
     note(&mut warnings, &energy_rows, "energy observations");
     let energy_model = load_model(dir, paths.energy_model.as_deref(), "energy model");
     let gamma_model = load_model(dir, paths.gamma_model.as_deref(), "gamma model");
 
     let rounds: Part<Vec<RoundRow>> = match &paths.rounds_dir {
         None => Err("the campaign names no rounds dataset".into()),
-        Some(p) => datasets::rounds::read_rounds(&rel(dir, p)).map_err(|e| e.to_string()),
+        Some(p) => {
+            datasets::rounds::read_rounds(&rel(dir, p)).map_err(|e| datasets::error_chain(&e))
+        }
     };
     let gamma = match (&rounds, &gamma_model) {
         (Err(e), _) => Err(format!("no rounds: {e}")),
@@ -118,7 +120,8 @@ pub(crate) fn load(dir: &Path, summary: CampaignSummary) -> Inputs {
 
     let migrations = match &paths.migrations_dir {
         None => Err("the campaign names no migrations dataset".into()),
-        Some(p) => datasets::migrations::read_migrations(&rel(dir, p)).map_err(|e| e.to_string()),
+        Some(p) => datasets::migrations::read_migrations(&rel(dir, p))
+            .map_err(|e| datasets::error_chain(&e)),
     };
     note(&mut warnings, &migrations, "migrations");
 
@@ -183,8 +186,8 @@ fn load_power(
     windows: &[WindowRow],
 ) -> Part<Vec<HostPower>> {
     let samples_dir = rel(dir, &summary.paths.samples_dir);
-    let by_host =
-        datasets::samples::sample_files_by_host(&samples_dir).map_err(|e| e.to_string())?;
+    let by_host = datasets::samples::sample_files_by_host(&samples_dir)
+        .map_err(|e| datasets::error_chain(&e))?;
     let mut hosts = Vec::new();
     for h in &summary.hosts {
         let p0_w = h.p0_w.or_else(|| {
@@ -200,7 +203,7 @@ fn load_power(
                 h.host
             )),
             Some(files) => datasets::samples::read_power_series(&h.host, files, None)
-                .map_err(|e| e.to_string())
+                .map_err(|e| datasets::error_chain(&e))
                 .and_then(|s| {
                     if s.is_empty() {
                         Err(format!("{}: no power values", samples_dir.display()))
@@ -228,8 +231,8 @@ fn load_power(
 fn load_model(dir: &Path, path: Option<&Path>, what: &str) -> Part<Model> {
     let p = path.ok_or_else(|| format!("the campaign has no {what}"))?;
     let full = rel(dir, p);
-    let resolved = trainer::coef::resolve(&full).map_err(|e| e.to_string())?;
-    let coef = trainer::coef::load(&resolved).map_err(|e| e.to_string())?;
+    let resolved = trainer::coef::resolve(&full).map_err(|e| datasets::error_chain(&e))?;
+    let coef = trainer::coef::load(&resolved).map_err(|e| datasets::error_chain(&e))?;
     Ok(Model {
         path: resolved,
         coef,
@@ -307,7 +310,8 @@ fn gamma_points(
 fn load_residuals(model: &Model) -> ResidualSet {
     let path = datasets::io::parent_dir(&model.path).join(&model.coef.provenance.residuals_file);
     let points = (|| {
-        let inputs = resolve_inputs(std::slice::from_ref(&path)).map_err(|e| e.to_string())?;
+        let inputs =
+            resolve_inputs(std::slice::from_ref(&path)).map_err(|e| datasets::error_chain(&e))?;
         let table = load_table(
             &inputs,
             &LoadOptions {
@@ -316,9 +320,13 @@ fn load_residuals(model: &Model) -> ResidualSet {
                 ..Default::default()
             },
         )
-        .map_err(|e| e.to_string())?;
-        let fitted = table.f64_column("fitted").map_err(|e| e.to_string())?;
-        let residual = table.f64_column("residual").map_err(|e| e.to_string())?;
+        .map_err(|e| datasets::error_chain(&e))?;
+        let fitted = table
+            .f64_column("fitted")
+            .map_err(|e| datasets::error_chain(&e))?;
+        let residual = table
+            .f64_column("residual")
+            .map_err(|e| datasets::error_chain(&e))?;
         Ok(fitted.into_iter().zip(residual).collect())
     })();
     ResidualSet {
@@ -332,7 +340,7 @@ fn load_residuals(model: &Model) -> ResidualSet {
 
 /// migration_id -> reason, for windows the energy integration left out.
 fn load_exclusions(path: &Path) -> Result<HashMap<String, String>, String> {
-    let inputs = resolve_inputs(&[path.to_path_buf()]).map_err(|e| e.to_string())?;
+    let inputs = resolve_inputs(&[path.to_path_buf()]).map_err(|e| datasets::error_chain(&e))?;
     let table = load_table(
         &inputs,
         &LoadOptions {
@@ -342,18 +350,24 @@ fn load_exclusions(path: &Path) -> Result<HashMap<String, String>, String> {
             ..Default::default()
         },
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| datasets::error_chain(&e))?;
     let ids = table
         .str_column("migration_id")
-        .map_err(|e| e.to_string())?;
-    let included = table.f64_column("included").map_err(|e| e.to_string())?;
+        .map_err(|e| datasets::error_chain(&e))?;
+    let included = table
+        .f64_column("included")
+        .map_err(|e| datasets::error_chain(&e))?;
     let reasons = if table.has_column("reason") {
-        table.str_column("reason").map_err(|e| e.to_string())?
+        table
+            .str_column("reason")
+            .map_err(|e| datasets::error_chain(&e))?
     } else {
         vec![None; ids.len()]
     };
     let roles = if table.has_column("role") {
-        table.str_column("role").map_err(|e| e.to_string())?
+        table
+            .str_column("role")
+            .map_err(|e| datasets::error_chain(&e))?
     } else {
         vec![None; ids.len()]
     };

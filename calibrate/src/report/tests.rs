@@ -457,10 +457,14 @@ fn missing_summary_is_an_error_naming_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let e = render(tmp.path()).unwrap_err();
     assert!(matches!(e, ReportError::Summary(_)));
-    assert!(e.to_string().contains("summary.json"), "{e}");
+    let text = datasets::error_chain(&e);
+    assert!(text.contains("summary.json"), "{text}");
+    // Each cause once: the OS error follows the path, and is not repeated.
+    assert_eq!(text.matches("No such file").count(), 1, "{text}");
     std::fs::write(tmp.path().join("summary.json"), "{}").unwrap();
     let e = render(tmp.path()).unwrap_err();
-    assert!(e.to_string().contains("not a campaign summary"), "{e}");
+    let text = datasets::error_chain(&e);
+    assert!(text.contains("not a campaign summary"), "{text}");
 }
 
 #[test]

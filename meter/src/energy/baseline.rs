@@ -63,9 +63,15 @@ pub enum BaselineError {
         best_s: f64,
         best_at: String,
     },
-    /// Invalid option value.
-    #[error("{0}")]
-    Invalid(String),
+    /// An option's value was refused (the message says what the option is; a caller names
+    /// it its own way, as a flag or a config key).
+    #[error("{option}: {problem}")]
+    Option {
+        /// Which option.
+        option: BaselineOption,
+        /// What was wrong with its value.
+        problem: String,
+    },
     /// A baseline file could not be read, parsed or written.
     #[error("{path}: {problem}")]
     File { path: PathBuf, problem: String },
@@ -75,8 +81,8 @@ pub enum BaselineError {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "host '{host}': power between {from} and {to} is not stable: spread {spread_w:.1} W \
-     (min {min_w:.1} W at {min_at}, max {max_w:.1} W at {max_at}) exceeds --max-spread-w \
-     {max_spread_w} W over {count} samples; choose a quieter range or raise the limit"
+     (min {min_w:.1} W at {min_at}, max {max_w:.1} W at {max_at}) exceeds the spread \
+     limit {max_spread_w} W over {count} samples; choose a quieter range or raise the limit"
 )]
 pub struct UnstableRange {
     /// Host name.
@@ -99,6 +105,27 @@ pub struct UnstableRange {
     pub max_spread_w: f64,
     /// Unflagged samples in the range.
     pub count: usize,
+}
+
+/// An option of [`BaselineOptions`], named in [`BaselineError::Option`] by what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaselineOption {
+    /// `range_utc_ns`.
+    Range,
+    /// `max_spread_w`.
+    MaxSpreadW,
+    /// `min_seconds`.
+    MinSeconds,
+}
+
+impl std::fmt::Display for BaselineOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BaselineOption::Range => "the range",
+            BaselineOption::MaxSpreadW => "the spread limit",
+            BaselineOption::MinSeconds => "the shortest stretch",
+        })
+    }
 }
 
 /// How P_0 is to be found.
@@ -194,16 +221,16 @@ pub fn baseline_from_dir(
 /// exceeds the limit), else over the longest stable stretch of at least `opts.min_seconds`.
 pub fn find_baseline(s: &PowerSeries, opts: &BaselineOptions) -> Result<Baseline, BaselineError> {
     if opts.max_spread_w.is_nan() || opts.max_spread_w < 0.0 {
-        return Err(BaselineError::Invalid(format!(
-            "--max-spread-w must be a non-negative number of watts, got {}",
-            opts.max_spread_w
-        )));
+        return Err(BaselineError::Option {
+            option: BaselineOption::MaxSpreadW,
+            problem: format!("expected watts >= 0, got {}", opts.max_spread_w),
+        });
     }
     if opts.min_seconds.is_nan() || opts.min_seconds < 0.0 {
-        return Err(BaselineError::Invalid(format!(
-            "--min-seconds must be non-negative, got {}",
-            opts.min_seconds
-        )));
+        return Err(BaselineError::Option {
+            option: BaselineOption::MinSeconds,
+            problem: format!("expected seconds >= 0, got {}", opts.min_seconds),
+        });
     }
     match opts.range_utc_ns {
         Some((from, to)) => in_range(s, from, to, opts),
@@ -227,11 +254,14 @@ fn in_range(
     opts: &BaselineOptions,
 ) -> Result<Baseline, BaselineError> {
     if to <= from {
-        return Err(BaselineError::Invalid(format!(
-            "--to {} is not after --from {}",
-            format_utc_ns(to),
-            format_utc_ns(from)
-        )));
+        return Err(BaselineError::Option {
+            option: BaselineOption::Range,
+            problem: format!(
+                "its end {} is not after its start {}",
+                format_utc_ns(to),
+                format_utc_ns(from)
+            ),
+        });
     }
     let lo = s.utc_ns.partition_point(|&t| t < from);
     let hi = s.utc_ns.partition_point(|&t| t <= to);

@@ -354,7 +354,7 @@ pub fn integrate(
 ) -> Result<Integration, IntegrateError> {
     if !(0.0..=1.0).contains(&opts.min_coverage) {
         return Err(IntegrateError::Invalid(format!(
-            "--min-coverage must be within 0..1, got {}",
+            "the minimum coverage must be a share within 0..1, got {}",
             opts.min_coverage
         )));
     }
