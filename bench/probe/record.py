@@ -6,7 +6,7 @@ hot set) and a paused destination (-incoming, -S), join them with a rate-limited
 run `migwatt calibrate migrate --verify` (which probes first: `calibrate probe`), one VM name
 per configuration, so every migration is that VM's first. The recordings land in OUT
 (migrations/, rounds/, raw/); evaluate them with
-`migwatt evaluate --migrations OUT --history [--no-probe]` (the FIRST group).
+`migwatt evaluate --migrations-dir OUT --refined [--no-probe]` (the FIRST group).
 
 Usage: bench/probe/record.py OUT [MIGWATT] [GUEST_DIR]
 Needs scripts/setup-qemu.sh first; runs one migration at a time (TCG, two QEMUs).
