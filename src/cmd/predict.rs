@@ -736,7 +736,7 @@ pub struct EvaluateArgs {
     no_hot_set: bool,
     /// Refined model without the pre-migration probe: a VM's first migration (no history)
     /// predicted from the sampled rate and all of RAM, as before the probe (to compare)
-    #[arg(long, requires = "history")]
+    #[arg(long, requires = "refined")]
     no_probe: bool,
     /// Honest evaluation: each VM's first N migrations (by start time, e.g. a campaign's
     /// repetition 1) train the gamma model and are the history of the rest; only the later,
