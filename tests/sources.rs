@@ -69,7 +69,7 @@ fn rapl_capture_records_the_counter_kind_and_interval() {
         })
     };
     let out = Command::new(bin())
-        .args(["meter", "capture", "--out"])
+        .args(["meter", "capture", "--out-dir"])
         .arg(&data)
         .arg("--source")
         .arg(format!("cpu=rapl:{}", cap.class.display()))
@@ -109,7 +109,7 @@ fn rapl_capture_records_the_counter_kind_and_interval() {
 fn rapl_on_a_machine_without_powercap_says_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(bin())
-        .args(["meter", "capture", "--out"])
+        .args(["meter", "capture", "--out-dir"])
         .arg(dir.path().join("data"))
         .arg("--source")
         .arg(format!("cpu=rapl:{}", dir.path().display()))
@@ -132,7 +132,7 @@ fn free_port() -> u16 {
 /// A capture of an emulated meter serving its metrics on `port` (the exporter under test).
 fn spawn_exporter(data: &Path, port: u16) -> std::process::Child {
     Command::new(bin())
-        .args(["meter", "capture", "--out"])
+        .args(["meter", "capture", "--out-dir"])
         .arg(data)
         .args([
             "--source",
@@ -185,7 +185,7 @@ fn prometheus_scrapes_a_real_exporter_value_by_value_and_an_outage_is_a_gap() {
     let url =
         format!("p=prometheus+http://127.0.0.1:{port}/metrics?metric=migwatt_power_watts&host=src");
     let scraper = Command::new(bin())
-        .args(["meter", "capture", "--out"])
+        .args(["meter", "capture", "--out-dir"])
         .arg(&scraped)
         .args(["--source", &url, "--flush-every", "1s"])
         .stderr(std::process::Stdio::piped())
@@ -205,7 +205,8 @@ fn prometheus_scrapes_a_real_exporter_value_by_value_and_an_outage_is_a_gap() {
     interrupt(&exporter);
     exporter.wait().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    // A clean stop after SIGINT.
+    assert_eq!(out.status.code(), Some(130), "{err}");
 
     let got = datasets::samples::read_samples(&scraped).unwrap();
     let sent = datasets::samples::read_samples(&served).unwrap();
@@ -249,7 +250,7 @@ fn prometheus_bad_answers_are_clear_errors() {
     let port = free_port();
     let mut exporter = spawn_exporter(&dir.path().join("served"), port);
     let out = Command::new(bin())
-        .args(["meter", "capture", "--out"])
+        .args(["meter", "capture", "--out-dir"])
         .arg(dir.path().join("scraped"))
         .args([
             "--source",
@@ -270,7 +271,7 @@ fn prometheus_bad_answers_are_clear_errors() {
     );
     // A port where nothing listens.
     let out = Command::new(bin())
-        .args(["meter", "capture", "--out"])
+        .args(["meter", "capture", "--out-dir"])
         .arg(dir.path().join("scraped2"))
         .args([
             "--source",
@@ -292,7 +293,7 @@ fn info_names_any_source_and_takes_one_reading() {
     let cap = Powercap::new();
     cap.set(5_000_000);
     let out = Command::new(bin())
-        .args(["meter", "info", "--json", "--source"])
+        .args(["meter", "info", "--format", "json", "--source"])
         .arg(format!("rapl:{}", cap.class.display()))
         .output()
         .unwrap();
@@ -410,7 +411,7 @@ fn redfish_chassis_power_value_by_value_with_an_outage_and_no_credential_leaks()
     let data = dir.path().join("data");
     let base = format!("redfish+http://127.0.0.1:{port}/redfish/v1/Chassis");
     let capture = Command::new(bin())
-        .args(["meter", "capture", "--out"])
+        .args(["meter", "capture", "--out-dir"])
         .arg(&data)
         .arg("--source")
         .arg(format!("old={base}/1?credentials={}", creds.display()))
@@ -434,7 +435,8 @@ fn redfish_chassis_power_value_by_value_with_an_outage_and_no_credential_leaks()
     let last_k = driver.join().unwrap();
     drop(sushy);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    // A clean stop after SIGINT.
+    assert_eq!(out.status.code(), Some(130), "{err}");
 
     let rows = datasets::samples::read_samples(&data).unwrap();
     let old: Vec<_> = rows.iter().filter(|r| r.host == "old").collect();
@@ -511,7 +513,7 @@ fn redfish_bad_answers_and_missing_credentials_are_clear_errors() {
     let base = format!("redfish+http://127.0.0.1:{port}/redfish/v1");
     let run = |source: String| {
         let out = Command::new(bin())
-            .args(["meter", "capture", "--out"])
+            .args(["meter", "capture", "--out-dir"])
             .arg(dir.path().join("data"))
             .args(["--source", &source, "--duration", "3s"])
             .env_remove("MIGWATT_REDFISH_USERNAME")
