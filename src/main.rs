@@ -45,7 +45,7 @@ Exit status (every command):
   0    success
   1    failure: the error is printed once on stderr, each cause after a colon
   2    usage: an option or value the command line does not accept
-  3    acceptance thresholds not met (calibrate run)
+  3    acceptance thresholds not met (calibrate run; the demo reports its verdict and exits 0)
   4    a migration failed, was cancelled or did not verify (calibrate migrate, calibrate run,
        demo)
   130  stopped cleanly after Ctrl-C (SIGINT)

@@ -377,9 +377,19 @@ fn report_renders_in_headless_chromium() {
         "{}",
         text("power-source")
     );
+    // The plot labels P_0 to 0.1 W: the example campaign's baseline of hostA, as recorded.
+    let baseline: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("datasets/examples/campaign/baselines/p0-hostA.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let p0_label = format!("P_0 = {:.1} W", baseline["p0_watts"].as_f64().unwrap());
     assert!(
-        text("power-source").contains("P_0 = 98.0 W"),
-        "{}",
+        text("power-source").contains(&p0_label),
+        "{p0_label} not in {}",
         text("power-source")
     );
     assert!(text("energy").contains("V_mig [MB]") && text("energy").contains("E_mig [J]"));

@@ -6,3 +6,4 @@ mod common;
 
 mod exit_status;
 mod flags;
+mod snapshots;
