@@ -48,7 +48,10 @@ fn every_help_text() {
         args.push("--help");
         let (code, stdout, stderr) = run(&args);
         assert_eq!(code, Some(0), "migwatt {args:?}: {stderr}");
-        assert!(stderr.is_empty(), "migwatt {args:?} wrote to stderr: {stderr}");
+        assert!(
+            stderr.is_empty(),
+            "migwatt {args:?} wrote to stderr: {stderr}"
+        );
         let name = if path.is_empty() {
             "help".to_owned()
         } else {
@@ -63,7 +66,10 @@ fn every_help_text() {
         }
     }
     // The walk must reach the whole tree (10 top-level commands and their subcommands).
-    assert!(seen > 25, "only {seen} help texts found: the Commands: parser is broken");
+    assert!(
+        seen > 25,
+        "only {seen} help texts found: the Commands: parser is broken"
+    );
 }
 
 #[test]
@@ -83,11 +89,27 @@ fn messages_of_common_mistakes() {
         ("renamed_folder_flag", &["predict", "--history", "h"]),
         (
             "rate_given_as_a_size",
-            &["predict", "--vm-mem", "256MiB", "--dirty-rate", "6MiB/s", "--rate", "32M"],
+            &[
+                "predict",
+                "--vm-mem",
+                "256MiB",
+                "--dirty-rate",
+                "6MiB/s",
+                "--rate",
+                "32M",
+            ],
         ),
         (
             "size_beyond_any_plausible_value",
-            &["predict", "--vm-mem", "1e308B", "--dirty-rate", "6MiB/s", "--rate", "12MiB/s"],
+            &[
+                "predict",
+                "--vm-mem",
+                "1e308B",
+                "--dirty-rate",
+                "6MiB/s",
+                "--rate",
+                "12MiB/s",
+            ],
         ),
         (
             "duration_without_unit",
@@ -107,12 +129,28 @@ fn messages_of_common_mistakes() {
                 "no/such/energy.parquet",
             ],
         ),
-        ("missing_dataset_file", &["datasets", "check", "no/such/file.parquet"]),
-        ("missing_coefficient_folder", &["models", "list", "no/such/models"]),
-        ("missing_campaign_config", &["calibrate", "run", "no/such/campaign.toml"]),
+        (
+            "missing_dataset_file",
+            &["datasets", "check", "no/such/file.parquet"],
+        ),
+        (
+            "missing_coefficient_folder",
+            &["models", "list", "no/such/models"],
+        ),
+        (
+            "missing_campaign_config",
+            &["calibrate", "run", "no/such/campaign.toml"],
+        ),
         (
             "host_name_leaving_its_folder",
-            &["meter", "capture", "--out-dir", "no/such/capture", "--port", "../evil=/dev/ttyUSB0"],
+            &[
+                "meter",
+                "capture",
+                "--out-dir",
+                "no/such/capture",
+                "--port",
+                "../evil=/dev/ttyUSB0",
+            ],
         ),
     ];
     for (name, args) in cases {
