@@ -79,6 +79,15 @@ fn trace(idle_w: f64, bursts: &[(f64, f64, f64)]) -> Vec<(f64, f64)> {
     pts
 }
 
+/// Whether an emulator's sent log has a delivered record at `t_s` emulated seconds or later.
+fn sent_past(sent_log: &Path, t_s: f64) -> bool {
+    std::fs::read_to_string(sent_log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| v["t_s"].as_f64().is_some_and(|t| t >= t_s))
+}
+
 /// Map emulated seconds to host UTC ns for one host: the captured samples, in order, are the
 /// records the emulator sent intact (sent log), so the sample nearest in emulated time wins.
 fn clock(samples: &[(i64, f64)], sent_log: &Path) -> impl Fn(f64) -> i64 {
@@ -124,18 +133,40 @@ fn emulated_bursts_come_out_with_their_energy() {
     let src = emulate(d.path(), "src", &trace(100.0, &src_bursts));
     let dst = emulate(d.path(), "dst", &trace(80.0, &dst_bursts));
     let samples_dir = d.path().join("samples");
-    // 28 s of real time = about 140 s of emulated time.
-    Command::cargo_bin("migwatt")
-        .unwrap()
-        .args(["meter", "capture", "--duration", "28s"])
+    // Capture until both emulators have sent past the last window (125 s emulated: about
+    // 25 s of real time on a quiet machine), then stop it as a user would, with Ctrl-C. A
+    // fixed duration would not do: on a loaded machine the emulators fall behind.
+    let mut capture = StdCommand::new(assert_cmd::cargo::cargo_bin("migwatt"))
+        .args(["meter", "capture", "--duration", "10m"])
         .arg("--port")
         .arg(format!("src={}", src.link.display()))
         .arg("--port")
         .arg(format!("dst={}", dst.link.display()))
         .arg("--out-dir")
         .arg(&samples_dir)
-        .assert()
-        .success();
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !sent_past(&src.sent_log, 125.0) || !sent_past(&dst.sent_log, 125.0) {
+        assert!(
+            capture.try_wait().unwrap().is_none(),
+            "capture ended before the emulators reached 125 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // One more record each, so that the last one before 125 s is captured too.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(capture.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert_eq!(
+        capture.wait().unwrap().code(),
+        Some(130),
+        "capture stops cleanly after Ctrl-C"
+    );
     let (src_log, dst_log) = (src.sent_log.clone(), dst.sent_log.clone());
     drop(src);
     drop(dst);
