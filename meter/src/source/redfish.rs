@@ -55,6 +55,14 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// The user name.
+    pub(crate) fn user(&self) -> &str {
+        &self.user
+    }
+    /// The password (to hand to the BMC only; never to format).
+    pub(crate) fn password(&self) -> &str {
+        &self.password
+    }
     /// The `Authorization` header value for basic authentication.
     fn basic(&self) -> String {
         format!(
@@ -95,6 +103,16 @@ pub enum CredentialSource {
 
 impl CredentialSource {
     fn resolve(&self) -> Result<Option<Credentials>, SourceError> {
+        self.resolve_from(ENV_USERNAME, ENV_PASSWORD)
+    }
+
+    /// The credentials from the file, or from the environment variables `user_var` and
+    /// `password_var` (other sources keep their own variables).
+    pub(crate) fn resolve_from(
+        &self,
+        user_var: &str,
+        password_var: &str,
+    ) -> Result<Option<Credentials>, SourceError> {
         match self {
             CredentialSource::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| SourceError::Open {
@@ -115,11 +133,11 @@ impl CredentialSource {
                 }))
             }
             CredentialSource::Environment => {
-                match (std::env::var(ENV_USERNAME), std::env::var(ENV_PASSWORD)) {
+                match (std::env::var(user_var), std::env::var(password_var)) {
                     (Ok(user), Ok(password)) => Ok(Some(Credentials { user, password })),
                     (Err(_), Err(_)) => Ok(None),
                     _ => Err(SourceError::NoReply(format!(
-                        "{ENV_USERNAME} and {ENV_PASSWORD} must be set together"
+                        "{user_var} and {password_var} must be set together"
                     ))),
                 }
             }
