@@ -447,7 +447,10 @@ fn stderr_summary(stderr: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum IpmiError {
     /// ipmitool could not be started.
-    #[error("running {program}: {source} (install ipmitool, e.g. apt-get install ipmitool, or name it with MIGWATT_IPMITOOL)")]
+    #[error(
+        "running {program} (install ipmitool, e.g. apt-get install ipmitool, or name it with \
+         MIGWATT_IPMITOOL)"
+    )]
     Spawn {
         /// The program.
         program: String,
@@ -480,8 +483,8 @@ pub enum IpmiError {
         /// What ipmitool said.
         detail: String,
     },
-    /// The command's output does not read as expected.
-    #[error("`{command}`: {source}")]
+    /// The command's output does not read as expected (the cause says how).
+    #[error("`{command}`")]
     Output {
         /// The command.
         command: String,
@@ -635,6 +638,10 @@ impl IpmiSession {
                 location: self.src.location(),
                 source: Box::new(e),
             },
+            // NoReply holds one message: the cause goes in it.
+            IpmiError::Output { ref source, .. } => {
+                SourceError::NoReply(format!("{}: {e}: {source}", self.src.location()))
+            }
             e => SourceError::NoReply(format!("{}: {e}", self.src.location())),
         }
     }
