@@ -12,9 +12,12 @@
 //! program with ipmitool's options through `MIGWATT_IPMITOOL`), not a crate: RMCP+ is a
 //! session protocol with its own key exchange (RAKP), integrity and confidentiality
 //! algorithms, and the Rust IPMI crates either lack RMCP+ or DCMI or are unmaintained;
-//! ipmitool is packaged everywhere, is what operators already trust against their BMCs, and
-//! a fork per second costs a few milliseconds of CPU (BENCHMARKS.md). Each run is bounded in
-//! time and killed if it overruns.
+//! ipmitool is packaged everywhere and is what operators already trust against their BMCs.
+//! Identifying a BMC runs one ipmitool per question (`mc info`, `mc guid`, DCMI, `sdr dump`,
+//! `sdr list`); readings then go through one `ipmitool shell` per connection, so that
+//! ipmitool's start-up (about 30 ms of CPU, mostly reading the IANA registry) and the session
+//! setup are not paid every second (BENCHMARKS.md). Every command is bounded in time, and
+//! ipmitool is killed with the connection.
 //!
 //! Credentials never appear on the command line, in logs, metrics or datasets: they come from
 //! `credentials=FILE` (one line `USER:PASSWORD`) or the environment (`MIGWATT_IPMI_USERNAME`,
@@ -97,9 +100,17 @@ impl Ipmi {
                     ipmi.credentials = CredentialSource::File(PathBuf::from(f))
                 }
                 Some(("sensor", n)) if !n.is_empty() => {
-                    ipmi.sensor = Some(percent_decode(n).ok_or_else(|| {
+                    let name = percent_decode(n).ok_or_else(|| {
                         format!("sensor={n}: a % must start two hex digits (%20 for a space)")
-                    })?)
+                    })?;
+                    // The name is quoted on ipmitool's shell line.
+                    if name.contains(['"', '\n']) {
+                        return Err(format!(
+                            "sensor={n}: a sensor name with a double quote or a line break \
+                             cannot be read"
+                        ));
+                    }
+                    ipmi.sensor = Some(name);
                 }
                 Some(("cipher", n)) => {
                     ipmi.cipher = Some(n.parse().ok().filter(|c| *c <= 17).ok_or_else(|| {
@@ -283,7 +294,7 @@ pub fn parse_sdr_list(text: &str) -> Result<Vec<SdrSensor>, OutputError> {
 /// The sensor to read: `wanted` if it is in Watts, else the first in Watts named like a
 /// total (consumption, total, system), else the first in Watts.
 pub fn choose_sensor(sensors: &[SdrSensor], wanted: Option<&str>) -> Result<String, String> {
-    let watts: Vec<&SdrSensor> = sensors.iter().filter(|s| s.unit == "Watts").collect();
+    let mut watts: Vec<&SdrSensor> = sensors.iter().filter(|s| s.unit == "Watts").collect();
     let names = || {
         if watts.is_empty() {
             "none".to_string()
@@ -309,6 +320,8 @@ pub fn choose_sensor(sensors: &[SdrSensor], wanted: Option<&str>) -> Result<Stri
             )),
         };
     }
+    // A name is quoted on ipmitool's shell line: one with a double quote cannot be read.
+    watts.retain(|s| !s.name.contains('"'));
     let total = watts.iter().find(|s| {
         let n = s.name.to_ascii_lowercase();
         ["consumption", "total", "system"]
@@ -521,6 +534,7 @@ impl PowerSource for Ipmi {
                 creds,
                 method: None,
                 cache: None,
+                shell: None,
                 ticker: None,
                 pending: VecDeque::new(),
             }) as Box<dyn Session>)
@@ -535,13 +549,199 @@ struct IpmiSession {
     /// Private folder holding the SDR repository read once per connection (`sdr dump`), so
     /// that each sensor reading does not fetch the whole repository again (`-S`).
     cache: Option<tempfile::TempDir>,
+    /// The `ipmitool shell` that takes the readings of this connection.
+    shell: Option<Shell>,
     ticker: Option<tokio::time::Interval>,
     pending: VecDeque<SourceEvent>,
+}
+
+/// One `ipmitool shell` kept for a connection: ipmitool's start-up (most of a run's CPU: it
+/// reads the 4.7 MB IANA enterprise-number registry) and the RMCP+ session setup are paid once
+/// per connection, not once per reading (BENCHMARKS.md). Each command is followed by `echo`
+/// of a fresh marker, which tells where its output ends.
+struct Shell {
+    _child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// What ipmitool printed on stderr since the current command was sent.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    commands: u64,
+}
+
+/// A line of `ipmitool shell` output without the prompts in front of it.
+fn strip_prompts(line: &str) -> &str {
+    let mut l = line;
+    while let Some(rest) = l.strip_prefix("ipmitool> ") {
+        l = rest;
+    }
+    l
 }
 
 impl IpmiSession {
     fn cache_file(&self) -> Option<PathBuf> {
         self.cache.as_ref().map(|d| d.path().join("sdr.cache"))
+    }
+
+    /// ipmitool with the BMC's address, session options and credentials.
+    fn base_command(&self) -> tokio::process::Command {
+        let port = self.src.port.to_string();
+        let mut c = tokio::process::Command::new(&self.src.program);
+        c.args(["-I", "lanplus", "-H", &self.src.host, "-p", &port])
+            // Each try waits 1 s and is retried once: an unanswering BMC fails in about 2 s,
+            // within capture's stall limit.
+            .args(["-N", "1", "-R", "1", "-L", "USER"]);
+        if let Some(cs) = self.src.cipher {
+            c.args(["-C", &cs.to_string()]);
+        }
+        match &self.creds {
+            // -E: the password in this child's environment, not on its command line (see the
+            // module comment).
+            Some(cr) => {
+                c.args(["-U", cr.user(), "-E"])
+                    .env("IPMI_PASSWORD", cr.password());
+            }
+            None => {
+                c.env_remove("IPMI_PASSWORD");
+            }
+        }
+        c.kill_on_drop(true);
+        c
+    }
+
+    /// The error of a failed command from what ipmitool said on stderr (never the password).
+    fn failure(&self, command: String, stderr: &str) -> IpmiError {
+        // ipmitool never prints the password; this keeps it so should that ever change.
+        let detail = match &self.creds {
+            Some(cr) if !cr.password().is_empty() => {
+                stderr_summary(stderr).replace(cr.password(), "<hidden>")
+            }
+            _ => stderr_summary(stderr),
+        };
+        match classify(stderr) {
+            Failure::Refused => IpmiError::Refused {
+                command,
+                detail,
+                from: self.src.credentials_from(),
+            },
+            Failure::Unreachable => IpmiError::Unreachable { command, detail },
+            Failure::Command => IpmiError::Failed { command, detail },
+        }
+    }
+
+    /// Start the `ipmitool shell` that takes the readings.
+    fn open_shell(&mut self) -> Result<(), IpmiError> {
+        use tokio::io::AsyncBufReadExt;
+        let mut c = self.base_command();
+        if let Some(f) = self.cache_file() {
+            c.arg("-S").arg(f);
+        }
+        if matches!(self.method, Some(Method::Sensor(_))) {
+            c.arg("-c");
+        }
+        c.arg("shell")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawn_error = |source| IpmiError::Spawn {
+            program: self.src.program.display().to_string(),
+            source,
+        };
+        let mut child = c.spawn().map_err(spawn_error)?;
+        let missing = || spawn_error(std::io::Error::other("no pipe to ipmitool"));
+        let stdin = child.stdin.take().ok_or_else(missing)?;
+        let stdout = child.stdout.take().ok_or_else(missing)?;
+        let stderr = child.stderr.take().ok_or_else(missing)?;
+        let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = said.clone();
+        // Ends when ipmitool does (it is killed with the session).
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+                if s.len() < 64 << 10 {
+                    s.push_str(&l);
+                    s.push('\n');
+                }
+            }
+        });
+        self.shell = Some(Shell {
+            _child: child,
+            stdin,
+            stdout: tokio::io::BufReader::new(stdout).lines(),
+            stderr: said,
+            commands: 0,
+        });
+        Ok(())
+    }
+
+    /// Run `cmd` in the shell within `limit`; its output on success.
+    async fn shell_run(&mut self, cmd: &str, limit: Duration) -> Result<String, IpmiError> {
+        use tokio::io::AsyncWriteExt;
+        let command = format!("ipmitool shell: {cmd}");
+        let shell = self.shell.as_mut().ok_or_else(|| IpmiError::Failed {
+            command: command.clone(),
+            detail: "no shell".into(),
+        })?;
+        shell.commands += 1;
+        let marker = format!("@@migwatt-end-{}@@", shell.commands);
+        shell
+            .stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let echo = format!("echo {marker}");
+        let work = async {
+            shell
+                .stdin
+                .write_all(format!("{cmd}\n{echo}\n").as_bytes())
+                .await?;
+            shell.stdin.flush().await?;
+            let mut out = String::new();
+            loop {
+                let Some(line) = shell.stdout.next_line().await? else {
+                    return Err(std::io::Error::other("ipmitool shell exited"));
+                };
+                let l = strip_prompts(&line);
+                if l.trim() == marker {
+                    return Ok(out);
+                }
+                // The prompt and the commands as the shell echoes them are not output.
+                if l.trim().is_empty() || l == cmd || l == echo {
+                    continue;
+                }
+                out.push_str(l);
+                out.push('\n');
+            }
+        };
+        let out = match tokio::time::timeout(limit, work).await {
+            Err(_) => {
+                self.shell = None;
+                return Err(IpmiError::Unreachable {
+                    command,
+                    detail: format!("no result within {:.1} s", limit.as_secs_f64()),
+                });
+            }
+            Ok(Err(e)) => {
+                self.shell = None;
+                return Err(IpmiError::Unreachable {
+                    command,
+                    detail: e.to_string(),
+                });
+            }
+            Ok(Ok(out)) => out,
+        };
+        if !out.is_empty() {
+            return Ok(out);
+        }
+        // No output: the command failed. ipmitool wrote why on stderr before the marker came
+        // out; give the reader a moment to take it in.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let said = self
+            .shell
+            .as_ref()
+            .map(|s| s.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default();
+        Err(self.failure(command, &said))
     }
 
     /// Run `ipmitool ... ARGS` within `limit`; its stdout on success.
@@ -560,27 +760,7 @@ impl IpmiSession {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        let port = self.src.port.to_string();
-        let mut c = tokio::process::Command::new(&self.src.program);
-        c.args(["-I", "lanplus", "-H", &self.src.host, "-p", &port])
-            // Each try waits 1 s and is retried once: an unanswering BMC fails in about 2 s,
-            // within capture's stall limit.
-            .args(["-N", "1", "-R", "1", "-L", "USER"]);
-        let cipher = self.src.cipher.map(|c| c.to_string());
-        if let Some(cs) = &cipher {
-            c.args(["-C", cs]);
-        }
-        match &self.creds {
-            // -E: the password in this child's environment, not on its command line (see the
-            // module comment).
-            Some(cr) => {
-                c.args(["-U", cr.user(), "-E"])
-                    .env("IPMI_PASSWORD", cr.password());
-            }
-            None => {
-                c.env_remove("IPMI_PASSWORD");
-            }
-        }
+        let mut c = self.base_command();
         if let Some(f) = self.cache_file().filter(|_| args.first() != Some(&"sdr")) {
             c.arg("-S").arg(f);
         }
@@ -588,8 +768,7 @@ impl IpmiSession {
             // ipmitool prompts for a missing password on its terminal: it has none.
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         let out = match tokio::time::timeout(limit, c.output()).await {
             Err(_) => {
                 return Err(IpmiError::Unreachable {
@@ -605,24 +784,8 @@ impl IpmiSession {
             }
             Ok(Ok(out)) => out,
         };
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        // ipmitool never prints the password; this keeps it so should that ever change.
-        let detail = match &self.creds {
-            Some(cr) if !cr.password().is_empty() => {
-                stderr_summary(&stderr).replace(cr.password(), "<hidden>")
-            }
-            _ => stderr_summary(&stderr),
-        };
         if !out.status.success() {
-            return Err(match classify(&stderr) {
-                Failure::Refused => IpmiError::Refused {
-                    command,
-                    detail,
-                    from: self.src.credentials_from(),
-                },
-                Failure::Unreachable => IpmiError::Unreachable { command, detail },
-                Failure::Command => IpmiError::Failed { command, detail },
-            });
+            return Err(self.failure(command, &String::from_utf8_lossy(&out.stderr)));
         }
         String::from_utf8(out.stdout).map_err(|_| IpmiError::Output {
             command,
@@ -659,12 +822,14 @@ impl IpmiSession {
         let watts = match &method {
             Method::Dcmi => {
                 let out = self
-                    .run(&["dcmi", "power", "reading"], limit)
+                    .shell_run("dcmi power reading", limit)
                     .await
                     .map_err(|e| self.error(e))?;
                 parse_dcmi(&out).map_err(|e| self.output_error("ipmitool dcmi power reading", e))?
             }
-            Method::Sensor(name) => match self.run(&["-c", "sensor", "reading", name], limit).await
+            Method::Sensor(name) => match self
+                .shell_run(&format!("sensor reading \"{name}\""), limit)
+                .await
             {
                 Ok(out) => parse_sensor_reading(&out, name).map_err(|e| {
                     self.output_error(&format!("ipmitool -c sensor reading {name:?}"), e)
@@ -774,6 +939,11 @@ impl Session for IpmiSession {
     }
     fn start(&mut self) -> BoxFuture<'_, Result<(), SourceError>> {
         Box::pin(async move {
+            let location = self.src.location();
+            self.open_shell().map_err(|e| SourceError::Open {
+                location,
+                source: Box::new(e),
+            })?;
             // The first reading at once, then one per interval.
             let e = self.poll().await?;
             self.pending.push_back(e);
@@ -936,6 +1106,19 @@ mod tests {
             "Get Auth Capabilities error"
         );
         assert_eq!(stderr_summary(""), "no message");
+    }
+
+    #[test]
+    fn shell_lines_lose_their_prompts() {
+        assert_eq!(
+            strip_prompts("ipmitool> sensor reading \"Pwr\""),
+            "sensor reading \"Pwr\""
+        );
+        assert_eq!(
+            strip_prompts("ipmitool> ipmitool> @@migwatt-end-3@@ "),
+            "@@migwatt-end-3@@ "
+        );
+        assert_eq!(strip_prompts("Pwr,300"), "Pwr,300");
     }
 
     #[test]
