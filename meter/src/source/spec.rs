@@ -8,7 +8,7 @@
 //! | `emulated[:PROFILE]` | an emulated Watts up? PRO on a pseudo-terminal, power from PROFILE (`constant:W`, `trace:FILE.csv`, `bursts[:...]`; default `bursts`) |
 //! | `rapl:[ROOT]` | RAPL energy counters of the powercap tree at ROOT (default `/sys/class/powercap`) |
 //! | `prometheus+http://HOST:PORT/PATH?metric=NAME[&LABEL=VALUE...]` | one series of a Prometheus exporter, scraped every interval |
-//! | `redfish+http://BMC[:PORT]/redfish/v1/Chassis/ID[?credentials=FILE]` | a BMC's chassis power over Redfish, polled every interval (credentials from FILE or `MIGWATT_REDFISH_USERNAME`/`MIGWATT_REDFISH_PASSWORD`) |
+//! | `redfish+http://BMC[:PORT]/redfish/v1/Chassis/ID[?credentials=FILE][&auth=session]` | a BMC's chassis power over Redfish, polled every interval (credentials from FILE or `MIGWATT_REDFISH_USERNAME`/`MIGWATT_REDFISH_PASSWORD`; basic authentication, or a Redfish session) |
 //! | `ipmi://BMC[:PORT][?credentials=FILE][&sensor=NAME][&cipher=N]` | a BMC's power over IPMI (RMCP+): DCMI Get Power Reading, else an SDR sensor in Watts, polled every interval through ipmitool (credentials from FILE or `MIGWATT_IPMI_USERNAME`/`MIGWATT_IPMI_PASSWORD`) |
 //!
 //! `--port [NAME=]DEVICE` stays the short form of `--source [NAME=]wattsup:DEVICE`. Kinds
