@@ -439,7 +439,8 @@ fn stderr_summary(stderr: &str) -> String {
     ];
     let s = stderr
         .lines()
-        .map(str::trim)
+        // `-v` puts "> " in front of some lines.
+        .map(|l| l.trim().trim_start_matches("> "))
         .filter(|l| !l.is_empty() && !NOISE.iter().any(|n| l.contains(n)))
         .collect::<Vec<_>>()
         .join("; ");
@@ -802,10 +803,9 @@ impl IpmiSession {
                 source: Box::new(e),
             },
             // NoReply holds one message: the cause goes in it.
-            IpmiError::Output { ref source, .. } => {
-                SourceError::NoReply(format!("{}: {e}: {source}", self.src.location()))
-            }
-            e => SourceError::NoReply(format!("{}: {e}", self.src.location())),
+            // (Capture names the source in front of it.)
+            IpmiError::Output { ref source, .. } => SourceError::NoReply(format!("{e}: {source}")),
+            e => SourceError::NoReply(e.to_string()),
         }
     }
 
@@ -885,8 +885,7 @@ impl IpmiSession {
             parse_sdr_list(&list).map_err(|e| self.output_error("ipmitool -c sdr list full", e))?;
         let name = choose_sensor(&sensors, self.src.sensor.as_deref()).map_err(|why| {
             SourceError::NoReply(format!(
-                "{}: {why}{}",
-                self.src.location(),
+                "{why}{}",
                 if self.src.sensor.is_none() {
                     " and no DCMI power reading"
                 } else {
@@ -917,7 +916,17 @@ impl Session for IpmiSession {
             let unit = guid.unwrap_or_else(|| format!("{}:{}", self.src.host, self.src.port));
             let (tag, from) = match &method {
                 Method::Dcmi => ("dcmi".to_string(), "DCMI Get Power Reading".to_string()),
-                Method::Sensor(n) => (format!("sdr-{n}"), format!("SDR sensor {n:?}")),
+                Method::Sensor(n) => (
+                    // As capture writes it: the name's spaces and the like as `_`.
+                    format!(
+                        "sdr-{}",
+                        n.replace(
+                            |c: char| !c.is_ascii_alphanumeric() && !".-_+".contains(c),
+                            "_"
+                        )
+                    ),
+                    format!("SDR sensor {n:?}"),
+                ),
             };
             Ok(Identity {
                 meter_id: format!("ipmi-{}-{}-{unit}-{tag}", mc.manufacturer_id, mc.product_id),
@@ -1102,7 +1111,7 @@ mod tests {
             Failure::Command
         );
         assert_eq!(
-            stderr_summary("Loading IANA PEN Registry...\nGet Auth Capabilities error\n\n"),
+            stderr_summary("Loading IANA PEN Registry...\n> Get Auth Capabilities error\n\n"),
             "Get Auth Capabilities error"
         );
         assert_eq!(stderr_summary(""), "no message");
