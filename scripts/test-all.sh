@@ -2,8 +2,8 @@
 # Run every test of migwatt: Rust unit, property and end-to-end tests (the real binary, the
 # meter emulator on real pseudo-terminals, real Parquet), and the migration tests that drive
 # real QEMU processes, and the campaign report checked in headless Chromium. Installs what the
-# tests need first (Debian packages through scripts/setup-qemu.sh and scripts/setup-browser.sh,
-# Python packages into .venv through scripts/setup-python.sh).
+# tests need first (Debian packages through scripts/setup-qemu.sh, scripts/setup-browser.sh and
+# scripts/setup-ipmi.sh, Python packages into .venv through scripts/setup-python.sh).
 # This is the README's test command; .ci/run calls it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +29,11 @@ cargo test --workspace --locked --test report_browser -- --ignored
 
 step "Redfish source against sushy-tools' static emulator (installed into .venv)"
 venv_python=$(scripts/setup-python.sh | tail -n1)
-MIGWATT_SUSHY_STATIC="$(dirname "$venv_python")/sushy-static" cargo test --workspace --locked --test sources -- --ignored
+MIGWATT_SUSHY_STATIC="$(dirname "$venv_python")/sushy-static" cargo test --workspace --locked --test sources -- --ignored redfish_
+
+step "IPMI source against OpenIPMI's ipmi_sim (installs Debian's openipmi and ipmitool when missing)"
+ipmi_sim=$(scripts/setup-ipmi.sh | tail -n1)
+MIGWATT_IPMI_SIM="$ipmi_sim" cargo test --workspace --locked --test sources -- --ignored ipmi_
 
 step "notebooks (executed with nbclient on datasets/examples)"
 scripts/test-notebooks.sh

@@ -64,6 +64,12 @@ Environment:
   MIGWATT_REDFISH_USERNAME, MIGWATT_REDFISH_PASSWORD
                           a redfish+http source's credentials when its URL names no
                           credentials file
+  MIGWATT_IPMI_USERNAME, MIGWATT_IPMI_PASSWORD
+                          an ipmi:// source's credentials when it names no credentials
+                          file (handed to ipmitool through its environment, never its
+                          command line)
+  MIGWATT_IPMITOOL        the ipmitool program ipmi:// sources run (default: ipmitool on
+                          the PATH)
   MIGWATT_SOURCE_QMP, MIGWATT_DEST_QMP
                           set by migwatt for the paused hook (calibrate migrate --paused-hook,
                           a campaign's paused_hook): the QMP sockets of both QEMUs";

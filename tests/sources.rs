@@ -539,3 +539,322 @@ fn redfish_bad_answers_and_missing_credentials_are_clear_errors() {
     ));
     assert!(err.contains("no-such-credentials"), "{err}");
 }
+
+/// The SDR of the simulated BMC's power sensor, sensor 2 of the BMC at 0x20: a full sensor
+/// record (type 1) "Pwr Consumption", sensor type Current, unit Watts, reading = 2 * raw
+/// (M = 2). Compiled by OpenIPMI's `sdrcomp -r` from:
+/// `sdr type 1 / sensor_owner_id 0x20 / sensor_number 2 / entity_id system_board /
+/// sensor_type Current / event_reading_type_code 1 / analog_data_format unsigned /
+/// base_unit Watts / linearization linear / m 2 / b 0 / sensor_maximum 255 /
+/// id_string "Pwr Consumption" / endsdr` (with init_scanning and default_sensor_scan_on).
+const POWER_SDR: &str = "01 00 51 01 3a 20 00 02 07 01 45 00 03 01 00 00 00 00 00 00 00 06 \
+                         00 00 02 00 00 01 01 00 00 00 00 00 ff 00 00 00 00 00 00 00 00 00 \
+                         00 00 00 cf 50 77 72 20 43 6f 6e 73 75 6d 70 74 69 6f 6e";
+
+/// OpenIPMI's `ipmi_sim` serving one BMC over RMCP+ on loopback: user `admin` with the given
+/// password, and the "Pwr Consumption" sensor polling its raw value from `dir/power` every
+/// 100 ms (W = 2 * raw). It offers no DCMI, so sources fall back to the SDR sensor.
+struct IpmiSim {
+    child: std::process::Child,
+}
+
+impl IpmiSim {
+    fn start(dir: &Path, port: u16, password: &str) -> Self {
+        let conf = dir.join("lan.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "name \"migwatt\"\nset_working_mc 0x20\n  startlan 1\n    addr 127.0.0.1 {port}\n\
+                 \x20   priv_limit admin\n    allowed_auths_user md5\n    allowed_auths_admin md5\n\
+                 \x20   guid a123456789abcdefa123456789abcdef\n  endlan\n\
+                 \x20 user 2 true \"admin\" \"{password}\" admin 10 md5\n"
+            ),
+        )
+        .unwrap();
+        let sdr: Vec<String> = POWER_SDR
+            .split_whitespace()
+            .map(|b| format!("0x{b}"))
+            .collect();
+        let emu = dir.join("sim.emu");
+        std::fs::write(
+            &emu,
+            format!(
+                "mc_setbmc 0x20\n\
+                 mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02\n\
+                 sensor_add 0x20 0 2 0x03 0x01 poll 100 file \"{}\"\n\
+                 main_sdr_add 0x20 {}\n\
+                 sensor_set_event_support 0x20 0 2 enable scanning per-state \
+                 000000000000000 000000000000000 000000000000000 000000000000000\n\
+                 mc_enable 0x20\n",
+                dir.join("power").display(),
+                sdr.join(" ")
+            ),
+        )
+        .unwrap();
+        let state = dir.join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let sim = std::env::var("MIGWATT_IPMI_SIM").unwrap_or_else(|_| "ipmi_sim".into());
+        let child = Command::new(sim)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-f")
+            .arg(&emu)
+            .arg("-s")
+            .arg(&state)
+            .arg("-n")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start ipmi_sim");
+        wait_until("ipmi_sim answers", || {
+            let ok = Command::new("ipmitool")
+                .args(["-I", "lanplus", "-H", "127.0.0.1", "-p", &port.to_string()])
+                .args([
+                    "-U", "admin", "-E", "-C", "3", "-N", "1", "-R", "1", "mc", "guid",
+                ])
+                .env("IPMI_PASSWORD", password)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !ok {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            ok
+        });
+        IpmiSim { child }
+    }
+}
+
+impl Drop for IpmiSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Set the simulated sensor's raw value (whole file, renamed into place).
+fn set_raw_power(dir: &Path, raw: u32) {
+    let tmp = dir.join("power.tmp");
+    std::fs::write(&tmp, format!("{raw}\n")).unwrap();
+    std::fs::rename(&tmp, dir.join("power")).unwrap();
+}
+
+/// A UDP port free on loopback right now.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether any process' command line holds `secret` (ipmitool must get it another way).
+fn secret_on_a_command_line(secret: &str) -> Option<String> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        if let Ok(b) = std::fs::read(e.path().join("cmdline")) {
+            if b.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+                return Some(String::from_utf8_lossy(&b).replace('\0', " "));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+#[ignore = "needs ipmi_sim and ipmitool (Debian openipmi and ipmitool: scripts/setup-ipmi.sh); \
+            scripts/test-all.sh runs it"]
+fn ipmi_sensor_power_value_by_value_with_an_outage_and_no_credential_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_dir = dir.path().join("bmc");
+    std::fs::create_dir_all(&sim_dir).unwrap();
+    let secret = "ipmi-S3cret-pw";
+    set_raw_power(&sim_dir, 100);
+    let port = free_udp_port();
+    let sim = IpmiSim::start(&sim_dir, port, secret);
+    let creds = dir.path().join("bmc.cred");
+    std::fs::write(&creds, format!("admin:{secret}\n")).unwrap();
+    // Power steps by 2 W every 300 ms: every value read must be one served, in order.
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = {
+        let (stop, sim_dir) = (stop.clone(), sim_dir.clone());
+        std::thread::spawn(move || {
+            let mut raw = 100;
+            while !stop.load(Ordering::Relaxed) {
+                raw = (raw + 1).min(255);
+                set_raw_power(&sim_dir, raw);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            raw
+        })
+    };
+    let data = dir.path().join("data");
+    let base = format!("ipmi://127.0.0.1:{port}?cipher=3");
+    let capture = Command::new(bin())
+        .args(["meter", "capture", "--out-dir"])
+        .arg(&data)
+        .arg("--source")
+        .arg(format!("auto={base}"))
+        .arg("--source")
+        .arg(format!(
+            "named={base}&sensor=Pwr%20Consumption&credentials={}",
+            creds.display()
+        ))
+        .args(["--flush-every", "1s"])
+        .env("MIGWATT_IPMI_USERNAME", "admin")
+        .env("MIGWATT_IPMI_PASSWORD", secret)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While it polls, no command line (ipmitool's included) shows the password.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < watch_until {
+        if let Some(cmd) = secret_on_a_command_line(secret) {
+            panic!("the password is on a command line: {cmd}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The BMC goes away (SIGKILL) for a while, then comes back.
+    drop(sim);
+    std::thread::sleep(Duration::from_secs(5));
+    let sim = IpmiSim::start(&sim_dir, port, secret);
+    std::thread::sleep(Duration::from_secs(10));
+    interrupt(&capture);
+    let out = capture.wait_with_output().unwrap();
+    // One reading through `meter info` too, while the BMC is up.
+    let info = Command::new(bin())
+        .args(["meter", "info", "--format", "json", "--source"])
+        .arg(format!("{base}&credentials={}", creds.display()))
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let last_raw = driver.join().unwrap();
+    drop(sim);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // A clean stop after SIGINT.
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(v["kind"], "ipmi");
+    assert_eq!(v["location"], format!("ipmi://127.0.0.1:{port}"));
+    assert_eq!(v["measures"], "power");
+    let w = v["power_w"].as_f64().unwrap();
+    assert!(w.fract() == 0.0 && (200.0..=510.0).contains(&w), "{w}");
+
+    let rows = datasets::samples::read_samples(&data).unwrap();
+    for host in ["auto", "named"] {
+        let s: Vec<_> = rows.iter().filter(|r| r.host == host).collect();
+        assert!(s.len() >= 8, "{host}: {} samples: {err}", s.len());
+        assert!(
+            s[0].meter_id.starts_with("ipmi-4753-3842-")
+                && s[0].meter_id.ends_with("-sdr-Pwr_Consumption"),
+            "{}",
+            s[0].meter_id
+        );
+        let mut prev = 0.0;
+        for r in &s {
+            assert_eq!(r.source_kind.as_deref(), Some("ipmi"));
+            assert_eq!(r.source_interval_ns, Some(1_000_000_000));
+            assert_eq!(r.energy_counter_j, None);
+            // Each value one the BMC served (2 W per raw step), never going back.
+            let w = r.watts().unwrap();
+            let raw = w / 2.0;
+            assert!(
+                raw.fract() == 0.0 && (100.0..=f64::from(last_raw)).contains(&raw),
+                "{host}: {w} W"
+            );
+            assert!(w >= prev, "{host}: {w} W after {prev} W");
+            prev = w;
+        }
+        assert!(prev > s[0].watts().unwrap(), "{host}: power never moved");
+        // The outage is one recorded gap of about its length, and capture resumed after it.
+        let gaps: Vec<_> = s
+            .iter()
+            .filter(|r| r.flags & datasets::samples::FLAG_AFTER_GAP != 0)
+            .collect();
+        assert_eq!(gaps.len(), 1, "{host}: {gaps:?}\n{err}");
+        assert!(gaps[0].gap_before_ns.unwrap() >= 4_000_000_000, "{host}");
+        assert!(gaps[0].connection > 1, "{host}");
+        let resumed = s.iter().filter(|r| r.connection > 1).count();
+        assert!(resumed >= 3, "{host}: {resumed} samples after the outage");
+    }
+    assert!(err.contains("did not answer"), "{err}");
+    assert!(
+        err.contains("DCMI") || err.contains("Pwr Consumption"),
+        "{err}"
+    );
+    // The password is nowhere: not in messages, not in any file written.
+    assert!(!err.contains(secret) && !String::from_utf8_lossy(&out.stdout).contains(secret));
+    assert!(!String::from_utf8_lossy(&info.stdout).contains(secret));
+    for f in files_under(&data) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{} holds the password",
+            f.display()
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs ipmi_sim and ipmitool (Debian openipmi and ipmitool: scripts/setup-ipmi.sh); \
+            scripts/test-all.sh runs it"]
+fn ipmi_bad_credentials_sensors_and_silent_bmcs_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_dir = dir.path().join("bmc");
+    std::fs::create_dir_all(&sim_dir).unwrap();
+    let secret = "right-S3cret";
+    set_raw_power(&sim_dir, 120);
+    let port = free_udp_port();
+    let _sim = IpmiSim::start(&sim_dir, port, secret);
+    let run = |source: String, password: &str| {
+        let out = Command::new(bin())
+            .args(["meter", "capture", "--out-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--source", &source, "--duration", "3s"])
+            .env("MIGWATT_IPMI_USERNAME", "admin")
+            .env("MIGWATT_IPMI_PASSWORD", password)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let base = format!("ipmi://127.0.0.1:{port}?cipher=3");
+    let wrong = "wrong-Passw0rd";
+    let err = run(format!("a={base}"), wrong);
+    assert!(
+        err.contains("authentication refused")
+            && err.contains("RAKP 2 HMAC is invalid")
+            && err.contains("MIGWATT_IPMI_USERNAME/MIGWATT_IPMI_PASSWORD"),
+        "{err}"
+    );
+    assert!(!err.contains(wrong) && !err.contains(secret), "{err}");
+    let err = run(format!("b={base}&sensor=Inlet%20Power"), secret);
+    assert!(
+        err.contains("no sensor \"Inlet Power\" in the SDR repository")
+            && err.contains("\"Pwr Consumption\""),
+        "{err}"
+    );
+    let err = run(
+        format!("c=ipmi://127.0.0.1:{}?cipher=3", free_udp_port()),
+        secret,
+    );
+    assert!(err.contains("the BMC did not answer"), "{err}");
+    let out = Command::new(bin())
+        .args(["meter", "info", "--source", &base])
+        .env("MIGWATT_IPMI_USERNAME", "admin")
+        .env("MIGWATT_IPMI_PASSWORD", secret)
+        .env("MIGWATT_IPMITOOL", dir.path().join("no-such-ipmitool"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-such-ipmitool") && err.contains("apt-get install ipmitool"),
+        "{err}"
+    );
+}

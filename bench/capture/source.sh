@@ -2,7 +2,9 @@
 # CPU time and peak RSS of `migwatt meter capture` of one polled source at 1 Hz for DURATION
 # (default 10m): SOURCE is a `--source` spelling, e.g.
 #   SOURCE='bmc=redfish+http://127.0.0.1:8000/redfish/v1/Chassis/1' bench/capture/source.sh
-# The source's server (sushy-static, an exporter) runs in its own process and is not counted.
+# The source's server (sushy-static, an exporter, ipmi_sim) runs in its own process and is not
+# counted; programs the capture itself runs (ipmitool, once per IPMI reading) are: time -v
+# reports the capture's CPU with that of every child it waited for.
 # BIN picks the binary (default: a release build, as run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +16,7 @@ if [ -z "${BIN:-}" ]; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-/usr/bin/time -v "$BIN" meter capture --source "$SOURCE" --out "$tmp/data" --duration "$duration" \
+/usr/bin/time -v "$BIN" meter capture --source "$SOURCE" --out-dir "$tmp/data" --duration "$duration" \
   2> "$tmp/time.txt"
 user=$(grep "User time" "$tmp/time.txt" | awk '{print $NF}')
 sys=$(grep "System time" "$tmp/time.txt" | awk '{print $NF}')

@@ -97,9 +97,13 @@ pub struct CaptureArgs {
     /// pseudo-terminal, PROFILE as in `meter emulate --profile`), rapl:[ROOT] (RAPL energy
     /// counters of the powercap tree, default /sys/class/powercap),
     /// prometheus+http://HOST:PORT/PATH?metric=NAME[&LABEL=VALUE] (one series of an
-    /// exporter) or redfish+http://BMC/redfish/v1/Chassis/ID[?credentials=FILE] (chassis
-    /// power; FILE holds USER:PASSWORD, else the environment variables
-    /// MIGWATT_REDFISH_USERNAME and MIGWATT_REDFISH_PASSWORD are used)
+    /// exporter), redfish+http://BMC/redfish/v1/Chassis/ID[?credentials=FILE][&auth=session]
+    /// (chassis power; FILE holds USER:PASSWORD, else the environment variables
+    /// MIGWATT_REDFISH_USERNAME and MIGWATT_REDFISH_PASSWORD are used; basic authentication,
+    /// or a Redfish session with auth=session) or
+    /// ipmi://BMC[:PORT][?credentials=FILE][&sensor=NAME][&cipher=N] (power over IPMI RMCP+
+    /// through ipmitool: DCMI Get Power Reading, else the SDR sensor NAME or the first in
+    /// Watts; credentials from FILE or MIGWATT_IPMI_USERNAME and MIGWATT_IPMI_PASSWORD)
     #[arg(long = "source", value_name = "[NAME=]KIND:TARGET", value_parser = source_spelling)]
     pub sources: Vec<String>,
     /// Samples dataset folder

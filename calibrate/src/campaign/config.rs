@@ -78,7 +78,7 @@ pub struct HostConfig {
     pub host: String,
     /// Its meter as a power source: `wattsup:DEVICE` or a serial device (a Watts up? PRO),
     /// `emulated`, or any `meter capture --source` spelling (`rapl:`, `redfish+http://...`,
-    /// `prometheus+http://...`).
+    /// `prometheus+http://...`, `ipmi://...`).
     pub meter: String,
 }
 
@@ -859,13 +859,14 @@ mod tests {
             "rapl:",
             "redfish+http://bmc/redfish/v1/Chassis/1",
             "prometheus+http://h:9100/metrics?metric=x_watts",
+            "ipmi://bmc:623?sensor=Pwr%20Consumption",
         ] {
             let spec = meter::source::SourceSpec::parse_device_or_spec(m).unwrap();
             assert_ne!(spec.kind(), "wattsup", "{m}");
             assert!(!host(m).is_emulated());
         }
         // The commented example offers each kind.
-        for kind in ["rapl:", "redfish+http://", "prometheus+http://"] {
+        for kind in ["rapl:", "redfish+http://", "prometheus+http://", "ipmi://"] {
             assert!(EXAMPLE_CONFIG.contains(kind), "{kind}");
         }
     }

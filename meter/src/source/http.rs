@@ -1,7 +1,8 @@
-//! A minimal HTTP/1.1 GET over a tokio `TcpStream`, for polled sources on plain `http://`.
+//! A minimal HTTP/1.1 client over a tokio `TcpStream`, for polled sources on plain `http://`.
 //!
 //! Why by hand: hyper and reqwest left the build with polars' `lazy` feature (their build
-//! cost was the reason), and a source needs one request per interval: `GET`, a
+//! cost was the reason), and a source needs one request per interval: `GET` (`POST` and
+//! `DELETE` for a Redfish session's login and logout), a
 //! `Connection: close` response, read to the end with a size cap and a deadline, status,
 //! a few headers, and an identity or chunked body. Nothing else (no redirects, no
 //! compression, no keep-alive, no TLS) is supported, and each is refused with a clear
@@ -170,6 +171,19 @@ pub async fn get(
     timeout: Duration,
     max_bytes: usize,
 ) -> Result<Response, HttpError> {
+    request("GET", url, headers, None, timeout, max_bytes).await
+}
+
+/// Send `method` (`GET`, `POST`, `DELETE`) with `headers` and `body` (sent with its
+/// `Content-Length`) and read the whole response, within `timeout` and at most `max_bytes`.
+pub async fn request(
+    method: &str,
+    url: &HttpUrl,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<Response, HttpError> {
     let authority = url.authority();
     let work = async {
         let io = |what| {
@@ -184,7 +198,7 @@ pub async fn get(
             .await
             .map_err(io("connecting"))?;
         let mut req = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: migwatt/{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n",
+            "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: migwatt/{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n",
             url.path_and_query,
             authority,
             env!("CARGO_PKG_VERSION")
@@ -192,9 +206,14 @@ pub async fn get(
         for (n, v) in headers {
             req.push_str(&format!("{n}: {v}\r\n"));
         }
+        if let Some(b) = body {
+            req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+        }
         req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body.unwrap_or_default());
         stream
-            .write_all(req.as_bytes())
+            .write_all(&bytes)
             .await
             .map_err(io("sending the request"))?;
         let mut raw = Vec::with_capacity(16 * 1024);

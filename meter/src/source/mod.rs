@@ -1,7 +1,8 @@
 //! Power sources: what capture reads samples from.
 //!
 //! A [`PowerSource`] is a configured source (a Watts up? PRO on a serial device, an emulated
-//! one, RAPL energy counters, a Prometheus exporter's series, a BMC's Redfish chassis). [`PowerSource::connect`] opens a
+//! one, RAPL energy counters, a Prometheus exporter's series, a BMC's Redfish chassis, a BMC
+//! over IPMI). [`PowerSource::connect`] opens a
 //! [`Session`]; capture then asks it who it is ([`Session::identify`]), starts it
 //! ([`Session::start`]) and takes [`SourceEvent`]s ([`Session::next_event`]) until it stops
 //! the session or the session fails. Reconnecting with back-off, stall detection, gaps, the
@@ -19,6 +20,7 @@ use datasets::samples::FIELD_COUNT;
 
 pub mod emulated;
 pub mod http;
+pub mod ipmi;
 pub mod prometheus;
 pub mod rapl;
 pub mod redfish;
@@ -26,6 +28,7 @@ pub mod spec;
 pub mod wattsup;
 
 pub use emulated::EmulatedSource;
+pub use ipmi::Ipmi;
 pub use prometheus::Prometheus;
 pub use rapl::Rapl;
 pub use redfish::Redfish;

@@ -1,8 +1,8 @@
 //! Chassis power from a BMC's Redfish service, polled every interval, as a [`PowerSource`].
 //!
-//! Spelled `redfish+http://BMC[:PORT]/redfish/v1/Chassis/ID[?credentials=FILE]`. On each
-//! connection the chassis resource is read once (its manufacturer, model and serial number
-//! are the identity) and tells where power is: the newer `EnvironmentMetrics` resource
+//! Spelled `redfish+http://BMC[:PORT]/redfish/v1/Chassis/ID[?credentials=FILE][&auth=session]`.
+//! On each connection the chassis resource is read once (its manufacturer, model and serial
+//! number are the identity) and tells where power is: the newer `EnvironmentMetrics` resource
 //! (`PowerWatts.Reading`) where the chassis links one, else the `Power` resource
 //! (`PowerControl[0].PowerConsumedWatts`, the chassis total). `PowerSubsystem` has no total
 //! and is not read.
@@ -10,7 +10,11 @@
 //! Credentials never appear on the command line, in logs, metrics or datasets: they come from
 //! `credentials=FILE` (one line `USER:PASSWORD`; the path is not a secret) or from the
 //! environment (`MIGWATT_REDFISH_USERNAME`, `MIGWATT_REDFISH_PASSWORD`), and go out as HTTP
-//! basic authentication. Without either, requests are anonymous.
+//! basic authentication, or with `auth=session` as a Redfish session: one login per connection
+//! (`POST /redfish/v1/SessionService/Sessions` with `UserName` and `Password`), its
+//! `X-Auth-Token` on every request, a new login when a request gets 401 (the session expired
+//! or the BMC restarted), and a logout (`DELETE` of the session) when capture stops. Without
+//! credentials, requests are anonymous (`auth=session` needs them).
 //!
 //! Only plain `http://` in this build: `https://` needs a TLS library (rustls), which left the
 //! build with hyper; until it is back, a `redfish+https` spelling is refused with that reason
@@ -36,6 +40,34 @@ pub const ENV_PASSWORD: &str = "MIGWATT_REDFISH_PASSWORD";
 const MAX_BYTES: usize = 4 << 20;
 /// Labels of the rejections a poll may report.
 pub const REJECT_KINDS: [&str; 1] = ["no reading"];
+/// The Redfish session collection (login).
+const SESSIONS_PATH: &str = "/redfish/v1/SessionService/Sessions";
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// HTTP basic authentication on every request (`auth=basic`, the default).
+    Basic,
+    /// A Redfish session and its `X-Auth-Token` (`auth=session`).
+    Session,
+}
+
+/// A logged-in session; `Debug` never shows the token.
+struct SessionToken {
+    token: String,
+    /// The session resource to DELETE on logout, when the service said where it is.
+    path: Option<String>,
+}
+
+/// The path of a `Location` header (absolute URL or path).
+fn path_of(location: &str) -> String {
+    match location.split_once("://") {
+        Some((_, rest)) => rest
+            .find('/')
+            .map_or_else(|| "/".to_string(), |i| rest[i..].to_string()),
+        None => location.to_string(),
+    }
+}
 
 /// A user and password; `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -55,6 +87,14 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// The user name.
+    pub(crate) fn user(&self) -> &str {
+        &self.user
+    }
+    /// The password (to hand to the BMC only; never to format).
+    pub(crate) fn password(&self) -> &str {
+        &self.password
+    }
     /// The `Authorization` header value for basic authentication.
     fn basic(&self) -> String {
         format!(
@@ -95,6 +135,16 @@ pub enum CredentialSource {
 
 impl CredentialSource {
     fn resolve(&self) -> Result<Option<Credentials>, SourceError> {
+        self.resolve_from(ENV_USERNAME, ENV_PASSWORD)
+    }
+
+    /// The credentials from the file, or from the environment variables `user_var` and
+    /// `password_var` (other sources keep their own variables).
+    pub(crate) fn resolve_from(
+        &self,
+        user_var: &str,
+        password_var: &str,
+    ) -> Result<Option<Credentials>, SourceError> {
         match self {
             CredentialSource::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| SourceError::Open {
@@ -115,11 +165,11 @@ impl CredentialSource {
                 }))
             }
             CredentialSource::Environment => {
-                match (std::env::var(ENV_USERNAME), std::env::var(ENV_PASSWORD)) {
+                match (std::env::var(user_var), std::env::var(password_var)) {
                     (Ok(user), Ok(password)) => Ok(Some(Credentials { user, password })),
                     (Err(_), Err(_)) => Ok(None),
                     _ => Err(SourceError::NoReply(format!(
-                        "{ENV_USERNAME} and {ENV_PASSWORD} must be set together"
+                        "{user_var} and {password_var} must be set together"
                     ))),
                 }
             }
@@ -132,6 +182,7 @@ impl CredentialSource {
 pub struct Redfish {
     url: HttpUrl,
     credentials: CredentialSource,
+    auth: Auth,
     interval: Duration,
     timeout: Duration,
 }
@@ -149,16 +200,21 @@ impl Redfish {
         }
         let (base, query) = target.split_once('?').unwrap_or((target, ""));
         let mut credentials = CredentialSource::Environment;
+        let mut auth = Auth::Basic;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("credentials", f)) if !f.is_empty() => {
                     credentials = CredentialSource::File(PathBuf::from(f))
                 }
+                Some(("auth", "basic")) => auth = Auth::Basic,
+                Some(("auth", "session")) => auth = Auth::Session,
                 _ => {
+                    // The key only: a value given here may be a password.
+                    let key = pair.split('=').next().unwrap_or_default();
                     return Err(format!(
-                        "{pair:?}: the only option is credentials=FILE (user and password \
-                         never go in the spelling)"
-                    ))
+                        "{key:?}: the options are credentials=FILE and auth=basic|session \
+                         (user and password never go in the spelling)"
+                    ));
                 }
             }
         }
@@ -171,6 +227,7 @@ impl Redfish {
         Ok(Redfish {
             url,
             credentials,
+            auth,
             interval: Duration::from_secs(u64::from(opts.interval_s.max(1))),
             timeout: opts.reply_timeout,
         })
@@ -238,20 +295,39 @@ impl PowerSource for Redfish {
     }
     fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Session>, SourceError>> {
         Box::pin(async move {
-            let auth = self.credentials.resolve()?.map(|c| c.basic());
-            Ok(Box::new(RedfishSession {
+            let creds = self.credentials.resolve()?;
+            let mut s = RedfishSession {
                 src: self.clone(),
-                auth,
+                auth: None,
+                creds: None,
+                token: None,
                 power: None,
                 ticker: None,
                 pending: VecDeque::new(),
-            }) as Box<dyn Session>)
+            };
+            match self.auth {
+                Auth::Basic => s.auth = creds.map(|c| c.basic()),
+                Auth::Session => {
+                    s.creds = Some(creds.ok_or_else(|| {
+                        SourceError::NoReply(format!(
+                            "auth=session needs credentials: credentials=FILE or \
+                             {ENV_USERNAME} and {ENV_PASSWORD}"
+                        ))
+                    })?);
+                    s.login().await?;
+                }
+            }
+            Ok(Box::new(s) as Box<dyn Session>)
         })
     }
 }
 
 struct RedfishSession {
     src: Redfish,
+    /// Credentials kept for logging in again (auth=session).
+    creds: Option<Credentials>,
+    /// The session logged in (auth=session; kept out of every message).
+    token: Option<SessionToken>,
     /// `Authorization` header value (kept out of every message).
     auth: Option<String>,
     power: Option<PowerPath>,
@@ -260,31 +336,129 @@ struct RedfishSession {
 }
 
 impl RedfishSession {
-    async fn get_json(&self, path: &str) -> Result<serde_json::Value, SourceError> {
-        let url = HttpUrl {
+    fn url(&self, path: &str) -> HttpUrl {
+        HttpUrl {
             path_and_query: path.to_string(),
             ..self.src.url.clone()
-        };
-        let mut headers = vec![("Accept", "application/json")];
-        if let Some(a) = &self.auth {
-            headers.push(("Authorization", a.as_str()));
         }
-        let resp = http::get(&url, &headers, self.src.timeout, MAX_BYTES)
-            .await
-            .map_err(|e| SourceError::Open {
-                location: format!("http://{}{path}", url.authority()),
-                source: Box::new(e),
-            })?;
+    }
+
+    fn credentials_from(&self) -> String {
+        match &self.src.credentials {
+            CredentialSource::File(f) => f.display().to_string(),
+            CredentialSource::Environment => format!("{ENV_USERNAME}/{ENV_PASSWORD}"),
+        }
+    }
+
+    /// Log in (auth=session): a new session and its token.
+    async fn login(&mut self) -> Result<(), SourceError> {
+        let c = self.creds.as_ref().ok_or(SourceError::Closed)?;
+        let body = serde_json::json!({"UserName": c.user(), "Password": c.password()}).to_string();
+        let url = self.url(SESSIONS_PATH);
+        let headers = [
+            ("Accept", "application/json"),
+            ("Content-Type", "application/json"),
+        ];
+        let resp = http::request(
+            "POST",
+            &url,
+            &headers,
+            Some(body.as_bytes()),
+            self.src.timeout,
+            MAX_BYTES,
+        )
+        .await
+        .map_err(|e| SourceError::Open {
+            location: format!("http://{}{SESSIONS_PATH}", url.authority()),
+            source: Box::new(e),
+        })?;
+        match resp.status {
+            200 | 201 => {}
+            401 | 403 => {
+                return Err(SourceError::NoReply(format!(
+                    "{SESSIONS_PATH}: HTTP {} (login refused; credentials from {})",
+                    resp.status,
+                    self.credentials_from()
+                )))
+            }
+            s => {
+                return Err(SourceError::NoReply(format!(
+                    "{SESSIONS_PATH}: HTTP status {s} to the login (does the service offer \
+                     sessions? auth=basic needs none)"
+                )))
+            }
+        }
+        let token = resp.header("x-auth-token").ok_or_else(|| {
+            SourceError::NoReply(format!(
+                "{SESSIONS_PATH}: the login answered without an X-Auth-Token header"
+            ))
+        })?;
+        let path = resp.header("location").map(path_of).or_else(|| {
+            serde_json::from_slice::<serde_json::Value>(&resp.body)
+                .ok()?
+                .get("@odata.id")?
+                .as_str()
+                .map(str::to_string)
+        });
+        self.token = Some(SessionToken {
+            token: token.to_string(),
+            path,
+        });
+        Ok(())
+    }
+
+    /// Log out (best effort, bounded by the reply timeout): the BMC's sessions are few.
+    async fn logout(&mut self) {
+        if let Some(SessionToken {
+            token,
+            path: Some(path),
+        }) = self.token.take()
+        {
+            let _ = http::request(
+                "DELETE",
+                &self.url(&path),
+                &[("X-Auth-Token", token.as_str())],
+                None,
+                self.src.timeout,
+                MAX_BYTES,
+            )
+            .await;
+        }
+    }
+
+    async fn get_json(&mut self, path: &str) -> Result<serde_json::Value, SourceError> {
+        let url = self.url(path);
+        let mut relogged = false;
+        let resp = loop {
+            let mut headers = vec![("Accept", "application/json")];
+            if let Some(a) = &self.auth {
+                headers.push(("Authorization", a.as_str()));
+            }
+            if let Some(t) = &self.token {
+                headers.push(("X-Auth-Token", t.token.as_str()));
+            }
+            let resp = http::get(&url, &headers, self.src.timeout, MAX_BYTES)
+                .await
+                .map_err(|e| SourceError::Open {
+                    location: format!("http://{}{path}", url.authority()),
+                    source: Box::new(e),
+                })?;
+            // The session expired or the BMC forgot it: log in again, once.
+            if resp.status == 401 && self.token.is_some() && !relogged {
+                relogged = true;
+                self.token = None;
+                self.login().await?;
+                continue;
+            }
+            break resp;
+        };
         match resp.status {
             200 => {}
             401 | 403 => {
                 return Err(SourceError::NoReply(format!(
                     "{path}: HTTP {} (authentication refused; credentials from {})",
                     resp.status,
-                    match &self.src.credentials {
-                        CredentialSource::File(f) => f.display().to_string(),
-                        CredentialSource::Environment => format!("{ENV_USERNAME}/{ENV_PASSWORD}"),
-                    }
+                    self.credentials_from()
                 )))
             }
             s => return Err(SourceError::NoReply(format!("{path}: HTTP status {s}"))),
@@ -376,7 +550,11 @@ impl Session for RedfishSession {
         self.pending.drain(..).collect()
     }
     fn stop(mut self: Box<Self>) -> BoxFuture<'static, Vec<SourceEvent>> {
-        Box::pin(async move { self.pending.drain(..).collect() })
+        Box::pin(async move {
+            let events = self.pending.drain(..).collect();
+            self.logout().await;
+            events
+        })
     }
 }
 
@@ -448,7 +626,7 @@ mod tests {
             ),
             (
                 "http://bmc/redfish/v1/Chassis/1?password=x",
-                "only option is credentials=FILE",
+                "options are credentials=FILE and auth=basic|session",
             ),
             ("https://bmc/redfish/v1/Chassis/1", "TLS"),
             ("http://bmc/Chassis/1", "expected a chassis"),
@@ -462,6 +640,172 @@ mod tests {
             password: "calvin".into(),
         };
         assert!(!format!("{c:?}").contains("calvin"));
+    }
+
+    /// What the in-test Redfish service saw.
+    #[derive(Default)]
+    struct Seen {
+        logins: u32,
+        valid: Option<String>,
+        gets: u32,
+        deleted: Vec<String>,
+        basic_sent: bool,
+    }
+
+    /// One request of the in-test service: (method, path, headers, body).
+    async fn read_request(
+        s: &mut tokio::net::TcpStream,
+    ) -> (String, String, Vec<(String, String)>, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+                let mut lines = head.lines();
+                let mut first = lines.next().unwrap().split(' ');
+                let (m, p) = (first.next().unwrap(), first.next().unwrap());
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|l| l.split_once(": "))
+                    .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+                    .collect();
+                let len: usize = headers
+                    .iter()
+                    .find(|(n, _)| n == "content-length")
+                    .map_or(0, |(_, v)| v.parse().unwrap());
+                while raw.len() < end + 4 + len {
+                    let n = s.read(&mut buf).await.unwrap();
+                    raw.extend_from_slice(&buf[..n]);
+                }
+                let body = raw[end + 4..end + 4 + len].to_vec();
+                return (m.to_string(), p.to_string(), headers, body);
+            }
+        }
+    }
+
+    /// A Redfish service with sessions: user root, password calvin; the token expires after
+    /// the third GET (the next request gets 401).
+    async fn serve(
+        listener: tokio::net::TcpListener,
+        seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+    ) {
+        use tokio::io::AsyncWriteExt;
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let (method, path, headers, body) = read_request(&mut s).await;
+            let h = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+            let (status, extra, body) = {
+                let mut st = seen.lock().unwrap();
+                st.basic_sent |= h("authorization").is_some();
+                let authed = h("x-auth-token").is_some() && h("x-auth-token") == st.valid;
+                match (method.as_str(), path.as_str()) {
+                    ("POST", SESSIONS_PATH) => {
+                        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        if v["UserName"] == "root" && v["Password"] == "calvin" {
+                            st.logins += 1;
+                            let n = st.logins;
+                            st.valid = Some(format!("tok{n}"));
+                            (
+                                "201 Created",
+                                format!(
+                                    "X-Auth-Token: tok{n}\r\nLocation: http://bmc{SESSIONS_PATH}/{n}\r\n"
+                                ),
+                                format!("{{\"@odata.id\": \"{SESSIONS_PATH}/{n}\"}}"),
+                            )
+                        } else {
+                            ("401 Unauthorized", String::new(), "{}".into())
+                        }
+                    }
+                    _ if !authed => ("401 Unauthorized", String::new(), "{}".into()),
+                    ("DELETE", p) => {
+                        st.deleted.push(p.to_string());
+                        st.valid = None;
+                        ("204 No Content", String::new(), String::new())
+                    }
+                    ("GET", "/redfish/v1/Chassis/1") => {
+                        st.gets += 1;
+                        (
+                            "200 OK",
+                            String::new(),
+                            r#"{"Id": "1", "Manufacturer": "Contoso", "Power": {"@odata.id": "/redfish/v1/Chassis/1/Power"}}"#.into(),
+                        )
+                    }
+                    ("GET", "/redfish/v1/Chassis/1/Power") => {
+                        st.gets += 1;
+                        let w = 100 + st.gets;
+                        if st.gets == 3 {
+                            st.valid = None;
+                        }
+                        (
+                            "200 OK",
+                            String::new(),
+                            format!(r#"{{"PowerControl": [{{"PowerConsumedWatts": {w}}}]}}"#),
+                        )
+                    }
+                    _ => ("404 Not Found", String::new(), "{}".into()),
+                }
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_log_in_once_again_after_a_401_and_log_out_on_stop() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+        tokio::spawn(serve(listener, seen.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bmc");
+        std::fs::write(&f, "root:calvin\n").unwrap();
+        let o = SourceOptions::default();
+        let url = format!(
+            "http://127.0.0.1:{port}/redfish/v1/Chassis/1?credentials={}&auth=session",
+            f.display()
+        );
+        let src = Redfish::parse(&url, &o)
+            .unwrap()
+            .with_interval(Duration::from_millis(10));
+        assert_eq!(src.auth, Auth::Session);
+        let mut session = src.connect().await.unwrap();
+        session.identify().await.unwrap();
+        session.start().await.unwrap();
+        let mut watts = Vec::new();
+        for _ in 0..4 {
+            match session.next_event().await.unwrap() {
+                SourceEvent::Reading(r) => watts.push(r.power_w().unwrap()),
+                e => panic!("{e:?}"),
+            }
+        }
+        session.stop().await;
+        {
+            let st = seen.lock().unwrap();
+            // GET 1 is the chassis; the token expired after GET 3, so the third reading needed
+            // a second login; the readings lost nothing.
+            assert_eq!(watts, [102.0, 103.0, 104.0, 105.0]);
+            assert_eq!(st.logins, 2);
+            assert_eq!(st.deleted, [format!("{SESSIONS_PATH}/2")]);
+            assert!(!st.basic_sent, "basic authentication sent with a session");
+        }
+
+        // A refused login is a clear error without the password.
+        std::fs::write(&f, "root:wrong-pw\n").unwrap();
+        let e = match Redfish::parse(&url, &o).unwrap().connect().await {
+            Ok(_) => panic!("logged in with a wrong password"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains("login refused") && !e.contains("wrong-pw"),
+            "{e}"
+        );
+        assert_eq!(path_of("https://bmc:443/redfish/v1/S/1"), "/redfish/v1/S/1");
+        assert_eq!(path_of("/redfish/v1/S/2"), "/redfish/v1/S/2");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! | `emulated[:PROFILE]` | an emulated Watts up? PRO on a pseudo-terminal, power from PROFILE (`constant:W`, `trace:FILE.csv`, `bursts[:...]`; default `bursts`) |
 //! | `rapl:[ROOT]` | RAPL energy counters of the powercap tree at ROOT (default `/sys/class/powercap`) |
 //! | `prometheus+http://HOST:PORT/PATH?metric=NAME[&LABEL=VALUE...]` | one series of a Prometheus exporter, scraped every interval |
-//! | `redfish+http://BMC[:PORT]/redfish/v1/Chassis/ID[?credentials=FILE]` | a BMC's chassis power over Redfish, polled every interval (credentials from FILE or `MIGWATT_REDFISH_USERNAME`/`MIGWATT_REDFISH_PASSWORD`) |
+//! | `redfish+http://BMC[:PORT]/redfish/v1/Chassis/ID[?credentials=FILE][&auth=session]` | a BMC's chassis power over Redfish, polled every interval (credentials from FILE or `MIGWATT_REDFISH_USERNAME`/`MIGWATT_REDFISH_PASSWORD`; basic authentication, or a Redfish session) |
+//! | `ipmi://BMC[:PORT][?credentials=FILE][&sensor=NAME][&cipher=N]` | a BMC's power over IPMI (RMCP+): DCMI Get Power Reading, else an SDR sensor in Watts, polled every interval through ipmitool (credentials from FILE or `MIGWATT_IPMI_USERNAME`/`MIGWATT_IPMI_PASSWORD`) |
 //!
 //! `--port [NAME=]DEVICE` stays the short form of `--source [NAME=]wattsup:DEVICE`. Kinds
 //! are lower-case words, so spellings such as `redfish+https://...` or `rapl:` extend this
@@ -18,7 +19,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{
-    EmulatedSource, PowerSource, Prometheus, Rapl, Redfish, SourceError, SourceOptions, WattsUp,
+    EmulatedSource, Ipmi, PowerSource, Prometheus, Rapl, Redfish, SourceError, SourceOptions,
+    WattsUp,
 };
 use crate::emulator::{EmulatorConfig, Profile};
 
@@ -32,6 +34,8 @@ pub const RAPL_KIND: &str = "rapl";
 pub const PROMETHEUS_KIND: &str = "prometheus";
 /// Kind of a BMC's Redfish chassis power.
 pub const REDFISH_KIND: &str = "redfish";
+/// Kind of a BMC's power over IPMI.
+pub const IPMI_KIND: &str = "ipmi";
 /// Every kind, as spelled before the `:` of `KIND:TARGET`.
 pub const KINDS: &[&str] = &[
     WATTSUP_KIND,
@@ -40,11 +44,13 @@ pub const KINDS: &[&str] = &[
     "prometheus+http",
     "redfish+http",
     "redfish+https",
+    IPMI_KIND,
 ];
 /// The spellings accepted, for error messages.
 const EXPECTED: &str = "expected wattsup:DEVICE, emulated[:PROFILE], rapl:[ROOT], \
-                        prometheus+http://HOST:PORT/PATH?metric=NAME[&LABEL=VALUE] or \
-                        redfish+http://BMC/redfish/v1/Chassis/ID[?credentials=FILE]";
+                        prometheus+http://HOST:PORT/PATH?metric=NAME[&LABEL=VALUE], \
+                        redfish+http://BMC/redfish/v1/Chassis/ID[?credentials=FILE] or \
+                        ipmi://BMC[:PORT][?credentials=FILE][&sensor=NAME]";
 
 /// A spelling that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,6 +97,11 @@ pub enum SourceSpec {
         /// The chassis URL with its options (`http://...`); never credentials.
         url: String,
     },
+    /// `ipmi://BMC[:PORT][?credentials=FILE][&sensor=NAME][&cipher=N]`.
+    Ipmi {
+        /// The spelling (`ipmi://...`); never credentials.
+        url: String,
+    },
 }
 
 impl SourceSpec {
@@ -123,6 +134,11 @@ impl SourceSpec {
                 let url = format!("{scheme}:{target}");
                 Redfish::parse(&url, &SourceOptions::default()).map_err(|e| bad(s, e))?;
                 Ok(SourceSpec::Redfish { url })
+            }
+            IPMI_KIND => {
+                let url = format!("ipmi:{target}");
+                Ipmi::parse(&url, &SourceOptions::default()).map_err(|e| bad(s, e))?;
+                Ok(SourceSpec::Ipmi { url })
             }
             RAPL_KIND => Ok(SourceSpec::Rapl {
                 root: PathBuf::from(if target.is_empty() {
@@ -162,6 +178,7 @@ impl SourceSpec {
             SourceSpec::Rapl { .. } => RAPL_KIND,
             SourceSpec::Prometheus { .. } => PROMETHEUS_KIND,
             SourceSpec::Redfish { .. } => REDFISH_KIND,
+            SourceSpec::Ipmi { .. } => IPMI_KIND,
         }
     }
 
@@ -176,6 +193,7 @@ impl SourceSpec {
             SourceSpec::Rapl { .. } => RAPL_KIND.into(),
             SourceSpec::Prometheus { .. } => PROMETHEUS_KIND.into(),
             SourceSpec::Redfish { .. } => REDFISH_KIND.into(),
+            SourceSpec::Ipmi { .. } => IPMI_KIND.into(),
         }
     }
 
@@ -200,6 +218,9 @@ impl SourceSpec {
             ),
             SourceSpec::Redfish { url } => {
                 Arc::new(Redfish::parse(url, opts).map_err(SourceError::NoReply)?)
+            }
+            SourceSpec::Ipmi { url } => {
+                Arc::new(Ipmi::parse(url, opts).map_err(SourceError::NoReply)?)
             }
         })
     }
@@ -355,6 +376,22 @@ mod tests {
         let e =
             NamedSource::parse_source("b=redfish+https://bmc/redfish/v1/Chassis/1").unwrap_err();
         assert!(e.to_string().contains("TLS"), "{e}");
+        assert_eq!(
+            NamedSource::parse_source("hostA=ipmi://bmc-b:6230?credentials=/etc/bmc&sensor=Pwr")
+                .unwrap(),
+            NamedSource {
+                name: "hostA".into(),
+                spec: SourceSpec::Ipmi {
+                    url: "ipmi://bmc-b:6230?credentials=/etc/bmc&sensor=Pwr".into()
+                }
+            }
+        );
+        assert_eq!(
+            NamedSource::parse_source("ipmi://bmc").unwrap().name,
+            "ipmi"
+        );
+        let e = NamedSource::parse_source("b=ipmi://root:pw@bmc").unwrap_err();
+        assert!(e.to_string().contains("never go in the spelling"), "{e}");
         let e = NamedSource::parse_source("p=prometheus+http://h/m").unwrap_err();
         assert!(e.to_string().contains("missing ?metric=NAME"), "{e}");
     }
@@ -395,6 +432,12 @@ mod tests {
             p("rapl:"),
             SourceSpec::Rapl {
                 root: "/sys/class/powercap".into()
+            }
+        );
+        assert_eq!(
+            p("ipmi://bmc"),
+            SourceSpec::Ipmi {
+                url: "ipmi://bmc".into()
             }
         );
         assert!(SourceSpec::parse_device_or_spec("").is_err());
