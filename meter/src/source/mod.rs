@@ -226,6 +226,15 @@ pub struct SourceInfo {
     pub energy_counter_j: Option<f64>,
 }
 
+/// The clock of a polled source (RAPL, Prometheus, Redfish, IPMI): first tick one interval
+/// from now (the source reads once at start), and a late tick delays the next ones instead
+/// of bunching readings.
+pub(crate) fn poll_ticker(interval: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
 /// Connect to `source`, identify it and take one reading, within `limit` (plus one native
 /// interval: a polled source's first reading comes after one).
 pub fn probe(source: &dyn PowerSource, limit: Duration) -> Result<SourceInfo, SourceError> {

@@ -414,12 +414,7 @@ impl Session for PrometheusSession {
     }
     fn start(&mut self) -> BoxFuture<'_, Result<(), SourceError>> {
         Box::pin(async move {
-            let mut t = tokio::time::interval_at(
-                tokio::time::Instant::now() + self.src.interval,
-                self.src.interval,
-            );
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            self.ticker = Some(t);
+            self.ticker = Some(super::poll_ticker(self.src.interval));
             Ok(())
         })
     }

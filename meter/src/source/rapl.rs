@@ -268,12 +268,7 @@ impl Session for RaplSession {
             // The first read is the counter's origin, not a sample: every sample then carries
             // both the counter and the mean power since the previous read.
             self.read()?;
-            let mut t = tokio::time::interval_at(
-                tokio::time::Instant::now() + self.interval,
-                self.interval,
-            );
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            self.ticker = Some(t);
+            self.ticker = Some(super::poll_ticker(self.interval));
             Ok(())
         })
     }

@@ -527,12 +527,7 @@ impl Session for RedfishSession {
             // The first reading at once, then one per interval.
             let e = self.poll().await?;
             self.pending.push_back(e);
-            let mut t = tokio::time::interval_at(
-                tokio::time::Instant::now() + self.src.interval,
-                self.src.interval,
-            );
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            self.ticker = Some(t);
+            self.ticker = Some(super::poll_ticker(self.src.interval));
             Ok(())
         })
     }
