@@ -68,3 +68,25 @@ with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=220):
     print(acc.sort("workload"))
     print("what round 1 dirtied (MB), against D x T_1 (pre-migration dirty rate x round-1 time) and the probe's H")
     print(per.sort("workload"))
+
+# Guest boot to the workload's ready line, from the campaign's own log (calibrate-run.log, its
+# stderr): "starting source and destination QEMU" to "pre-migration dirty rate", less the 1 s
+# dirty-rate sample.
+log = os.path.join(data, "calibrate-run.log")
+if os.path.exists(log):
+    import re
+    from collections import defaultdict
+
+    started, boot = {}, defaultdict(list)
+    for line in open(log):
+        m = re.match(r"(\d+):(\d+):(\d+) (\S+): (starting source|pre-migration dirty rate)", line)
+        if not m:
+            continue
+        t = int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3])
+        if m[5] == "starting source":
+            started[m[4]] = t
+        elif m[4] in started:
+            boot[m[4].split("-256m")[0]].append(t - started[m[4]] - 1)
+    print("guest boot to ready (s, whole-second log stamps): workload min max")
+    for w, v in sorted(boot.items()):
+        print(f"  {w:16s} {min(v):3d} {max(v):3d}  {sorted(v)}")
