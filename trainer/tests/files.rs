@@ -343,10 +343,9 @@ fn linear_from_csv_and_refusals_name_file_and_row() {
     assert_eq!(t.file.coefficients.len(), 2);
     validate_all(&models);
 
+    // The error and its causes, as the binary prints them (`{e:#}`).
     let fails = |opts: &TrainOptions, l: &LinearOptions| {
-        trainer::train_linear(opts, l, &Control::none())
-            .unwrap_err()
-            .to_string()
+        datasets::error_chain(&trainer::train_linear(opts, l, &Control::none()).unwrap_err())
     };
     // A NaN in the data: file and 1-based data row named.
     let bad = dir.path().join("bad.csv");
