@@ -1,19 +1,28 @@
 //! Live power for dashboards: a Prometheus exporter that runs beside the capture.
 //!
-//! [`render`] turns a snapshot of the meters' [`MeterStatus`] into the Prometheus text
-//! exposition format (0.0.4). [`serve`] is a small HTTP/1.1 server on the capture's tokio
-//! runtime that answers `GET /metrics` with it. The capture never waits for the exporter: it
-//! only reads the statuses the capture publishes on its watch channel (cloned per scrape),
-//! every connection runs in its own task with a read timeout, a size limit and a write
-//! timeout, and the number of open connections is capped. Nothing runs while nobody scrapes.
+//! [`render`] turns a snapshot of the sources' [`MeterStatus`] into the Prometheus text
+//! exposition format (0.0.4). [`serve`] answers `GET /metrics` with it over HTTP/1.1 (hyper),
+//! on the capture's tokio runtime. The capture never waits for the exporter: a scrape clones
+//! the latest statuses from the capture's watch channel and renders the copy; every
+//! connection runs in its own task and answers one request; a client has a limited time to
+//! send its request head and to take the response; the request head's size and the number
+//! of connections served at once are capped. Nothing runs while nobody scrapes.
 
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE as CONTENT_TYPE_HEADER};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::status::{MeterStatus, StatusFeed};
 use crate::Cancel;
@@ -23,6 +32,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// How long a connection is drained after its response before it is closed.
 const LINGER: Duration = Duration::from_secs(1);
+
+/// Smallest request-head limit hyper accepts (its read buffer never goes below this).
+pub const MIN_REQUEST_BYTES: usize = 8192;
 
 /// Errors of the exporter's configuration.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +82,7 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Time allowed to write a response.
     pub write_timeout: Duration,
-    /// Largest request head accepted, bytes (431 above it).
+    /// Largest request head accepted, bytes (431 above it); at least [`MIN_REQUEST_BYTES`].
     pub max_request_bytes: usize,
     /// Connections served at once; more are closed at once.
     pub max_connections: usize,
@@ -81,7 +93,7 @@ impl Default for Limits {
         Limits {
             request_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
-            max_request_bytes: 8 * 1024,
+            max_request_bytes: MIN_REQUEST_BYTES,
             max_connections: 64,
         }
     }
@@ -108,7 +120,7 @@ pub async fn serve_with(listener: TcpListener, status: StatusFeed, stop: Cancel,
                 };
                 let status = status.clone();
                 tokio::spawn(async move {
-                    handle(stream, &status, limits).await;
+                    handle(stream, status, limits).await;
                     drop(permit);
                 });
             }
@@ -118,247 +130,182 @@ pub async fn serve_with(listener: TcpListener, status: StatusFeed, stop: Cancel,
     }
 }
 
-/// An HTTP response, before serialisation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Response {
-    code: u16,
-    content_type: &'static str,
-    extra_header: Option<&'static str>,
-    body: String,
-    head_only: bool,
+/// How hyper's handling of a connection ended.
+enum Ending {
+    /// Answered (by the service, or by hyper for a malformed request), or the client left.
+    Done,
+    /// No request to answer: a canned error response is due.
+    Unanswered(StatusCode, &'static str),
+    /// The client did not take the response in time.
+    Abandoned,
 }
 
-impl Response {
-    fn error(code: u16, message: &str) -> Self {
-        Response {
-            code,
-            content_type: "text/plain; charset=utf-8",
-            extra_header: None,
-            body: format!("{message}\n"),
-            head_only: false,
-        }
-    }
-
-    fn to_bytes(&self) -> Vec<u8> {
-        let reason = match self.code {
-            200 => "OK",
-            400 => "Bad Request",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            408 => "Request Timeout",
-            431 => "Request Header Fields Too Large",
-            _ => "Error",
-        };
-        let mut head = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            self.code,
-            self.content_type,
-            self.body.len()
-        );
-        if let Some(h) = self.extra_header {
-            head.push_str(h);
-            head.push_str("\r\n");
-        }
-        head.push_str("\r\n");
-        let mut out = head.into_bytes();
-        if !self.head_only {
-            out.extend_from_slice(self.body.as_bytes());
-        }
-        out
-    }
-}
-
-/// One connection: read one request head, answer, close.
-async fn handle(mut stream: TcpStream, status: &StatusFeed, limits: Limits) {
-    let response = match read_head(&mut stream, limits).await {
-        Ok(Some(head)) => route(&head, || {
-            let snapshot = status.borrow().clone();
-            render(&snapshot, crate::clock::mono_ns())
-        }),
-        Ok(None) => return,
-        Err(r) => r,
+/// One connection: one request, answered, then closed after a short drain.
+async fn handle(mut stream: TcpStream, status: StatusFeed, limits: Limits) {
+    let ending = exchange(&mut stream, status, limits).await;
+    let answered = match ending {
+        Ending::Done => true,
+        Ending::Abandoned => false,
+        Ending::Unanswered(code, why) => write_plain(&mut stream, code, why, limits).await,
     };
-    let bytes = response.to_bytes();
-    let written = tokio::time::timeout(limits.write_timeout, async {
-        stream.write_all(&bytes).await?;
-        stream.shutdown().await
+    if answered {
+        linger(&mut stream).await;
+    }
+}
+
+/// Let hyper read the request and write the response, within the limits.
+async fn exchange(stream: &mut TcpStream, status: StatusFeed, limits: Limits) -> Ending {
+    let requested = Arc::new(Notify::new());
+    let service = {
+        let requested = requested.clone();
+        service_fn(move |req: Request<Incoming>| {
+            requested.notify_one();
+            let response = respond(&req, &status);
+            async move { Ok::<_, Infallible>(response) }
+        })
+    };
+    let conn = http1::Builder::new()
+        .keep_alive(false)
+        // Header names as most servers spell them (`Content-Type`), as clients have seen them.
+        .title_case_headers(true)
+        .max_buf_size(limits.max_request_bytes.max(MIN_REQUEST_BYTES))
+        .serve_connection(TokioIo::new(&mut *stream), service);
+    tokio::pin!(conn);
+    // Biased: a request that arrived is answered even if the request timer fires meanwhile.
+    let finished = tokio::select! {
+        biased;
+        r = conn.as_mut() => Some(r),
+        _ = requested.notified() => None,
+        _ = tokio::time::sleep(limits.request_timeout) => {
+            return Ending::Unanswered(StatusCode::REQUEST_TIMEOUT, "request not received in time");
+        }
+    };
+    match finished {
+        // Hyper answers malformed and oversized requests itself, but not one cut short.
+        Some(Err(e)) if e.is_incomplete_message() => {
+            Ending::Unanswered(StatusCode::BAD_REQUEST, "incomplete request")
+        }
+        Some(_) => Ending::Done,
+        None => match tokio::time::timeout(limits.write_timeout, conn).await {
+            Ok(_) => Ending::Done,
+            Err(_) => Ending::Abandoned,
+        },
+    }
+}
+
+/// Write a plain-text error response for a request hyper never handed over.
+async fn write_plain(stream: &mut TcpStream, code: StatusCode, why: &str, limits: Limits) -> bool {
+    let body = format!("{why}\n");
+    let bytes = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        code.as_u16(),
+        code.canonical_reason().unwrap_or_default(),
+        body.len()
+    );
+    let written = tokio::time::timeout(limits.write_timeout, stream.write_all(bytes.as_bytes()));
+    matches!(written.await, Ok(Ok(())))
+}
+
+/// Close the sending side, then drain what the client still sends (e.g. the rest of an
+/// oversized request) so that closing does not reset the connection before the client has
+/// read the response.
+async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut left = 1usize << 20;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
     })
     .await;
-    if matches!(written, Ok(Ok(()))) {
-        // Drain what the client still sends (e.g. the rest of an oversized request) so that
-        // closing does not reset the connection before it has read the response.
-        let mut sink = [0u8; 4096];
-        let _ = tokio::time::timeout(LINGER, async {
-            let mut left = 1usize << 20;
-            while left > 0 {
-                match stream.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => left = left.saturating_sub(n),
-                }
-            }
-        })
-        .await;
-    }
 }
 
-/// Read up to the end of the request head; `Ok(None)` if the client left without a byte.
-async fn read_head(stream: &mut TcpStream, limits: Limits) -> Result<Option<Vec<u8>>, Response> {
-    let deadline = tokio::time::Instant::now() + limits.request_timeout;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
-            Err(_) => return Err(Response::error(408, "request not received in time")),
-            Ok(Err(_)) => return Ok(None),
-            Ok(Ok(n)) => n,
-        };
-        if n == 0 {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(Response::error(400, "incomplete request"))
-            };
-        }
-        let scan_from = buf.len().saturating_sub(3);
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = head_end(&buf[scan_from..]) {
-            buf.truncate(scan_from + end);
-            return Ok(Some(buf));
-        }
-        if buf.len() > limits.max_request_bytes {
-            return Err(Response::error(431, "request head too large"));
-        }
-    }
+/// A response with a text body, its type and its length (explicit, so that HEAD gets the
+/// length of the body it does not receive).
+fn text(code: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let len = body.len();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = code;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(content_type));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    r
 }
 
-/// Length of the head up to and including its blank line (`\r\n\r\n` or `\n\n`).
-fn head_end(buf: &[u8]) -> Option<usize> {
-    (0..buf.len()).find_map(|i| {
-        if buf[i..].starts_with(b"\r\n\r\n") {
-            Some(i + 4)
-        } else if buf[i..].starts_with(b"\n\n") {
-            Some(i + 2)
-        } else {
-            None
-        }
+fn plain(code: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    text(code, "text/plain; charset=utf-8", format!("{message}\n"))
+}
+
+/// The response to a request whose head hyper parsed.
+fn respond<B>(req: &Request<B>, status: &StatusFeed) -> Response<Full<Bytes>> {
+    route(req, || {
+        // Render a copy: the capture's channel is never held while formatting.
+        let snapshot = status.borrow().clone();
+        render(&snapshot, crate::clock::mono_ns())
     })
 }
 
-/// Answer a complete request head; `metrics` renders the body only when it is needed.
-fn route(head: &[u8], metrics: impl FnOnce() -> String) -> Response {
-    let (method, path) = match parse_head(head) {
-        Ok(r) => r,
-        Err(why) => return Response::error(400, why),
-    };
-    if path != "/metrics" {
-        return Response::error(404, "not found: the metrics are at /metrics");
+/// Route a request; `metrics` renders the body only when it is needed.
+fn route<B>(req: &Request<B>, metrics: impl FnOnce() -> String) -> Response<Full<Bytes>> {
+    let uri = req.uri();
+    // Origin form (`/metrics`) or absolute form (`http://host/metrics`); not `host:port`.
+    if uri.authority().is_some() && uri.scheme().is_none() || !uri.path().starts_with('/') {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "bad request target: expected an absolute path",
+        );
     }
-    match method {
-        "GET" | "HEAD" => Response {
-            code: 200,
-            content_type: CONTENT_TYPE,
-            extra_header: None,
-            body: metrics(),
-            head_only: method == "HEAD",
-        },
-        _ => Response {
-            extra_header: Some("Allow: GET, HEAD"),
-            ..Response::error(405, "method not allowed: use GET")
-        },
+    if uri.path() != "/metrics" {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: the metrics are at /metrics",
+        );
+    }
+    match *req.method() {
+        Method::GET | Method::HEAD => text(StatusCode::OK, CONTENT_TYPE, metrics()),
+        _ => {
+            let mut r = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: use GET",
+            );
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r
+        }
     }
 }
 
-/// Check a request head; returns its method and path (query string dropped).
-fn parse_head(head: &[u8]) -> Result<(&str, &str), &'static str> {
-    let text = std::str::from_utf8(head).map_err(|_| "request head is not UTF-8")?;
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let request_line = lines.next().unwrap_or_default();
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("request line must be METHOD SP PATH SP HTTP/1.x");
-    };
-    let token = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    };
-    if !token(method) {
-        return Err("bad method");
-    }
-    if !target.starts_with('/') || target.bytes().any(|b| b.is_ascii_control()) {
-        return Err("bad request target: expected an absolute path");
-    }
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err("unsupported HTTP version: expected HTTP/1.0 or HTTP/1.1");
-    }
-    for line in lines.take_while(|l| !l.is_empty()) {
-        match line.split_once(':') {
-            Some((name, _)) if token(name) => {}
-            _ => return Err("bad header line: expected NAME: VALUE"),
-        }
-    }
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
-    Ok((method, path))
+/// Samples of a family as (labels, value), from the statuses and the monotonic clock now.
+type Samples = fn(&[MeterStatus], i64) -> Vec<(String, f64)>;
+
+/// One metric family: its name, type, help, and samples.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Samples,
 }
 
-/// Render the meters' statuses in the Prometheus text format; `now_mono_ns` is the host's
-/// monotonic clock (for the age of the last sample).
-pub fn render(meters: &[MeterStatus], now_mono_ns: i64) -> String {
-    let mut out = String::with_capacity(512 + meters.len() * 1024);
-    let host = |m: &MeterStatus| format!("host=\"{}\"", escape_label(&m.name));
-    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for (labels, v) in samples {
-            out.push_str(&format!("{name}{{{labels}}} {}\n", fmt_value(v)));
-        }
-    };
-    let gauge = |f: fn(&MeterStatus) -> Option<f64>| -> Vec<(String, f64)> {
-        meters
-            .iter()
-            .filter_map(|m| f(m).map(|v| (host(m), v)))
-            .collect()
-    };
-    family(
-        "migwatt_power_watts",
-        "gauge",
-        "Latest power reading of the meter, W.",
-        gauge(|m| m.watts),
-    );
-    family(
-        "migwatt_voltage_volts",
-        "gauge",
-        "Latest voltage reading of the meter, V.",
-        gauge(|m| m.volts),
-    );
-    family(
-        "migwatt_current_amperes",
-        "gauge",
-        "Latest current reading of the meter, A.",
-        gauge(|m| m.amps),
-    );
-    family(
-        "migwatt_power_factor_ratio",
-        "gauge",
-        "Latest power factor reading of the meter, ratio 0..1.",
-        gauge(|m| m.power_factor),
-    );
-    family(
-        "migwatt_energy_joules_total",
-        "counter",
-        "Energy since the capture started, J (trapezoids over consecutive samples on the host's monotonic clock; intervals across gaps are not counted).",
-        gauge(|m| Some(m.energy_j_total)),
-    );
-    family(
-        "migwatt_samples_total",
-        "counter",
-        "Samples captured since the capture started.",
-        gauge(|m| Some(m.samples as f64)),
-    );
-    let mut rejected = Vec::new();
+fn host(m: &MeterStatus) -> String {
+    format!("host=\"{}\"", escape_label(&m.name))
+}
+
+/// One sample per source where `f` has a value, labelled with the host.
+fn per_host(meters: &[MeterStatus], f: impl Fn(&MeterStatus) -> Option<f64>) -> Vec<(String, f64)> {
+    meters
+        .iter()
+        .filter_map(|m| f(m).map(|v| (host(m), v)))
+        .collect()
+}
+
+fn rejected(meters: &[MeterStatus], _: i64) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
     for m in meters {
-        // Kinds the source may report are exported at 0 until seen, so that `rate()` works
+        // Kinds the source may report are exported at 0 until seen, so that rate() works
         // from the start.
         let known = m.reject_kinds.iter().map(|k| (*k, 0));
         let mut by_kind: std::collections::BTreeMap<&str, u64> = known.collect();
@@ -367,57 +314,117 @@ pub fn render(meters: &[MeterStatus], now_mono_ns: i64) -> String {
         }
         for (k, n) in by_kind {
             let kind = escape_label(&k.replace(' ', "_"));
-            rejected.push((format!("{},kind=\"{kind}\"", host(m)), n as f64));
+            out.push((format!("{},kind=\"{kind}\"", host(m)), n as f64));
         }
     }
-    family(
-        "migwatt_rejected_fragments_total",
-        "counter",
-        "Fragments of the serial stream rejected by the decoder, by kind.",
-        rejected,
-    );
-    family(
-        "migwatt_gaps_total",
-        "counter",
-        "Gaps in the samples (reconnects, stalls, lost records).",
-        gauge(|m| Some(m.gaps as f64)),
-    );
-    family(
-        "migwatt_last_sample_age_seconds",
-        "gauge",
-        "Time since the meter's last sample, s.",
-        meters
-            .iter()
-            .filter_map(|m| {
+    out
+}
+
+fn info(meters: &[MeterStatus], _: i64) -> Vec<(String, f64)> {
+    meters
+        .iter()
+        .filter_map(|m| {
+            let id = m.meter_id.as_deref()?;
+            let labels = format!(
+                "{},meter_id=\"{}\",firmware=\"{}\"",
+                host(m),
+                escape_label(id),
+                escape_label(m.firmware.as_deref().unwrap_or_default())
+            );
+            Some((labels, 1.0))
+        })
+        .collect()
+}
+
+const FAMILIES: [Family; 11] = [
+    Family {
+        name: "migwatt_power_watts",
+        kind: "gauge",
+        help: "Latest power reading of the meter, W.",
+        samples: |m, _| per_host(m, |m| m.watts),
+    },
+    Family {
+        name: "migwatt_voltage_volts",
+        kind: "gauge",
+        help: "Latest voltage reading of the meter, V.",
+        samples: |m, _| per_host(m, |m| m.volts),
+    },
+    Family {
+        name: "migwatt_current_amperes",
+        kind: "gauge",
+        help: "Latest current reading of the meter, A.",
+        samples: |m, _| per_host(m, |m| m.amps),
+    },
+    Family {
+        name: "migwatt_power_factor_ratio",
+        kind: "gauge",
+        help: "Latest power factor reading of the meter, ratio 0..1.",
+        samples: |m, _| per_host(m, |m| m.power_factor),
+    },
+    Family {
+        name: "migwatt_energy_joules_total",
+        kind: "counter",
+        help: "Energy since the capture started, J (trapezoids over consecutive samples on the host's monotonic clock; intervals across gaps are not counted).",
+        samples: |m, _| per_host(m, |m| Some(m.energy_j_total)),
+    },
+    Family {
+        name: "migwatt_samples_total",
+        kind: "counter",
+        help: "Samples captured since the capture started.",
+        samples: |m, _| per_host(m, |m| Some(m.samples as f64)),
+    },
+    Family {
+        name: "migwatt_rejected_fragments_total",
+        kind: "counter",
+        help: "Fragments of the serial stream rejected by the decoder, by kind.",
+        samples: rejected,
+    },
+    Family {
+        name: "migwatt_gaps_total",
+        kind: "counter",
+        help: "Gaps in the samples (reconnects, stalls, lost records).",
+        samples: |m, _| per_host(m, |m| Some(m.gaps as f64)),
+    },
+    Family {
+        name: "migwatt_last_sample_age_seconds",
+        kind: "gauge",
+        help: "Time since the meter's last sample, s.",
+        samples: |m, now| {
+            per_host(m, |m| {
                 let t = m.last_sample_mono_ns?;
-                Some((host(m), (now_mono_ns - t).max(0) as f64 / 1e9))
+                Some((now - t).max(0) as f64 / 1e9)
             })
-            .collect(),
-    );
-    family(
-        "migwatt_meter_logging",
-        "gauge",
-        "1 while the meter streams records, 0 while connecting, reconnecting or stopped.",
-        gauge(|m| Some(if m.state == "logging" { 1.0 } else { 0.0 })),
-    );
-    family(
-        "migwatt_meter_info",
-        "gauge",
-        "The meter's identity and firmware, from its version reply.",
-        meters
-            .iter()
-            .filter_map(|m| {
-                let id = m.meter_id.as_deref()?;
-                let labels = format!(
-                    "{},meter_id=\"{}\",firmware=\"{}\"",
-                    host(m),
-                    escape_label(id),
-                    escape_label(m.firmware.as_deref().unwrap_or_default())
-                );
-                Some((labels, 1.0))
-            })
-            .collect(),
-    );
+        },
+    },
+    Family {
+        name: "migwatt_meter_logging",
+        kind: "gauge",
+        help: "1 while the meter streams records, 0 while connecting, reconnecting or stopped.",
+        samples: |m, _| per_host(m, |m| Some(if m.state == "logging" { 1.0 } else { 0.0 })),
+    },
+    Family {
+        name: "migwatt_meter_info",
+        kind: "gauge",
+        help: "The meter's identity and firmware, from its version reply.",
+        samples: info,
+    },
+];
+
+/// Render the sources' statuses in the Prometheus text format; `now_mono_ns` is the host's
+/// monotonic clock (for the age of the last sample).
+pub fn render(meters: &[MeterStatus], now_mono_ns: i64) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(512 + meters.len() * 1024);
+    for f in &FAMILIES {
+        let _ = write!(
+            out,
+            "# HELP {} {}\n# TYPE {} {}\n",
+            f.name, f.help, f.name, f.kind
+        );
+        for (labels, v) in (f.samples)(meters, now_mono_ns) {
+            let _ = writeln!(out, "{}{{{labels}}} {}", f.name, fmt_value(v));
+        }
+    }
     out
 }
 
@@ -606,50 +613,50 @@ mod tests {
         }
     }
 
+    fn request(method: &str, target: &str) -> Request<()> {
+        Request::builder()
+            .method(method)
+            .uri(target)
+            .body(())
+            .unwrap()
+    }
+
     #[test]
-    fn requests_are_routed_and_checked() {
+    fn requests_are_routed() {
         let body = || "m 1\n".to_string();
-        let code = |req: &str| route(req.as_bytes(), body).code;
-        let ok = route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", body);
-        assert_eq!(
-            (ok.code, ok.content_type, ok.body.as_str()),
-            (200, CONTENT_TYPE, "m 1\n")
-        );
-        assert_eq!(code("GET /metrics?x=1 HTTP/1.0\n\n"), 200);
-        let head = route(b"HEAD /metrics HTTP/1.1\r\n\r\n", body);
-        assert!(head.head_only && !String::from_utf8_lossy(&head.to_bytes()).contains("m 1"));
-        assert_eq!(code("GET / HTTP/1.1\r\n\r\n"), 404);
-        assert_eq!(code("POST /metrics HTTP/1.1\r\n\r\n"), 405);
-        for bad in [
-            "garbage\r\n\r\n",
-            "GET /metrics\r\n\r\n",
-            "GET  /metrics HTTP/1.1\r\n\r\n",
-            "GET metrics HTTP/1.1\r\n\r\n",
-            "GET /metrics HTTP/2.0\r\n\r\n",
-            "G(T /metrics HTTP/1.1\r\n\r\n",
-            "GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n",
-            "GET /met\x01rics HTTP/1.1\r\n\r\n",
-        ] {
-            assert_eq!(code(bad), 400, "{bad:?}");
-        }
-        assert_eq!(route(b"GET /\xff HTTP/1.1\r\n\r\n", body).code, 400);
-        let r =
-            String::from_utf8(route(b"PUT /metrics HTTP/1.1\r\n\r\n", body).to_bytes()).unwrap();
-        assert!(r.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{r}");
-        assert!(r.contains("\r\nAllow: GET, HEAD\r\n") && r.contains("Content-Length: "));
+        let code = |m: &str, t: &str| route(&request(m, t), body).status().as_u16();
+        let ok = route(&request("GET", "/metrics"), body);
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(ok.headers()[CONTENT_TYPE_HEADER], CONTENT_TYPE);
+        assert_eq!(ok.headers()[CONTENT_LENGTH], "4");
+        assert_eq!(code("GET", "/metrics?x=1"), 200);
+        assert_eq!(code("HEAD", "/metrics"), 200);
+        assert_eq!(code("GET", "http://example.org/metrics"), 200);
+        assert_eq!(code("GET", "/"), 404);
+        assert_eq!(code("GET", "example.org:80"), 400);
+        assert_eq!(code("GET", "*"), 400);
+        let post = route(&request("POST", "/metrics"), body);
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(post.headers()[ALLOW], "GET, HEAD");
+        // The body is rendered only for the metrics themselves.
+        let not_found = route(&request("GET", "/x"), || unreachable!());
+        assert_eq!(not_found.status(), StatusCode::NOT_FOUND);
+    }
+
+    /// Send `request` to a real server and return the whole response.
+    async fn response(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        // A server that closes at once may reset the connection: what arrived is the answer.
+        let _ = s.write_all(request).await;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// Send `request` to a real server and return the status line.
     async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(request).await.unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.unwrap();
-        String::from_utf8_lossy(&out)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string()
+        let r = response(addr, request).await;
+        r.lines().next().unwrap_or_default().to_string()
     }
 
     #[test]
@@ -665,32 +672,35 @@ mod tests {
             let stop = Cancel::new();
             let limits = Limits {
                 request_timeout: Duration::from_millis(200),
-                max_request_bytes: 1024,
                 ..Limits::default()
             };
             tokio::spawn(serve_with(l, feed, stop.clone(), limits));
 
             // A client that connects and says nothing holds no one up.
             let _silent = TcpStream::connect(addr).await.unwrap();
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
-                .await
-                .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
+            let out = response(addr, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").await;
             assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
-            assert!(out.contains(&format!("Content-Type: {CONTENT_TYPE}\r\n")));
-            assert!(out.contains("\r\n\r\n# HELP migwatt_power_watts "));
-            assert!(out.contains("migwatt_power_watts{host=\"src\"} 44.4\n"));
+            assert!(out.contains(&format!("\r\nContent-Type: {CONTENT_TYPE}\r\n")));
+            assert!(out.contains("\r\nConnection: close\r\n"), "{out}");
+            let (head, body) = out.split_once("\r\n\r\n").unwrap();
+            assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
+            assert!(body.starts_with("# HELP migwatt_power_watts "));
+            assert!(body.contains("migwatt_power_watts{host=\"src\"} 44.4\n"));
 
             // Later scrapes see the statuses as they are now.
             status.send_modify(|s| s[0].watts = Some(50.0));
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
+            let out = response(addr, b"GET /metrics HTTP/1.0\r\n\r\n").await;
             assert!(
                 out.contains("migwatt_power_watts{host=\"src\"} 50\n"),
+                "{out}"
+            );
+
+            // HEAD: the length of the body, not the body.
+            let out = response(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").await;
+            let (head, body) = out.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+            assert!(
+                head.contains("\r\nContent-Length: ") && body.is_empty(),
                 "{out}"
             );
 
@@ -698,14 +708,31 @@ mod tests {
                 exchange(addr, b"GET /other HTTP/1.1\r\n\r\n").await,
                 "HTTP/1.1 404 Not Found"
             );
-            assert_eq!(
-                exchange(addr, b"DELETE /metrics HTTP/1.1\r\n\r\n").await,
-                "HTTP/1.1 405 Method Not Allowed"
+            let out = response(addr, b"DELETE /metrics HTTP/1.1\r\n\r\n").await;
+            assert!(
+                out.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+                "{out}"
             );
-            assert_eq!(
-                exchange(addr, b"\x00\x01\x02junk\r\n\r\n").await,
-                "HTTP/1.1 400 Bad Request"
-            );
+            assert!(out.contains("\r\nAllow: GET, HEAD\r\n"), "{out}");
+            for bad in [
+                &b"\x00\x01\x02junk\r\n\r\n"[..],
+                b"garbage\r\n\r\n",
+                b"GET /metrics\r\n\r\n",
+                b"GET  /metrics HTTP/1.1\r\n\r\n",
+                b"GET metrics HTTP/1.1\r\n\r\n",
+                b"GET /metrics HTTP/2.0\r\n\r\n",
+                b"G(T /metrics HTTP/1.1\r\n\r\n",
+                b"GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n",
+                b"GET /met\x01rics HTTP/1.1\r\n\r\n",
+                b"GET /\xff HTTP/1.1\r\n\r\n",
+            ] {
+                assert_eq!(
+                    exchange(addr, bad).await,
+                    "HTTP/1.1 400 Bad Request",
+                    "{:?}",
+                    String::from_utf8_lossy(bad)
+                );
+            }
             // A partial request that stalls times out with 408.
             assert_eq!(
                 exchange(addr, b"GET /metr").await,
@@ -727,6 +754,46 @@ mod tests {
             s.read_to_string(&mut out).await.unwrap();
             assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
 
+            stop.cancel();
+        });
+    }
+
+    #[test]
+    fn connections_over_the_cap_are_closed_at_once() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = TcpListener::from_std(bind("127.0.0.1:0".parse().unwrap()).unwrap()).unwrap();
+            let addr = l.local_addr().unwrap();
+            let (_status, feed) = tokio::sync::watch::channel(vec![meter()]);
+            let limits = Limits {
+                max_connections: 2,
+                // Long enough that the held connections stay held during the test.
+                request_timeout: Duration::from_secs(600),
+                ..Limits::default()
+            };
+            let stop = Cancel::new();
+            tokio::spawn(serve_with(l, feed, stop.clone(), limits));
+            let _held: Vec<TcpStream> = vec![
+                TcpStream::connect(addr).await.unwrap(),
+                TcpStream::connect(addr).await.unwrap(),
+            ];
+            // The third is closed without an answer.
+            assert_eq!(response(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await, "");
+            drop(_held);
+            // Once the held ones are gone, scrapes are answered again (the server sees the
+            // closes when it next polls them).
+            let mut answered = false;
+            for _ in 0..1000 {
+                if exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await == "HTTP/1.1 200 OK" {
+                    answered = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(answered);
             stop.cancel();
         });
     }
