@@ -166,6 +166,9 @@ async fn exchange(stream: &mut TcpStream, status: StatusFeed, limits: Limits) ->
     };
     let conn = http1::Builder::new()
         .keep_alive(false)
+        // A client may shut down its sending side once the request is out (curl, scripts):
+        // without this hyper drops the connection on that EOF before answering.
+        .half_close(true)
         // Header names as most servers spell them (`Content-Type`), as clients have seen them.
         .title_case_headers(true)
         .max_buf_size(limits.max_request_bytes.max(MIN_REQUEST_BYTES))
