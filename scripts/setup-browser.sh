@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the browser tests (tests/report_browser.rs) need, idempotently: Debian's
+# Install what the browser tests (tests/cli/report_browser.rs) need, idempotently: Debian's
 # `chromium` (headless use only). Runs apt-get update only when the install fails without
 # it. Prints the Chromium version on its last line. Needs root for apt-get.
 # Usage: scripts/setup-browser.sh

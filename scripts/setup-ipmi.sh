@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the IPMI source tests (tests/sources.rs, ipmi_*) need, idempotently: Debian's
+# Install what the IPMI source tests (tests/capture/sources.rs, ipmi_*) need, idempotently: Debian's
 # `ipmitool` (what ipmi:// sources run) and `openipmi` (its `ipmi_sim`, a BMC simulator
 # serving RMCP+ on loopback). Runs apt-get update only when the install fails without it.
 # Prints the path of ipmi_sim on its last line. Needs root for apt-get.

@@ -11,4 +11,4 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 guest=$(scripts/setup-qemu.sh | tail -n1)
 MIGWATT_QEMU_GUEST_DIR="$guest" MIGWATT_CAMPAIGN_OUT="${MIGWATT_CAMPAIGN_OUT:-$root/bench/accuracy/data}" \
-  cargo test --workspace --test predict_campaign -- --ignored --test-threads=1 --nocapture
+  cargo test --workspace --test migration -- --ignored predict_campaign:: --test-threads=1 --nocapture

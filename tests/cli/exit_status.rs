@@ -1,7 +1,7 @@
 //! The exit statuses of every command family (README "What every command guarantees"): 0
 //! success, 1 failure with each cause printed once, 2 usage, 130/143 after a clean stop.
 //! 3 (thresholds) and 4 (a migration not completed or verified) are checked where a campaign
-//! or a real migration runs: tests/calibrate_run.rs, tests/qemu_migrate.rs.
+//! or a real migration runs: tests/migration/calibrate_run.rs, tests/migration/qemu_migrate.rs.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

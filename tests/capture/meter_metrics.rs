@@ -2,7 +2,7 @@
 //! emulated meter is captured; scrapes agree with the samples written, and slow, stuck or
 //! malformed clients change nothing about the capture.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -8,14 +8,14 @@
 //! QEMU's gdbstub and expects the check to catch it.
 //!
 //! Needs `scripts/setup-qemu.sh` first; run one at a time with
-//! `MIGWATT_QEMU_GUEST_DIR=$(scripts/setup-qemu.sh | tail -n1) cargo test --workspace --test qemu_migrate -- --ignored --test-threads=1`.
+//! `MIGWATT_QEMU_GUEST_DIR=$(scripts/setup-qemu.sh | tail -n1) cargo test --workspace --test migration -- --ignored qemu_migrate:: --test-threads=1`.
 //! Set MIGWATT_QEMU_RECORD_DIR to keep each run's raw QMP log there.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-mod common;
+use crate::common;
 
 use assert_cmd::cargo::CommandCargoExt;
 use common::qemu::*;

@@ -1,14 +1,14 @@
 //! The accuracy campaign of issue 6: real QEMU migrations over a grid of dirtying rates and
 //! link rates, a few repetitions, driven by `migwatt calibrate migrate` through the same
-//! pieces as tests/qemu_migrate.rs (two TCG QEMUs, the `dirtier` guest, a rate-limiting
+//! pieces as tests/migration/qemu_migrate.rs (two TCG QEMUs, the `dirtier` guest, a rate-limiting
 //! relay). Writes `OUT/{raw,migrations,rounds}/<run>.*` so that `migwatt evaluate` reruns
 //! without QEMU. Run by bench/accuracy/campaign.sh:
 //! `MIGWATT_QEMU_GUEST_DIR=... MIGWATT_CAMPAIGN_OUT=bench/accuracy/data cargo test --workspace
-//! --test predict_campaign -- --ignored --test-threads=1`.
+//! --test migration -- --ignored predict_campaign:: --test-threads=1`.
 
 use std::path::{Path, PathBuf};
 
-mod common;
+use crate::common;
 
 use common::qemu::*;
 use datasets::migrations::read_migrations;

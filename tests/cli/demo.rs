@@ -2,7 +2,7 @@
 //! replaying the example migrations built into the binary, writes the report, and says what
 //! was emulated; from any folder, as after `cargo install`.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! End to end: `migwatt meter capture` on the source kinds beside the Watts up? PRO.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

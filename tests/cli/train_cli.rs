@@ -1,7 +1,7 @@
 //! `migwatt train` and `migwatt models` end to end: real files in, coefficient files out,
 //! every file written loaded back through the validating loader.
 
-mod common;
+use crate::common;
 
 use assert_cmd::Command;
 use predicates::prelude::*;

@@ -1,6 +1,6 @@
 //! End-to-end tests of `migwatt predict`, `migwatt rank` and `migwatt evaluate` (issue 6).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

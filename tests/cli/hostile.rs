@@ -2,7 +2,7 @@
 //! impossible values through, drop samples, crash or hang, run against the real binary with
 //! real files and real processes. One module per class of the issue.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::FileTypeExt;

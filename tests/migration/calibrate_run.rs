@@ -3,7 +3,7 @@
 //! migrations), and a campaign killed twice at random points that must end with the same
 //! datasets as an uninterrupted one, losing and duplicating no sample.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -3,13 +3,13 @@
 //! tolerance page sampling allows (stated below), and its non-zero share must be plausible.
 //!
 //! Needs `scripts/setup-qemu.sh` first; run one at a time with
-//! `MIGWATT_QEMU_GUEST_DIR=$(scripts/setup-qemu.sh | tail -n1) cargo test --workspace --test qemu_probe -- --ignored --test-threads=1`.
+//! `MIGWATT_QEMU_GUEST_DIR=$(scripts/setup-qemu.sh | tail -n1) cargo test --workspace --test migration -- --ignored qemu_probe:: --test-threads=1`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-mod common;
+use crate::common;
 
 use assert_cmd::cargo::CommandCargoExt;
 use common::qemu::*;

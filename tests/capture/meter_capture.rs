@@ -1,6 +1,6 @@
 //! End to end: emulator -> pseudo-terminal -> `migwatt meter capture` -> Parquet.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! example campaign, then the page checked in real headless Chromium.
 //!
 //! Ignored by default (needs Chromium: `scripts/setup-browser.sh`); run with
-//! `cargo test --test report_browser -- --ignored`. `MIGWATT_CHROMIUM` overrides the browser
+//! `cargo test --test cli -- --ignored report_browser::`. `MIGWATT_CHROMIUM` overrides the browser
 //! binary (default `/usr/bin/chromium`).
 
 use std::path::{Path, PathBuf};
@@ -300,7 +300,7 @@ fn unescape_html(s: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs Chromium: scripts/setup-browser.sh, then cargo test --test report_browser -- --ignored"]
+#[ignore = "needs Chromium: scripts/setup-browser.sh, then cargo test --test cli -- --ignored report_browser::"]
 fn report_renders_in_headless_chromium() {
     let browser = chromium();
     let tmp = tempfile::tempdir().unwrap();
